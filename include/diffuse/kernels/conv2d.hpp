@@ -1,0 +1,293 @@
+// 2-D convolution on the CPU, NHWC activations and HWIO weights, as implicit GEMM on the
+// engine of detail/gemm_core.hpp: forward (optional bias), gradient w.r.t. the input,
+// gradient w.r.t. weights and bias. Square kernel k (any k; 1 and 3 are the common
+// cases), any stride, zero padding, groups = 1.
+//
+//   x  [N][H][W][Cin]      y, dy  [N][OH][OW][Cout]      w, dw  [k][k][Cin][Cout] (HWIO)
+//   OH = (H + 2 pad - k) / stride + 1, likewise OW.
+//
+// As GEMMs (rows x cols, depth), with P = N*OH*OW output pixels and KK = k*k*Cin:
+//   forward          y (P x Cout)      = im2col(x) (P x KK)  * w (KK x Cout)      depth KK
+//   backward data    stride 1: a forward convolution of dy with the flipped, transposed
+//                    kernel and padding k-1-pad; otherwise dcol = dy * w^T per image and
+//                    a col2im scatter-add (depth Cout)
+//   backward weights dw^T (Cout x KK)  = dy^T (Cout x P) * im2col(x) (P x KK)     depth P,
+//                    P split across threads with private partial sums
+// im2col is never materialised: the packing functors read x directly.
+//
+// Overwrite or accumulate: every output takes beta; out = beta * out + result, and
+// beta == 0 never reads out (so it may hold garbage). Layers pass beta = 1 to accumulate
+// into .grad. Not here: groups, dilation, asymmetric padding, argument checking.
+#pragma once
+
+#include <algorithm>
+
+#include "diffuse/kernels/gemm.hpp"
+
+namespace diffuse::kernels {
+
+/// Sizes of one convolution (NHWC, square kernel, symmetric zero padding).
+struct Conv2dShape {
+  index_t n = 1, h = 1, w = 1, cin = 1, cout = 1, k = 1, stride = 1, pad = 0;
+  index_t oh() const noexcept { return (h + 2 * pad - k) / stride + 1; }
+  index_t ow() const noexcept { return (w + 2 * pad - k) / stride + 1; }
+  index_t pixels() const noexcept { return n * oh() * ow(); }  ///< P, rows of the GEMM
+  index_t kk() const noexcept { return k * k * cin; }          ///< depth of the forward GEMM
+  /// Multiply-adds x 2 of the forward pass (the same count holds for each backward).
+  double flops() const noexcept { return 2.0 * double(pixels()) * double(kk()) * double(cout); }
+};
+
+namespace detail {
+
+/// Copies one im2col row segment: columns [j, j + len) of output pixel (n, oy, ox), in
+/// runs of channels, zeros where the window leaves the image. (kh, kw, ci) is column j.
+template <class T>
+inline void im2col_segment(T* __restrict d, const T* __restrict x, const Conv2dShape& s,
+                           index_t n, index_t oy, index_t ox, index_t kh, index_t kw, index_t ci,
+                           index_t len) noexcept {
+  const index_t y0 = oy * s.stride - s.pad, x0 = ox * s.stride - s.pad;
+  index_t p = 0;
+  while (p < len) {
+    const index_t run = std::min(s.cin - ci, len - p);
+    const index_t iy = y0 + kh, ix = x0 + kw;
+    if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+      const T* src = x + ((n * s.h + iy) * s.w + ix) * s.cin + ci;
+      for (index_t q = 0; q < run; ++q) d[p + q] = src[q];
+    } else {
+      for (index_t q = 0; q < run; ++q) d[p + q] = T(0);
+    }
+    p += run;
+    ci = 0;
+    if (++kw == s.k) {
+      kw = 0;
+      ++kh;
+    }
+  }
+}
+
+template <class T>
+struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k]
+  const T* x;
+  Conv2dShape s;
+  void operator()(T* dst, index_t i0, int mr, index_t k0, index_t kc) const noexcept {
+    constexpr index_t KS = Tiling<T>::KS;
+    constexpr int MR = Tiling<T>::MR;
+    const index_t oh = s.oh(), ow = s.ow();
+    const index_t kh = k0 / (s.k * s.cin), rem = k0 % (s.k * s.cin);
+    const index_t kw = rem / s.cin, ci = rem % s.cin;
+    index_t m = i0;
+    index_t n = m / (oh * ow), r = m % (oh * ow);
+    index_t oy = r / ow, ox = r % ow;
+    for (int i = 0; i < mr; ++i) {
+      im2col_segment(dst + i * KS, x, s, n, oy, ox, kh, kw, ci, kc);
+      if (++ox == ow) {  // next output pixel without divisions
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+    for (int i = mr; i < MR; ++i)
+      for (index_t p = 0; p < kc; ++p) dst[i * KS + p] = T(0);
+  }
+};
+
+template <class T>
+struct PackBIm2colCols {  // op(B) = im2col(x) restricted to pixels [p0, ...): panel dst[k * NR + j]
+  const T* x;
+  Conv2dShape s;
+  index_t p0;
+  void operator()(T* dst, index_t j0, int nr, index_t k0, index_t kc) const noexcept {
+    constexpr int NR = Tiling<T>::NR;
+    const index_t oh = s.oh(), ow = s.ow();
+    const index_t kh = j0 / (s.k * s.cin), rem = j0 % (s.k * s.cin);
+    const index_t kw = rem / s.cin, ci = rem % s.cin;
+    const index_t m = p0 + k0;
+    index_t n = m / (oh * ow), r = m % (oh * ow);
+    index_t oy = r / ow, ox = r % ow;
+    for (index_t p = 0; p < kc; ++p) {
+      T* d = dst + p * NR;
+      im2col_segment(d, x, s, n, oy, ox, kh, kw, ci, nr);
+      for (int j = nr; j < NR; ++j) d[j] = T(0);
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+  }
+};
+
+template <class T, int MR>
+struct PackADyTrans {  // op(A) = dy^T restricted to pixels [p0, ...): k-major dst[k * MR + i]
+  const T* dy;
+  index_t cout, p0;
+  void operator()(T* dst, index_t i0, int mr, index_t k0, index_t kc) const noexcept {
+    for (index_t p = 0; p < kc; ++p) {
+      const T* src = dy + (p0 + k0 + p) * cout + i0;
+      T* d = dst + p * MR;
+      int i = 0;
+      for (; i < mr; ++i) d[i] = src[i];
+      for (; i < MR; ++i) d[i] = T(0);
+    }
+  }
+};
+
+template <class T>
+void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+                            T beta, int nt) {
+  const index_t p = s.pixels();
+  if (p <= 0 || s.cout <= 0) return;
+  const Epilogue<T> epi{bias, Activation::none};
+  if (s.k == 1 && s.stride == 1 && s.pad == 0) {  // 1x1: y = x w, a plain GEMM
+    gemm_threads(false, false, p, s.cout, s.cin, T(1), x, s.cin, w, s.cout, beta, y, s.cout,
+                 epi, nt);
+    return;
+  }
+  gemm_driver<T, Tiling<T>::MR, true>(p, s.cout, s.kk(), T(1), beta, y, s.cout, epi,
+                                      PackAIm2colRows<T>{x, s}, PackBRowMajor<T>{w, s.cout},
+                                      nt);
+}
+
+}  // namespace detail
+
+/// y = beta * y + conv(x, w) + bias.  x: [N][H][W][Cin], w: [k][k][Cin][Cout],
+/// bias: [Cout] or nullptr, y: [N][OH][OW][Cout]. beta == 0 overwrites y.
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                    const T* w /*[k][k][Cin][Cout]*/, const T* bias /*[Cout] or null*/,
+                    T* y /*[N][OH][OW][Cout]*/, T beta = T(0)) {
+  detail::conv2d_forward_threads(s, x, w, bias, y, beta, available_threads());
+}
+
+/// dx = beta * dx + d(loss)/dx given dy = d(loss)/dy.  dy: [N][OH][OW][Cout],
+/// w: [k][k][Cin][Cout], dx: [N][H][W][Cin]. beta == 0 overwrites dx, 1 accumulates.
+template <class T>
+void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
+                          const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
+                          T beta = T(0)) {
+  using detail::thread_scratch;
+  const int nt = available_threads();
+  const index_t img = s.h * s.w * s.cin;
+  if (s.n <= 0 || img <= 0) return;
+  if (s.k == 1 && s.stride == 1 && s.pad == 0) {  // 1x1: dx = dy w^T
+    detail::gemm_threads(false, true, s.pixels(), s.cin, s.cout, T(1), dy, s.cout, w, s.cout,
+                         beta, dx, s.cin, Epilogue<T>{}, nt);
+    return;
+  }
+  const index_t kk = s.kk();
+  if (s.stride == 1 && s.pad <= s.k - 1) {
+    // Full correlation of dy with the kernel flipped in space and transposed in channels:
+    // wf[kh][kw][co][ci] = w[k-1-kh][k-1-kw][ci][co], padding k-1-pad. Repacked per call
+    // (k*k*Cin*Cout values, negligible next to the convolution).
+    T* wf = thread_scratch<T, 2>(static_cast<std::size_t>(kk * s.cout));
+    for (index_t kh = 0; kh < s.k; ++kh)
+      for (index_t kw = 0; kw < s.k; ++kw) {
+        const T* src = w + ((s.k - 1 - kh) * s.k + (s.k - 1 - kw)) * s.cin * s.cout;
+        T* dst = wf + (kh * s.k + kw) * s.cout * s.cin;
+        for (index_t ci = 0; ci < s.cin; ++ci)
+          for (index_t co = 0; co < s.cout; ++co) dst[co * s.cin + ci] = src[ci * s.cout + co];
+      }
+    const Conv2dShape t{s.n, s.oh(), s.ow(), s.cout, s.cin, s.k, 1, s.k - 1 - s.pad};
+    detail::conv2d_forward_threads(t, dy, wf, static_cast<const T*>(nullptr), dx, beta, nt);
+    return;
+  }
+  // Strided: per image dcol (OH*OW x KK) = dy_n w^T, then scatter-add the columns.
+  T* wt = thread_scratch<T, 2>(static_cast<std::size_t>(kk * s.cout));  // [Cout][KK]
+  for (index_t r = 0; r < kk; ++r)
+    for (index_t co = 0; co < s.cout; ++co) wt[co * kk + r] = w[r * s.cout + co];
+  const index_t oh = s.oh(), ow = s.ow(), opix = oh * ow;
+  auto one_image = [&](index_t n, int gemm_threads) {
+    T* dcol = thread_scratch<T, 3>(static_cast<std::size_t>(std::max<index_t>(opix * kk, 1)));
+    detail::gemm_threads(false, false, opix, kk, s.cout, T(1), dy + n * opix * s.cout, s.cout,
+                         wt, kk, T(0), dcol, kk, Epilogue<T>{}, gemm_threads);
+    T* dxn = dx + n * img;
+    if (beta == T(0))
+      for (index_t i = 0; i < img; ++i) dxn[i] = T(0);
+    else if (beta != T(1))
+      for (index_t i = 0; i < img; ++i) dxn[i] *= beta;
+    for (index_t oy = 0; oy < oh; ++oy)
+      for (index_t ox = 0; ox < ow; ++ox) {
+        const T* col = dcol + (oy * ow + ox) * kk;
+        for (index_t kh = 0; kh < s.k; ++kh) {
+          const index_t iy = oy * s.stride - s.pad + kh;
+          if (iy < 0 || iy >= s.h) continue;
+          for (index_t kw = 0; kw < s.k; ++kw) {
+            const index_t ix = ox * s.stride - s.pad + kw;
+            if (ix < 0 || ix >= s.w) continue;
+            const T* src = col + (kh * s.k + kw) * s.cin;
+            T* dst = dxn + (iy * s.w + ix) * s.cin;
+            for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+          }
+        }
+      }
+  };
+  if (nt > 1 && s.n >= nt) {
+    DIFFUSE_OMP(parallel for num_threads(nt) schedule(static))
+    for (index_t n = 0; n < s.n; ++n) one_image(n, 1);
+  } else {
+    for (index_t n = 0; n < s.n; ++n) one_image(n, nt);
+  }
+}
+
+/// dw = beta * dw + d(loss)/dw and db = beta * db + d(loss)/db given dy.
+/// x: [N][H][W][Cin], dy: [N][OH][OW][Cout], dw: [k][k][Cin][Cout], db: [Cout] or nullptr.
+/// beta == 0 overwrites, 1 accumulates (the layers' "grad +=").
+template <class T>
+void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                             const T* dy /*[N][OH][OW][Cout]*/,
+                             T* dw /*[k][k][Cin][Cout]*/, T* db /*[Cout] or null*/,
+                             T beta = T(0)) {
+  using detail::Tiling;
+  const index_t kk = s.kk(), co = s.cout, p = std::max<index_t>(s.pixels(), 0);
+  if (kk <= 0 || co <= 0) return;
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(available_threads(),
+                                                                          p / 64 + 1)));
+  // Per thread: partial dw^T [Cout][KK] then partial db [Cout].
+  const index_t part = co * kk + co;
+  T* parts = detail::thread_scratch<T, 3>(static_cast<std::size_t>(part * nt));
+  constexpr int MRS = Tiling<T>::MR_SMALL, MRB = Tiling<T>::MR;
+  const bool small_tile = co % MRB != 0 && co % MRS == 0;
+
+  DIFFUSE_OMP(parallel num_threads(nt) if (nt > 1))
+  {
+    const int t = thread_index() % nt;
+    const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
+    T* dwt = parts + t * part;
+    T* dbt = dwt + co * kk;
+    const detail::PackBIm2colCols<T> pack_b{x, s, p0};
+    if (small_tile)
+      detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
+                                         detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
+    else
+      detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
+                                         detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+    for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
+    for (index_t q = p0; q < p1; ++q) {
+      const T* row = dy + q * co;
+      for (index_t c = 0; c < co; ++c) dbt[c] += row[c];
+    }
+  }
+  // Reduce the partials and transpose [Cout][KK] -> [KK][Cout].
+  DIFFUSE_OMP(parallel for num_threads(nt) if (nt > 1) schedule(static))
+  for (index_t r = 0; r < kk; ++r) {
+    T* out = dw + r * co;
+    for (index_t c = 0; c < co; ++c) {
+      T sum = T(0);
+      for (int t = 0; t < nt; ++t) sum += parts[t * part + c * kk + r];
+      out[c] = beta == T(0) ? sum : beta * out[c] + sum;
+    }
+  }
+  if (db) {
+    for (index_t c = 0; c < co; ++c) {
+      T sum = T(0);
+      for (int t = 0; t < nt; ++t) sum += parts[t * part + co * kk + c];
+      db[c] = beta == T(0) ? sum : beta * db[c] + sum;
+    }
+  }
+}
+
+}  // namespace diffuse::kernels

@@ -1,0 +1,277 @@
+// The engine under every GEMM-shaped kernel of the library: register-tiled xsimd
+// micro-kernel, BLIS-style cache blocking (NC / KC / MC loops around packed panels),
+// the OpenMP work split, and the thread_local packing workspaces.
+//
+// It does not know where the operands come from: the caller passes two packing
+// functors. pack_a(dst, i0, mr, k0, kc) writes one MR-row micro-panel of op(A) and
+// pack_b(dst, j0, nr, k0, kc) one NR-column micro-panel of op(B), zero padded. That is how
+// gemm (strided matrices), conv2d (implicit im2col) and the backward kernels share one
+// engine. Two A panel layouts exist because each is a plain copy for some sources:
+//   row panel   dst[i * KS + k]  (rows of A contiguous in memory: A row-major, im2col rows)
+//   k-major     dst[k * MR + i]  (columns of A contiguous: A transposed, dY^T)
+// KS is a compile-time row stride, so the micro-kernel addresses all MR rows from one
+// pointer with immediate offsets and needs no extra registers.
+//
+// Not here: the public entry points (gemm.hpp, conv2d.hpp) and any argument checking.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/simd.hpp"
+
+namespace diffuse::kernels {
+
+/// Index and size type of all kernels (signed: differences and strides are natural).
+using index_t = std::ptrdiff_t;
+
+/// Element-wise activation a fused epilogue applies after the bias.
+enum class Activation { none, relu, silu };
+
+/// Fused GEMM epilogue: C = act(alpha * op(A) op(B) + beta * C + bias[col]).
+template <class T>
+struct Epilogue {
+  const T* bias = nullptr;  ///< [N] per-column bias, or nullptr
+  Activation act = Activation::none;
+};
+
+}  // namespace diffuse::kernels
+
+namespace diffuse::kernels::detail {
+
+/// Register and cache blocking for element type T on the compiled architecture.
+template <class T>
+struct Tiling {
+  static constexpr int W = static_cast<int>(simd_width<T>);
+  // 64-byte vectors means AVX-512 and 32 vector registers: a 14 x 2W tile uses 28
+  // accumulators + 2 B vectors, the A values are broadcast from memory inside the FMA.
+  // With 16 registers (SSE2, AVX2) 6 x 2W uses 12 accumulators.
+  static constexpr bool many_registers = W * sizeof(T) == 64;
+  static constexpr int NR = 2 * W;
+  static constexpr int MR = many_registers ? 14 : 6;
+  // Smaller tile for small M (Cout rows in the weight gradient): 8 divides 32 and 64.
+  static constexpr int MR_SMALL = many_registers ? 8 : 4;
+  // K block (and row-panel stride): B micro-panel KS x NR stays in L1/L2, A block in L2.
+  static constexpr index_t KS = 384 * 4 / static_cast<index_t>(sizeof(T));
+  static constexpr index_t MC_PANELS = many_registers ? 24 : 48;  // MC = MR * MC_PANELS
+  static constexpr index_t NC_MAX = 4096;
+};
+
+/// Growable 64-byte aligned scratch buffer, one per thread and slot; never shrinks, so
+/// the steady state does not allocate.
+template <class T>
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p_); }
+  T* get(std::size_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+      p_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+      if (!p_) {
+        cap_ = 0;
+        throw std::bad_alloc();
+      }
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t cap_ = 0;
+};
+
+/// Workspace slots: 0 packed A, 1 packed B (shared by the team of the calling thread),
+/// 2 and 3 for the conv kernels' own scratch.
+template <class T, int Slot>
+inline T* thread_scratch(std::size_t n) {
+  thread_local Scratch<T> s;
+  return s.get(n);
+}
+
+template <class T>
+inline T activate(T v, Activation act) noexcept {
+  switch (act) {
+    case Activation::relu: return v > T(0) ? v : T(0);
+    case Activation::silu: return v / (T(1) + std::exp(-v));
+    default: return v;
+  }
+}
+
+template <class T>
+inline simd<T> activate(const simd<T>& v, Activation act) noexcept {
+  switch (act) {
+    case Activation::relu: return xsimd::max(v, simd<T>(T(0)));
+    case Activation::silu: return v / (simd<T>(T(1)) + xsimd::exp(-v));
+    default: return v;
+  }
+}
+
+/// C[mr x nr] (row stride ldc) = act(alpha * A_panel B_panel + beta * C + bias); beta == 0
+/// never reads C. The full MR x NR product is always computed on zero-padded panels.
+template <class T, int MR, bool ARow>
+inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict b, T* c,
+                         index_t ldc, int mr, int nr, T alpha, T beta, const T* bias,
+                         Activation act) noexcept {
+  using V = simd<T>;
+  constexpr int W = Tiling<T>::W;
+  constexpr int NR = Tiling<T>::NR;
+  constexpr index_t KS = Tiling<T>::KS;
+  V acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = V(T(0));
+    acc1[i] = V(T(0));
+  }
+  for (index_t p = 0; p < kc; ++p) {
+    const V b0 = V::load_aligned(b + p * NR);
+    const V b1 = V::load_aligned(b + p * NR + W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      // Broadcast from memory: folded into the FMA as an embedded broadcast on AVX-512.
+      const V ai(ARow ? a[i * KS + p] : a[p * MR + i]);
+      acc0[i] = xsimd::fma(ai, b0, acc0[i]);
+      acc1[i] = xsimd::fma(ai, b1, acc1[i]);
+    }
+  }
+  const V va(alpha), vb(beta);
+  if (mr == MR && nr == NR) {
+    V bias0(T(0)), bias1(T(0));
+    if (bias) {
+      bias0 = V::load_unaligned(bias);
+      bias1 = V::load_unaligned(bias + W);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      T* ci = c + i * ldc;
+      V r0 = acc0[i] * va, r1 = acc1[i] * va;
+      if (beta != T(0)) {
+        r0 = xsimd::fma(vb, V::load_unaligned(ci), r0);
+        r1 = xsimd::fma(vb, V::load_unaligned(ci + W), r1);
+      }
+      if (bias) {
+        r0 += bias0;
+        r1 += bias1;
+      }
+      if (act != Activation::none) {
+        r0 = activate(r0, act);
+        r1 = activate(r1, act);
+      }
+      r0.store_unaligned(ci);
+      r1.store_unaligned(ci + W);
+    }
+    return;
+  }
+  // Edge tile: spill the accumulators, finish the valid part in scalar code.
+  alignas(64) T tmp[MR * NR];
+  for (int i = 0; i < MR; ++i) {
+    acc0[i].store_aligned(tmp + i * NR);
+    acc1[i].store_aligned(tmp + i * NR + W);
+  }
+  for (int i = 0; i < mr; ++i) {
+    T* ci = c + i * ldc;
+    for (int j = 0; j < nr; ++j) {
+      T r = alpha * tmp[i * NR + j];
+      if (beta != T(0)) r += beta * ci[j];
+      if (bias) r += bias[j];
+      ci[j] = activate(r, act);
+    }
+  }
+}
+
+inline index_t ceil_div(index_t a, index_t b) noexcept { return (a + b - 1) / b; }
+inline index_t round_up(index_t a, index_t b) noexcept { return ceil_div(a, b) * b; }
+
+/// C (m x n, row stride ldc) = act(alpha * op(A) op(B) + beta * C + bias) with op(A) and
+/// op(B) delivered by the packing functors (see the file comment). Uses up to nthreads
+/// threads; nthreads <= 1 runs on the calling thread only.
+template <class T, int MR, bool ARow, class PackA, class PackB>
+void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t ldc,
+                 const Epilogue<T>& epi, const PackA& pack_a, const PackB& pack_b,
+                 int nthreads) {
+  using Tl = Tiling<T>;
+  constexpr int NR = Tl::NR;
+  constexpr index_t KS = Tl::KS;
+  if (m <= 0 || n <= 0) return;
+  nthreads = std::max(1, nthreads);
+
+  // Balanced blocks: equal-sized K blocks (no short remainder block), N blocks.
+  const index_t nkb = k > 0 ? ceil_div(k, KS) : 1;
+  const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
+  const index_t njb = ceil_div(n, Tl::NC_MAX);
+  const index_t ncb = round_up(ceil_div(n, njb), NR);
+  // M blocks: a multiple of the thread count when there are few, so that threads finish
+  // together.
+  const index_t mc_max = MR * Tl::MC_PANELS;
+  index_t n_ic = ceil_div(m, mc_max);
+  if (nthreads > 1 && n_ic < 8 * nthreads) n_ic = round_up(n_ic, nthreads);
+  const index_t mc = round_up(ceil_div(m, n_ic), MR);
+  n_ic = ceil_div(m, mc);
+  // Too few M blocks for the team: every thread also takes a share of the N panels.
+  const index_t max_panels = ceil_div(ncb, NR);
+  const index_t n_js =
+      n_ic >= nthreads ? 1 : std::min<index_t>(max_panels, ceil_div(2 * nthreads, n_ic));
+
+  T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(KS * ncb));
+  const std::size_t abuf_size = static_cast<std::size_t>(mc * KS);
+  if (nthreads == 1) (void)thread_scratch<T, 0>(abuf_size);
+
+  DIFFUSE_OMP(parallel num_threads(nthreads) if (nthreads > 1))
+  {
+    T* abuf = thread_scratch<T, 0>(abuf_size);
+    for (index_t jc = 0; jc < n; jc += ncb) {
+      const index_t nb = std::min(ncb, n - jc);
+      const index_t npanels = ceil_div(nb, NR);
+      for (index_t pc = 0; pc < std::max<index_t>(k, 1); pc += std::max<index_t>(kcb, 1)) {
+        const index_t kc = std::min(kcb, k - pc);
+        const bool first = pc == 0;
+        const bool last = pc + kcb >= k;
+        DIFFUSE_OMP(for schedule(static))
+        for (index_t jp = 0; jp < npanels; ++jp) {
+          pack_b(bbuf + jp * KS * NR, jc + jp * NR,
+                 static_cast<int>(std::min<index_t>(NR, nb - jp * NR)), pc, kc);
+        }
+        const index_t tasks = n_ic * n_js;
+        const index_t panels_per_js = ceil_div(npanels, n_js);
+        DIFFUSE_OMP(for schedule(dynamic, 1))
+        for (index_t t = 0; t < tasks; ++t) {
+          const index_t ic = t / n_js, js = t % n_js;
+          const index_t jp_lo = js * panels_per_js;
+          const index_t jp_hi = std::min(npanels, jp_lo + panels_per_js);
+          if (jp_lo >= jp_hi) continue;
+          const index_t i0 = ic * mc;
+          const index_t mb = std::min(mc, m - i0);
+          const index_t mpanels = ceil_div(mb, MR);
+          for (index_t ip = 0; ip < mpanels; ++ip) {
+            pack_a(abuf + ip * MR * KS, i0 + ip * MR,
+                   static_cast<int>(std::min<index_t>(MR, mb - ip * MR)), pc, kc);
+          }
+          const T beta_blk = first ? beta : T(1);
+          const Activation act = last ? epi.act : Activation::none;
+          for (index_t jp = jp_lo; jp < jp_hi; ++jp) {
+            const index_t j0 = jc + jp * NR;
+            const int nr = static_cast<int>(std::min<index_t>(NR, nb - jp * NR));
+            const T* bias = (last && epi.bias) ? epi.bias + j0 : nullptr;
+            for (index_t ip = 0; ip < mpanels; ++ip) {
+              const index_t r0 = i0 + ip * MR;
+              micro_kernel<T, MR, ARow>(kc, abuf + ip * MR * KS, bbuf + jp * KS * NR,
+                                        c + r0 * ldc + j0, ldc,
+                                        static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
+                                        nr, alpha, beta_blk, bias, act);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace diffuse::kernels::detail

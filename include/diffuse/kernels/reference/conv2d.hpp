@@ -1,0 +1,91 @@
+// Naive twins of kernels/conv2d.hpp for the tests: direct loops over the definition,
+// accumulation in double, same layouts (NHWC activations, HWIO weights) and beta rule.
+#pragma once
+
+#include <vector>
+
+#include "diffuse/kernels/conv2d.hpp"
+
+namespace diffuse::kernels::reference {
+
+/// y = beta * y + conv(x, w) + bias.
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                    const T* w /*[k][k][Cin][Cout]*/, const T* bias /*[Cout] or null*/,
+                    T* y /*[N][OH][OW][Cout]*/, T beta = T(0)) {
+  const index_t oh = s.oh(), ow = s.ow();
+  for (index_t n = 0; n < s.n; ++n)
+    for (index_t oy = 0; oy < oh; ++oy)
+      for (index_t ox = 0; ox < ow; ++ox)
+        for (index_t co = 0; co < s.cout; ++co) {
+          double acc = bias ? double(bias[co]) : 0.0;
+          for (index_t kh = 0; kh < s.k; ++kh)
+            for (index_t kw = 0; kw < s.k; ++kw) {
+              const index_t iy = oy * s.stride - s.pad + kh, ix = ox * s.stride - s.pad + kw;
+              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+              for (index_t ci = 0; ci < s.cin; ++ci)
+                acc += double(x[((n * s.h + iy) * s.w + ix) * s.cin + ci]) *
+                       double(w[((kh * s.k + kw) * s.cin + ci) * s.cout + co]);
+            }
+          T& out = y[((n * oh + oy) * ow + ox) * s.cout + co];
+          out = T(beta == T(0) ? acc : double(beta) * double(out) + acc);
+        }
+}
+
+/// dx = beta * dx + conv^T(dy, w).
+template <class T>
+void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
+                          const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
+                          T beta = T(0)) {
+  const index_t oh = s.oh(), ow = s.ow();
+  std::vector<double> acc(static_cast<std::size_t>(s.n * s.h * s.w * s.cin), 0.0);
+  for (index_t n = 0; n < s.n; ++n)
+    for (index_t oy = 0; oy < oh; ++oy)
+      for (index_t ox = 0; ox < ow; ++ox)
+        for (index_t kh = 0; kh < s.k; ++kh)
+          for (index_t kw = 0; kw < s.k; ++kw) {
+            const index_t iy = oy * s.stride - s.pad + kh, ix = ox * s.stride - s.pad + kw;
+            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+            for (index_t ci = 0; ci < s.cin; ++ci) {
+              double sum = 0;
+              for (index_t co = 0; co < s.cout; ++co)
+                sum += double(dy[((n * oh + oy) * ow + ox) * s.cout + co]) *
+                       double(w[((kh * s.k + kw) * s.cin + ci) * s.cout + co]);
+              acc[static_cast<std::size_t>(((n * s.h + iy) * s.w + ix) * s.cin + ci)] += sum;
+            }
+          }
+  for (std::size_t i = 0; i < acc.size(); ++i)
+    dx[i] = T(beta == T(0) ? acc[i] : double(beta) * double(dx[i]) + acc[i]);
+}
+
+/// dw = beta * dw + sum over pixels of x-window * dy, db = beta * db + sum of dy.
+template <class T>
+void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                             const T* dy /*[N][OH][OW][Cout]*/, T* dw /*[k][k][Cin][Cout]*/,
+                             T* db /*[Cout] or null*/, T beta = T(0)) {
+  const index_t oh = s.oh(), ow = s.ow();
+  for (index_t kh = 0; kh < s.k; ++kh)
+    for (index_t kw = 0; kw < s.k; ++kw)
+      for (index_t ci = 0; ci < s.cin; ++ci)
+        for (index_t co = 0; co < s.cout; ++co) {
+          double acc = 0;
+          for (index_t n = 0; n < s.n; ++n)
+            for (index_t oy = 0; oy < oh; ++oy)
+              for (index_t ox = 0; ox < ow; ++ox) {
+                const index_t iy = oy * s.stride - s.pad + kh, ix = ox * s.stride - s.pad + kw;
+                if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+                acc += double(x[((n * s.h + iy) * s.w + ix) * s.cin + ci]) *
+                       double(dy[((n * oh + oy) * ow + ox) * s.cout + co]);
+              }
+          T& out = dw[((kh * s.k + kw) * s.cin + ci) * s.cout + co];
+          out = T(beta == T(0) ? acc : double(beta) * double(out) + acc);
+        }
+  if (db)
+    for (index_t co = 0; co < s.cout; ++co) {
+      double acc = 0;
+      for (index_t p = 0; p < s.pixels(); ++p) acc += double(dy[p * s.cout + co]);
+      db[co] = T(beta == T(0) ? acc : double(beta) * double(db[co]) + acc);
+    }
+}
+
+}  // namespace diffuse::kernels::reference

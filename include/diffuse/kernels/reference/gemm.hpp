@@ -1,0 +1,29 @@
+// Naive twin of kernels/gemm.hpp for the tests: plain loops, accumulation in double.
+// Slow on purpose; the fast kernels are checked against it.
+#pragma once
+
+#include "diffuse/kernels/detail/gemm_core.hpp"
+
+namespace diffuse::kernels::reference {
+
+/// Same contract as kernels::gemm (row-major, op(A) M x K, op(B) K x N, fused epilogue).
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
+          const T* a /*op(A): M x K*/, index_t lda, const T* b /*op(B): K x N*/, index_t ldb,
+          T beta, T* c /*[M][ldc]*/, index_t ldc, const Epilogue<T>& epi = {}) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (index_t p = 0; p < k; ++p) {
+        const double av = trans_a ? a[p * lda + i] : a[i * lda + p];
+        const double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+        acc += av * bv;
+      }
+      double r = double(alpha) * acc;
+      if (beta != T(0)) r += double(beta) * double(c[i * ldc + j]);
+      if (epi.bias) r += double(epi.bias[j]);
+      c[i * ldc + j] = T(detail::activate(r, epi.act));
+    }
+}
+
+}  // namespace diffuse::kernels::reference
