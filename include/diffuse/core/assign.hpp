@@ -1,0 +1,76 @@
+// Evaluation of an expression into storage: the one loop every element-wise
+// operation of the library runs through.
+//
+// The body walks the storage in simd batches, the few elements past the last whole
+// batch are done one by one, and a large tensor is split across OpenMP threads. The
+// split into batch and tail depends only on the size, never on the thread count, so
+// results are bit-identical for any number of threads.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/expr.hpp"
+#include "diffuse/core/parallel.hpp"
+
+namespace diffuse {
+
+/// Below this many elements an assignment runs on one thread: starting a team costs
+/// more than the work.
+inline constexpr std::size_t parallel_assign_threshold = std::size_t{1} << 16;
+
+namespace detail {
+
+// Static check that an expression of shape ES may be stored into a tensor of shape S.
+template <class S, class ES>
+struct check_assignable : common_shape<S, ES> {};
+
+template <class T, Expression E>
+void evaluate(T* dst, std::size_t n, const E& e) {
+  constexpr std::size_t W = simd_width<T>;
+  const std::size_t vectors = n / W;
+  const std::size_t body = vectors * W;
+  // Parallel work is split in chunks of whole vectors, so every thread count does the
+  // same simd body and the same scalar tail.
+  constexpr std::size_t chunk_vectors = 256;
+  const std::ptrdiff_t chunks = static_cast<std::ptrdiff_t>((vectors + chunk_vectors - 1) / chunk_vectors);
+  const int threads = n >= parallel_assign_threshold ? available_threads() : 1;
+  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
+  for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+    const std::size_t begin = static_cast<std::size_t>(c) * chunk_vectors * W;
+    const std::size_t end = std::min(body, begin + chunk_vectors * W);
+    for (std::size_t i = begin; i < end; i += W) e.load(i).store_unaligned(dst + i);
+  }
+  for (std::size_t i = body; i < n; ++i) dst[i] = e.at(i);
+}
+
+}  // namespace detail
+
+/// Evaluates `e` into the storage of a tensor of shape S holding `batch` items (the
+/// batch is used when S's leading extent is dyn). Checks the shapes statically and the
+/// batch at run time (ShapeError); reads that overlap the destination other than
+/// element for element go through a temporary.
+template <class S, class T, Expression E>
+void assign(T* dst, std::size_t batch, const E& e) {
+  static_assert(detail::check_same_type<T, typename E::value_type>::value);
+  using checked = typename detail::check_assignable<S, typename E::shape>::type;
+  (void)sizeof(checked);
+  const std::size_t leading = S::rank == 0 ? 1 : (S::dynamic_batch ? batch : S::extents[0]);
+  if (e.batch() != expr::any_batch && e.batch() != leading)
+    throw ShapeError("diffuse: cannot assign an expression with batch " + std::to_string(e.batch()) +
+                     " to a tensor of shape " + shape_string<S>() + " with batch " +
+                     std::to_string(leading));
+  const std::size_t n = shape_size<S>(batch);
+  if (e.unsafe_alias(dst, dst + n)) {
+    detail::AlignedBuffer<T> tmp(n);
+    detail::evaluate(tmp.data(), n, e);
+    std::memcpy(dst, tmp.data(), n * sizeof(T));
+  } else {
+    detail::evaluate(dst, n, e);
+  }
+}
+
+}  // namespace diffuse

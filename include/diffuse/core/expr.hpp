@@ -1,0 +1,248 @@
+// Expression templates: the lazy element-wise nodes.
+//
+// An expression is a tree of nodes that each know their element type, their shape
+// and how to produce element i (`at(i)`) or the simd batch starting at element i
+// (`load(i)`, i a multiple of the simd width). Nothing is computed until an
+// expression is assigned to a tensor (see assign.hpp), which then evaluates the whole
+// tree in one pass.
+//
+// Leaves: Ref (a tensor's storage), Scalar (a constant) and ChannelVector (a
+// per-channel vector broadcast along the last, channel axis). Inner nodes: Map<F, ...>
+// applies a function object from functors.hpp to its children.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/shape.hpp"
+#include "diffuse/core/simd.hpp"
+
+namespace diffuse {
+
+/// Shape tag of a per-channel vector of length C broadcast along the last axis.
+template <std::size_t C>
+struct PerChannel {
+  static constexpr std::size_t channels = C;
+  static constexpr std::size_t rank = 0;
+};
+
+/// Base of every expression node; lets the operators recognise their operands.
+struct ExprNode {};
+
+template <class E>
+concept Expression = std::is_base_of_v<ExprNode, E>;
+
+/// Anything that turns into an expression: a node, or a Tensor / TensorView (which
+/// provide `expr()`).
+template <class X>
+concept TensorLike = requires(const X& x) {
+  { x.expr() } -> Expression;
+};
+
+template <class X>
+concept Operand = Expression<X> || TensorLike<X>;
+
+template <class X>
+concept Arithmetic = std::is_arithmetic_v<X>;
+
+namespace detail {
+
+template <std::size_t C, class S, bool Ok = (channels_of<S> == C)>
+struct check_channel_broadcast {
+  static_assert(Ok,
+                "diffuse: per-channel vector length differs from the channel (last) extent "
+                "(see the C and Shape<...> arguments)");
+  static constexpr bool value = Ok;
+};
+
+template <class A, class B>
+struct check_same_type {
+  static_assert(std::is_same_v<A, B>, "diffuse: operands have different element types");
+  static constexpr bool value = true;
+};
+
+// The shape of the result of combining two operand shapes (Shape<> is a scalar).
+template <class A, class B>
+struct common_shape;
+
+template <std::size_t... D>
+struct common_shape<Shape<>, Shape<D...>> {
+  using type = Shape<D...>;
+};
+template <std::size_t... D>
+  requires(sizeof...(D) > 0)
+struct common_shape<Shape<D...>, Shape<>> {
+  using type = Shape<D...>;
+};
+template <std::size_t C>
+struct common_shape<Shape<>, PerChannel<C>> {
+  using type = PerChannel<C>;
+};
+template <std::size_t C>
+struct common_shape<PerChannel<C>, Shape<>> {
+  using type = PerChannel<C>;
+};
+template <std::size_t C, std::size_t C2>
+struct common_shape<PerChannel<C>, PerChannel<C2>> {
+  static_assert(C == C2, "diffuse: per-channel vectors of different lengths");
+  using type = PerChannel<C>;
+};
+template <std::size_t C, std::size_t... D>
+  requires(sizeof...(D) > 0)
+struct common_shape<PerChannel<C>, Shape<D...>> {
+  static_assert(check_channel_broadcast<C, Shape<D...>>::value);
+  using type = Shape<D...>;
+};
+template <std::size_t C, std::size_t... D>
+  requires(sizeof...(D) > 0)
+struct common_shape<Shape<D...>, PerChannel<C>> {
+  static_assert(check_channel_broadcast<C, Shape<D...>>::value);
+  using type = Shape<D...>;
+};
+template <std::size_t... A, std::size_t... B>
+  requires(sizeof...(A) > 0 && sizeof...(B) > 0)
+struct common_shape<Shape<A...>, Shape<B...>> {
+  static_assert(check_same_shape<Shape<A...>, Shape<B...>>::value);
+  // A dynamic batch on one side takes the other side's static batch.
+  template <std::size_t... I>
+  static auto merge(std::index_sequence<I...>)
+      -> Shape<(Shape<A...>::extents[I] == dyn ? Shape<B...>::extents[I]
+                                               : Shape<A...>::extents[I])...>;
+  using type = decltype(merge(std::make_index_sequence<sizeof...(A)>{}));
+};
+
+template <class... S>
+struct common_shape_of;
+template <class S>
+struct common_shape_of<S> {
+  using type = S;
+};
+template <class S, class T, class... R>
+struct common_shape_of<S, T, R...> {
+  using type = typename common_shape_of<typename common_shape<S, T>::type, R...>::type;
+};
+
+}  // namespace detail
+
+namespace expr {
+
+/// The run-time leading extent of a node that broadcasts (scalars, channel vectors).
+inline constexpr std::size_t any_batch = dyn;
+
+/// Reads a tensor's storage.
+template <class T, class S>
+struct Ref : ExprNode {
+  using value_type = T;
+  using shape = S;
+  const T* ptr;
+  std::size_t items;  // leading extent
+
+  std::size_t batch() const noexcept { return items; }
+  T at(std::size_t i) const noexcept { return ptr[i]; }
+  simd<T> load(std::size_t i) const noexcept { return simd<T>::load_unaligned(ptr + i); }
+  // Reading the destination itself element for element is safe (x = x * 2 + x);
+  // reading it shifted or reshaped to another length is not.
+  bool unsafe_alias(const void* begin, const void* end) const noexcept {
+    const T* b = static_cast<const T*>(begin);
+    const T* e = static_cast<const T*>(end);
+    const T* mine_end = ptr + shape_size<S>(items);
+    bool overlaps = ptr < e && b < mine_end;
+    return overlaps && !(ptr == b && mine_end == e);
+  }
+};
+
+/// A constant.
+template <class T>
+struct Scalar : ExprNode {
+  using value_type = T;
+  using shape = Shape<>;
+  T value;
+
+  std::size_t batch() const noexcept { return any_batch; }
+  T at(std::size_t) const noexcept { return value; }
+  simd<T> load(std::size_t) const noexcept { return simd<T>(value); }
+  bool unsafe_alias(const void*, const void*) const noexcept { return false; }
+};
+
+/// A vector of C values broadcast along the last (channel) axis: element i of the
+/// result takes value[i % C].
+template <class T, std::size_t C>
+struct ChannelVector : ExprNode {
+  using value_type = T;
+  using shape = PerChannel<C>;
+  static constexpr std::size_t W = simd_width<T>;
+  const T* ptr;
+  // When C divides the vector width, every batch starting at a multiple of W sees the
+  // same lanes: precompute them once.
+  alignas(tensor_alignment) std::array<T, (W % C == 0) ? W : 1> pattern{};
+
+  explicit ChannelVector(const T* p) : ptr(p) {
+    if constexpr (W % C == 0)
+      for (std::size_t l = 0; l < W; ++l) pattern[l] = p[l % C];
+  }
+  std::size_t batch() const noexcept { return any_batch; }
+  T at(std::size_t i) const noexcept { return ptr[i % C]; }
+  simd<T> load(std::size_t i) const noexcept {
+    if constexpr (C % W == 0) {
+      return simd<T>::load_unaligned(ptr + i % C);  // i % W == 0, so no wrap inside
+    } else if constexpr (W % C == 0) {
+      return simd<T>::load_aligned(pattern.data());
+    } else {
+      alignas(tensor_alignment) T lanes[W];
+      std::size_t c = i % C;
+      for (std::size_t l = 0; l < W; ++l) {
+        lanes[l] = ptr[c];
+        c = c + 1 == C ? 0 : c + 1;
+      }
+      return simd<T>::load_aligned(lanes);
+    }
+  }
+  bool unsafe_alias(const void* begin, const void* end) const noexcept {
+    const T* b = static_cast<const T*>(begin);
+    const T* e = static_cast<const T*>(end);
+    return ptr < e && b < ptr + C;
+  }
+};
+
+/// F applied element-wise to the children.
+template <class F, class... Args>
+struct Map : ExprNode {
+  using value_type = typename std::tuple_element_t<0, std::tuple<Args...>>::value_type;
+  using shape = typename detail::common_shape_of<typename Args::shape...>::type;
+  static_assert((detail::check_same_type<value_type, typename Args::value_type>::value && ...));
+
+  F f;
+  std::tuple<Args...> args;
+  std::size_t items;
+
+  Map(F fn, const Args&... a) : f(fn), args(a...), items(any_batch) {
+    // Static extents were checked by common_shape; the batch is only known now.
+    ((items = merge_batch(items, a.batch())), ...);
+  }
+
+  std::size_t batch() const noexcept { return items; }
+  value_type at(std::size_t i) const {
+    return std::apply([&](const Args&... a) { return f(a.at(i)...); }, args);
+  }
+  simd<value_type> load(std::size_t i) const {
+    return std::apply([&](const Args&... a) { return f.simd(a.load(i)...); }, args);
+  }
+  bool unsafe_alias(const void* begin, const void* end) const {
+    return std::apply([&](const Args&... a) { return (a.unsafe_alias(begin, end) || ...); }, args);
+  }
+
+ private:
+  static std::size_t merge_batch(std::size_t have, std::size_t next) {
+    if (have == any_batch) return next;
+    if (next == any_batch || next == have) return have;
+    throw ShapeError("diffuse: operands have different batch sizes (" + std::to_string(have) +
+                     " and " + std::to_string(next) + ")");
+  }
+};
+
+}  // namespace expr
+}  // namespace diffuse

@@ -1,0 +1,28 @@
+# Compiles SOURCE with CXX (syntax only) and checks the outcome announced on its
+# first line: "// expect: <message>" must fail with <message> in the output;
+# "// expect: success" must compile.
+file(STRINGS ${SOURCE} _first LIMIT_COUNT 1)
+string(REGEX REPLACE "^// expect: *" "" _expected "${_first}")
+if(_expected STREQUAL _first OR _expected STREQUAL "")
+  message(FATAL_ERROR "${SOURCE}: first line must be '// expect: <message>'")
+endif()
+set(_flags -std=c++20 -fsyntax-only -fopenmp)
+foreach(_dir ${INCLUDES})
+  list(APPEND _flags -I${_dir})
+endforeach()
+execute_process(COMMAND ${CXX} ${_flags} ${SOURCE}
+  RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+if(_expected STREQUAL "success")
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "${SOURCE} should compile but failed:\n${_out}")
+  endif()
+  return()
+endif()
+if(_rc EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled, but it should fail with: ${_expected}")
+endif()
+string(FIND "${_out}" "${_expected}" _pos)
+if(_pos EQUAL -1)
+  message(FATAL_ERROR "${SOURCE} failed to compile, but without the message '${_expected}':\n${_out}")
+endif()
+message(STATUS "failed as expected with: ${_expected}")
