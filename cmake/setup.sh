@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The one set-up script behind the README's two commands.
+#
+#   cmake/setup.sh main   install what is missing, build, run the main job
+#   cmake/setup.sh test   install what is missing, build, run the whole test suite
+#                         (release build and ASan + UBSan build, consumer test included)
+#
+# Debian packages are installed only when missing (with sudo when not root), so the
+# script also works offline once everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-}
+case "$mode" in
+  main|test) ;;
+  *) echo "usage: $0 main|test" >&2; exit 2 ;;
+esac
+
+packages=(
+  cmake g++ make              # the toolchain
+  libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
+  libgtest-dev                # tests
+  libbenchmark-dev            # benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+jobs=$(nproc)
+build() {  # configure and build one preset
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j "$jobs"
+}
+
+if [ "$mode" = main ]; then
+  build release
+  exec build/release/examples/diffuse-tour
+fi
+
+build release
+ctest --preset release -j "$jobs"
+build sanitize
+ctest --preset sanitize -j "$jobs"
