@@ -50,12 +50,10 @@ inline void im2col_segment(T* __restrict d, const T* __restrict x, const Conv2dS
   while (p < len) {
     const index_t run = std::min(s.cin - ci, len - p);
     const index_t iy = y0 + kh, ix = x0 + kw;
-    if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
-      const T* src = x + ((n * s.h + iy) * s.w + ix) * s.cin + ci;
-      for (index_t q = 0; q < run; ++q) d[p + q] = src[q];
-    } else {
-      for (index_t q = 0; q < run; ++q) d[p + q] = T(0);
-    }
+    if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
+      copy_run(d + p, x + ((n * s.h + iy) * s.w + ix) * s.cin + ci, run);
+    else
+      zero_run(d + p, run);
     p += run;
     ci = 0;
     if (++kw == s.k) {
@@ -106,10 +104,26 @@ struct PackBIm2colCols {  // op(B) = im2col(x) restricted to pixels [p0, ...): p
     const index_t m = p0 + k0;
     index_t n = m / (oh * ow), r = m % (oh * ow);
     index_t oy = r / ow, ox = r % ow;
+    // Channel counts that are multiples of NR: a panel is one run of one input pixel.
+    const bool one_run = nr == NR && s.cin % NR == 0;
     for (index_t p = 0; p < kc; ++p) {
       T* d = dst + p * NR;
-      im2col_segment(d, x, s, n, oy, ox, kh, kw, ci, nr);
-      for (int j = nr; j < NR; ++j) d[j] = T(0);
+      if (one_run) {
+        const index_t iy = oy * s.stride - s.pad + kh, ix = ox * s.stride - s.pad + kw;
+        using V = simd<T>;
+        constexpr int W = Tiling<T>::W;
+        if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+          const T* src = x + ((n * s.h + iy) * s.w + ix) * s.cin + ci;
+          V::load_unaligned(src).store_aligned(d);
+          V::load_unaligned(src + W).store_aligned(d + W);
+        } else {
+          V(T(0)).store_aligned(d);
+          V(T(0)).store_aligned(d + W);
+        }
+      } else {
+        im2col_segment(d, x, s, n, oy, ox, kh, kw, ci, nr);
+        for (int j = nr; j < NR; ++j) d[j] = T(0);
+      }
       if (++ox == ow) {
         ox = 0;
         if (++oy == oh) {
@@ -126,6 +140,13 @@ struct PackADyTrans {  // op(A) = dy^T restricted to pixels [p0, ...): k-major d
   const T* dy;
   index_t cout, p0;
   void operator()(T* dst, index_t i0, int mr, index_t k0, index_t kc) const noexcept {
+    if (mr == MR) {
+      for (index_t p = 0; p < kc; ++p) {
+        const T* src = dy + (p0 + k0 + p) * cout + i0;
+        for (int i = 0; i < MR; ++i) dst[p * MR + i] = src[i];
+      }
+      return;
+    }
     for (index_t p = 0; p < kc; ++p) {
       const T* src = dy + (p0 + k0 + p) * cout + i0;
       T* d = dst + p * MR;

@@ -22,15 +22,8 @@ struct PackARowMajor {  // op(A) = A, A: [M][lda], row panel dst[i * KS + k]
   void operator()(T* dst, index_t i0, int mr, index_t k0, index_t kc) const noexcept {
     constexpr index_t KS = Tiling<T>::KS;
     constexpr int MR = Tiling<T>::MR;
-    for (int i = 0; i < mr; ++i) {
-      const T* src = a + (i0 + i) * lda + k0;
-      T* d = dst + i * KS;
-      for (index_t p = 0; p < kc; ++p) d[p] = src[p];
-    }
-    for (int i = mr; i < MR; ++i) {
-      T* d = dst + i * KS;
-      for (index_t p = 0; p < kc; ++p) d[p] = T(0);
-    }
+    for (int i = 0; i < mr; ++i) copy_run(dst + i * KS, a + (i0 + i) * lda + k0, kc);
+    for (int i = mr; i < MR; ++i) zero_run(dst + i * KS, kc);
   }
 };
 
@@ -39,6 +32,14 @@ struct PackATrans {  // op(A) = A^T, A: [K][lda], k-major panel dst[k * MR + i]
   const T* a;
   index_t lda;
   void operator()(T* dst, index_t i0, int mr, index_t k0, index_t kc) const noexcept {
+    if (mr == MR) {  // fixed trip count: the compiler emits straight vector copies
+      for (index_t p = 0; p < kc; ++p) {
+        const T* src = a + (k0 + p) * lda + i0;
+        T* d = dst + p * MR;
+        for (int i = 0; i < MR; ++i) d[i] = src[i];
+      }
+      return;
+    }
     for (index_t p = 0; p < kc; ++p) {
       const T* src = a + (k0 + p) * lda + i0;
       T* d = dst + p * MR;
@@ -56,10 +57,12 @@ struct PackBRowMajor {  // op(B) = B, B: [K][ldb], panel dst[k * NR + j]
   void operator()(T* dst, index_t j0, int nr, index_t k0, index_t kc) const noexcept {
     constexpr int NR = Tiling<T>::NR;
     if (nr == NR) {
+      using V = simd<T>;
+      constexpr int W = Tiling<T>::W;
       for (index_t p = 0; p < kc; ++p) {
         const T* src = b + (k0 + p) * ldb + j0;
-        T* d = dst + p * NR;
-        for (int j = 0; j < NR; ++j) d[j] = src[j];
+        V::load_unaligned(src).store_aligned(dst + p * NR);
+        V::load_unaligned(src + W).store_aligned(dst + p * NR + W);
       }
       return;
     }

@@ -56,9 +56,18 @@ struct Tiling {
   // Smaller tile for small M (Cout rows in the weight gradient): 8 divides 32 and 64.
   static constexpr int MR_SMALL = many_registers ? 8 : 4;
   // K block (and row-panel stride): B micro-panel KS x NR stays in L1/L2, A block in L2.
-  static constexpr index_t KS = 384 * 4 / static_cast<index_t>(sizeof(T));
-  static constexpr index_t MC_PANELS = many_registers ? 24 : 48;  // MC = MR * MC_PANELS
-  static constexpr index_t NC_MAX = 4096;
+#ifndef DIFFUSE_GEMM_KC
+#define DIFFUSE_GEMM_KC 384
+#endif
+#ifndef DIFFUSE_GEMM_MC_PANELS
+#define DIFFUSE_GEMM_MC_PANELS 24
+#endif
+#ifndef DIFFUSE_GEMM_NC
+#define DIFFUSE_GEMM_NC 4096
+#endif
+  static constexpr index_t KS = DIFFUSE_GEMM_KC * 4 / static_cast<index_t>(sizeof(T));
+  static constexpr index_t MC_PANELS = many_registers ? DIFFUSE_GEMM_MC_PANELS : 48;  // MC = MR * MC_PANELS
+  static constexpr index_t NC_MAX = DIFFUSE_GEMM_NC;
 };
 
 /// Growable 64-byte aligned scratch buffer, one per thread and slot; never shrinks, so
@@ -185,6 +194,26 @@ inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict 
       ci[j] = activate(r, act);
     }
   }
+}
+
+/// d[0, n) = s[0, n), whole vectors first (packing is on the critical path of thin GEMMs).
+template <class T>
+inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) noexcept {
+  using V = simd<T>;
+  constexpr index_t W = Tiling<T>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) V::load_unaligned(s + i).store_unaligned(d + i);
+  for (; i < n; ++i) d[i] = s[i];
+}
+
+/// d[0, n) = 0.
+template <class T>
+inline void zero_run(T* d, index_t n) noexcept {
+  using V = simd<T>;
+  constexpr index_t W = Tiling<T>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) V(T(0)).store_unaligned(d + i);
+  for (; i < n; ++i) d[i] = T(0);
 }
 
 inline index_t ceil_div(index_t a, index_t b) noexcept { return (a + b - 1) / b; }

@@ -1,0 +1,233 @@
+// Kernel benchmarks: GFLOP/s and fraction of the measured FMA peak for GEMM (side by side
+// with OpenBLAS cblas_sgemm when available) and for every convolution of edm-mnist-small
+// at batch 128 (forward, backward-data, backward-weights), plus the peak itself.
+//
+// Run: OPENBLAS_CORETYPE=SkylakeX bench_kernels --benchmark_repetitions=5
+//        --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/kernels/conv2d.hpp"
+#include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/resample.hpp"
+
+#if DIFFUSE_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace k = diffuse::kernels;
+using k::index_t;
+
+namespace {
+
+// ---- machine peak: FMA throughput with independent accumulators -------------------------
+
+// 16 independent chains cover latency 4 x 2 FMA ports with room to spare.
+double fma_loop(long iters) {
+  using V = diffuse::simd<float>;
+  constexpr int A = 16;
+  V acc[A];
+  for (int i = 0; i < A; ++i) acc[i] = V(float(i) * 1e-3f);
+  const V m(0.999999f), c(1e-7f);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < A; ++i) acc[i] = xsimd::fma(acc[i], m, c);
+  }
+  V s(0.f);
+  for (int i = 0; i < A; ++i) s += acc[i];
+  return double(diffuse::reduce_add<float>(s));
+}
+
+double peak_flops_per_iter() { return 16.0 * double(diffuse::simd_width<float>) * 2.0; }
+
+// Measured FP32 peak in GFLOP/s at nt threads (best of a few short runs).
+double measure_peak(int nt) {
+  const long iters = 2'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double sink = 0;
+    DIFFUSE_OMP(parallel num_threads(nt) reduction(+ : sink))
+    sink += fma_loop(iters);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(sink);
+    best = std::max(best, double(nt) * double(iters) * peak_flops_per_iter() / s * 1e-9);
+  }
+  return best;
+}
+
+double g_peak[3] = {0, 0, 0};  // GFLOP/s at 1 and 2 threads, measured in main
+
+void BM_Peak(benchmark::State& st) {
+  const int nt = int(st.range(0));
+  const long iters = 1'000'000;
+  for (auto _ : st) {
+    double sink = 0;
+    DIFFUSE_OMP(parallel num_threads(nt) reduction(+ : sink))
+    sink += fma_loop(iters);
+    benchmark::DoNotOptimize(sink);
+  }
+  const double flops = double(nt) * double(iters) * peak_flops_per_iter();
+  st.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void set_counters(benchmark::State& st, double flops, int nt) {
+  st.counters["GFLOPS"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["peak_frac"] = benchmark::Counter(
+      flops * 1e-9 / g_peak[nt], benchmark::Counter::kIsIterationInvariantRate);
+}
+
+std::vector<float> random_floats(std::size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+// ---- GEMM -----------------------------------------------------------------------------
+
+void BM_Gemm(benchmark::State& st) {
+  const index_t n = st.range(0);
+  const int nt = int(st.range(1));
+  diffuse::set_num_threads(nt);
+  auto a = random_floats(std::size_t(n * n), 1), b = random_floats(std::size_t(n * n), 2);
+  std::vector<float> c(std::size_t(n * n));
+  for (auto _ : st) {
+    k::gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, 2.0 * double(n) * double(n) * double(n), nt);
+}
+
+#if DIFFUSE_BENCH_OPENBLAS
+void BM_OpenBLAS_Sgemm(benchmark::State& st) {
+  const index_t n = st.range(0);
+  const int nt = int(st.range(1));
+  openblas_set_num_threads(nt);
+  auto a = random_floats(std::size_t(n * n), 1), b = random_floats(std::size_t(n * n), 2);
+  std::vector<float> c(std::size_t(n * n));
+  for (auto _ : st) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f,
+                a.data(), int(n), b.data(), int(n), 0.f, c.data(), int(n));
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, 2.0 * double(n) * double(n) * double(n), nt);
+}
+#endif
+
+// ---- convolutions of edm-mnist-small at batch 128 --------------------------------------
+
+struct ConvCase {
+  const char* name;
+  k::Conv2dShape s;
+};
+
+const ConvCase conv_cases[] = {
+    {"3x3_32-32_28", {128, 28, 28, 32, 32, 3, 1, 1}},
+    {"3x3_64-64_14", {128, 14, 14, 64, 64, 3, 1, 1}},
+    {"3x3_64-64_7", {128, 7, 7, 64, 64, 3, 1, 1}},
+    {"3x3_32-64_14", {128, 14, 14, 32, 64, 3, 1, 1}},
+    {"3x3_96-32_28", {128, 28, 28, 96, 32, 3, 1, 1}},
+    {"3x3_128-64_14", {128, 14, 14, 128, 64, 3, 1, 1}},
+    {"3x3s2_32_28-14", {128, 28, 28, 32, 32, 3, 2, 1}},
+    {"3x3s2_64_14-7", {128, 14, 14, 64, 64, 3, 2, 1}},
+    {"1x1_96-32_28", {128, 28, 28, 96, 32, 1, 1, 0}},
+    {"1x1_128-64_14", {128, 14, 14, 128, 64, 1, 1, 0}},
+    {"1x1_96-64_14", {128, 14, 14, 96, 64, 1, 1, 0}},
+    {"1x1_128-64_7", {128, 7, 7, 128, 64, 1, 1, 0}},
+};
+
+enum class Pass { fwd, bwd_data, bwd_weights };
+
+void BM_Conv(benchmark::State& st, k::Conv2dShape s, Pass pass, int nt) {
+  diffuse::set_num_threads(nt);
+  auto x = random_floats(std::size_t(s.n * s.h * s.w * s.cin), 1);
+  auto w = random_floats(std::size_t(s.kk() * s.cout), 2);
+  auto bias = random_floats(std::size_t(s.cout), 3);
+  auto y = random_floats(std::size_t(s.pixels() * s.cout), 4);
+  std::vector<float> dw(w.size()), db(bias.size());
+  for (auto _ : st) {
+    switch (pass) {
+      case Pass::fwd: k::conv2d_forward(s, x.data(), w.data(), bias.data(), y.data()); break;
+      case Pass::bwd_data: k::conv2d_backward_data(s, y.data(), w.data(), x.data()); break;
+      case Pass::bwd_weights:
+        k::conv2d_backward_weights(s, x.data(), y.data(), dw.data(), db.data());
+        break;
+    }
+    benchmark::ClobberMemory();
+  }
+  benchmark::DoNotOptimize(x.data());
+  benchmark::DoNotOptimize(y.data());
+  benchmark::DoNotOptimize(dw.data());
+  set_counters(st, s.flops(), nt);
+}
+
+void BM_Upsample(benchmark::State& st, bool backward) {
+  const index_t n = 128, h = 14, w = 14, c = 64;
+  diffuse::set_num_threads(2);
+  auto x = random_floats(std::size_t(n * h * w * c), 1);
+  std::vector<float> y(x.size() * 4);
+  for (auto _ : st) {
+    if (backward)
+      k::upsample2x_nearest_backward(y.data(), x.data(), n, h, w, c);
+    else
+      k::upsample2x_nearest_forward(x.data(), y.data(), n, h, w, c);
+    benchmark::ClobberMemory();
+  }
+  st.counters["GB/s"] = benchmark::Counter(double(x.size()) * 5 * sizeof(float) * 1e-9,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_peak[1] = measure_peak(1);
+  g_peak[2] = measure_peak(2);
+  std::printf("measured FP32 FMA peak: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads)\n",
+              g_peak[1], g_peak[2]);
+#if DIFFUSE_BENCH_OPENBLAS
+  std::printf("OpenBLAS core: %s\n", openblas_get_corename());
+#else
+  std::printf("OpenBLAS not found at build time: no cblas_sgemm comparison\n");
+#endif
+  benchmark::RegisterBenchmark("BM_Peak", BM_Peak)->Arg(1)->Arg(2)->UseRealTime();
+  for (long n : {256, 512, 1024, 2048})
+    for (long nt : {1, 2}) {
+      benchmark::RegisterBenchmark("BM_Gemm", BM_Gemm)->Args({n, nt})->UseRealTime();
+#if DIFFUSE_BENCH_OPENBLAS
+      benchmark::RegisterBenchmark("BM_OpenBLAS_Sgemm", BM_OpenBLAS_Sgemm)
+          ->Args({n, nt})
+          ->UseRealTime();
+#endif
+    }
+  const std::pair<Pass, const char*> passes[] = {
+      {Pass::fwd, "fwd"}, {Pass::bwd_data, "bwd_data"}, {Pass::bwd_weights, "bwd_weights"}};
+  for (int nt : {2, 1})
+    for (const auto& c : conv_cases)
+      for (const auto& [pass, pname] : passes) {
+        const std::string name = std::string("BM_Conv/") + c.name + "/" + pname + "/threads:" +
+                                 std::to_string(nt);
+        benchmark::RegisterBenchmark(name.c_str(), BM_Conv, c.s, pass, nt)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+  benchmark::RegisterBenchmark("BM_Upsample2x/fwd_128x14x14x64", BM_Upsample, false)->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Upsample2x/bwd_128x14x14x64", BM_Upsample, true)->UseRealTime();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
