@@ -1,0 +1,92 @@
+// The noise embedding of the UNet: a sinusoidal embedding of c_noise with C channels,
+// then the MLP Linear(C -> E), SiLU, Linear(E -> E), SiLU (EDM / DDPM++ "map_layer0/1").
+//
+//   freqs_i = (1/10000)^(i / (C/2)), i = 0 .. C/2 - 1
+//   emb     = [cos(c_noise * freqs), sin(c_noise * freqs)]        (C channels)
+//
+// No gradient flows to c_noise (the preconditioning does not need one).
+#pragma once
+
+#include <cmath>
+#include <span>
+
+#include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/silu.hpp"
+
+namespace diffuse::nn {
+
+/// out[n] = [cos(c_noise[n] * freqs), sin(c_noise[n] * freqs)].
+template <class T, std::size_t C>
+void sinusoidal_embedding(std::span<const T> c_noise /*[N]*/, TensorView<T, Shape<dyn, C>> out /*(N,C)*/) {
+  static_assert(C % 2 == 0 && C > 0, "diffuse::nn::sinusoidal_embedding: channels must be even");
+  check_batch(c_noise.size(), out.batch(), "sinusoidal_embedding");
+  constexpr std::size_t half = C / 2;
+  for (std::size_t n = 0; n < c_noise.size(); ++n) {
+    T* o = out.data() + n * C;
+    for (std::size_t i = 0; i < half; ++i) {
+      // In double: the argument may be large and float pow/cos lose digits.
+      const double freq = std::pow(1.0 / 10000.0, double(i) / double(half));
+      const double arg = double(c_noise[n]) * freq;
+      o[i] = T(std::cos(arg));
+      o[half + i] = T(std::sin(arg));
+    }
+  }
+}
+
+/// c_noise (N) -> e (N, E): sinusoidal(C), Linear(C, E), SiLU, Linear(E, E), SiLU.
+template <class T, std::size_t C, std::size_t E>
+struct NoiseEmbedding {
+  using Emb = Shape<dyn, C>;
+  using Hid = Shape<dyn, E>;
+  static constexpr std::size_t param_count = Linear<T, C, E>::param_count + Linear<T, E, E>::param_count;
+  static constexpr std::size_t activations_per_image = C + 4 * E;
+  static constexpr std::size_t workspace_per_image = 2 * E;
+
+  Linear<T, C, E> map_layer0;
+  Linear<T, E, E> map_layer1;
+  Tensor<T, Emb> emb;   ///< (N, C) sinusoidal
+  Tensor<T, Hid> h0;    ///< (N, E) map_layer0 output
+  Tensor<T, Hid> a0;    ///< (N, E) silu(h0)
+  Tensor<T, Hid> h1;    ///< (N, E) map_layer1 output
+  Tensor<T, Hid> out;   ///< (N, E) silu(h1): the embedding every ResBlock reads
+
+  void init(Generator& g) {
+    map_layer0.init(g);
+    map_layer1.init(g);
+  }
+
+  /// Computes `out` for the batch (allocates only when the batch size changes).
+  void forward(std::span<const T> c_noise /*[N]*/) {
+    const std::size_t n = c_noise.size();
+    emb.resize(n);
+    h0.resize(n);
+    a0.resize(n);
+    h1.resize(n);
+    out.resize(n);
+    sinusoidal_embedding<T, C>(c_noise, emb);
+    map_layer0.forward(emb, h0);
+    SiLU<T, Hid>::forward(h0, a0);
+    map_layer1.forward(a0, h1);
+    SiLU<T, Hid>::forward(h1, out);
+  }
+
+  /// Parameter gradients (+=) given de = dL/d(out). ws: N * workspace_per_image.
+  void backward(TensorView<const T, Hid> de /*(N,E)*/, T* ws) {
+    const std::size_t n = de.batch();
+    TensorView<T, Hid> d1(ws, n), d0(ws + n * E, n);
+    SiLU<T, Hid>::backward(h1, de, d1);
+    map_layer1.backward(a0, d1, d0);
+    SiLU<T, Hid>::backward(h0, d0, d0);
+    map_layer0.backward_params(emb, d0);
+  }
+
+  template <class F>
+  void visit_params(F& f, ParamName& name) {
+    detail::visit_child(f, name, "map_layer0", map_layer0);
+    detail::visit_child(f, name, "map_layer1", map_layer1);
+  }
+  template <class F>
+  void for_each_param(F&& f) { for_each_param_of(*this, f); }
+};
+
+}  // namespace diffuse::nn

@@ -1,0 +1,90 @@
+// Resolution changes of the UNet: Upsample (nearest neighbour x2, no parameters),
+// UpsampleConv (Upsample then Conv3x3: the decoder's step between levels) and Downsample
+// (Conv3x3 with stride 2 and padding 1: the encoder's step; H -> ceil(H / 2)).
+#pragma once
+
+#include "diffuse/kernels/resample.hpp"
+#include "diffuse/nn/conv2d.hpp"
+
+namespace diffuse::nn {
+
+/// Nearest-neighbour upsampling by 2: (N, H, W, C) -> (N, 2H, 2W, C).
+template <class T, std::size_t H, std::size_t W, std::size_t C>
+struct Upsample {
+  using In = Shape<dyn, H, W, C>;
+  using Out = Shape<dyn, 2 * H, 2 * W, C>;
+  static constexpr std::size_t param_count = 0;
+
+  static void forward(TensorView<const T, In> x /*(N,H,W,C)*/, TensorView<T, Out> y /*(N,2H,2W,C)*/) {
+    check_batch(x.batch(), y.batch(), "Upsample::forward");
+    using kernels::index_t;
+    kernels::upsample2x_nearest_forward(x.data(), y.data(), index_t(x.batch()), index_t(H), index_t(W), index_t(C));
+  }
+  /// dx = beta * dx + (sum of dy over each 2x2 block).
+  static void backward(TensorView<const T, Out> dy /*(N,2H,2W,C)*/, TensorView<T, In> dx /*(N,H,W,C)*/,
+                       T beta = T(0)) {
+    check_batch(dx.batch(), dy.batch(), "Upsample::backward");
+    using kernels::index_t;
+    kernels::upsample2x_nearest_backward(dy.data(), dx.data(), index_t(dx.batch()), index_t(H), index_t(W),
+                                         index_t(C), beta);
+  }
+  template <class F>
+  void visit_params(F&, ParamName&) {}
+};
+
+/// Upsample x2 then Conv3x3 (C -> C). Keeps the upsampled image for backward.
+template <class T, std::size_t H, std::size_t W, std::size_t C>
+struct UpsampleConv {
+  using In = Shape<dyn, H, W, C>;
+  using Out = Shape<dyn, 2 * H, 2 * W, C>;
+  using Conv = Conv3x3<T, C, C, 2 * H, 2 * W>;
+  static constexpr std::size_t param_count = Conv::param_count;
+  static constexpr std::size_t activations_per_image = 4 * H * W * C;  ///< the upsampled input
+  static constexpr std::size_t workspace_per_image = 4 * H * W * C;    ///< its gradient
+
+  Conv conv;
+  Tensor<T, Out> up;  ///< (N, 2H, 2W, C)
+
+  void init(Generator& g) { conv.init(g); }
+  void forward(TensorView<const T, In> x /*(N,H,W,C)*/, TensorView<T, Out> y /*(N,2H,2W,C)*/) {
+    up.resize(x.batch());
+    Upsample<T, H, W, C>::forward(x, up);
+    conv.forward(up, y);
+  }
+  /// dx = beta * dx + dL/dx; ws: N * workspace_per_image.
+  void backward(TensorView<const T, Out> dy, TensorView<T, In> dx, T beta, T* ws) {
+    TensorView<T, Out> dup(ws, dy.batch());
+    conv.backward(up, dy, dup);
+    Upsample<T, H, W, C>::backward(dup, dx, beta);
+  }
+  template <class F>
+  void visit_params(F& f, ParamName& name) { detail::visit_child(f, name, "conv", conv); }
+  template <class F>
+  void for_each_param(F&& f) { for_each_param_of(*this, f); }
+};
+
+/// Conv3x3, stride 2, padding 1 (C -> C): (N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C).
+template <class T, std::size_t H, std::size_t W, std::size_t C>
+struct Downsample {
+  using Conv = Conv2d<T, C, C, 3, H, W, 2, 1>;
+  using In = typename Conv::In;
+  using Out = typename Conv::Out;
+  static constexpr std::size_t param_count = Conv::param_count;
+  static constexpr std::size_t activations_per_image = 0;
+  static constexpr std::size_t workspace_per_image = 0;
+
+  Conv conv;
+
+  void init(Generator& g) { conv.init(g); }
+  void forward(TensorView<const T, In> x, TensorView<T, Out> y) { conv.forward(x, y); }
+  /// x: the input of forward; dx = beta * dx + dL/dx.
+  void backward(TensorView<const T, In> x, TensorView<const T, Out> dy, TensorView<T, In> dx, T beta) {
+    conv.backward(x, dy, dx, beta);
+  }
+  template <class F>
+  void visit_params(F& f, ParamName& name) { detail::visit_child(f, name, "conv", conv); }
+  template <class F>
+  void for_each_param(F&& f) { for_each_param_of(*this, f); }
+};
+
+}  // namespace diffuse::nn
