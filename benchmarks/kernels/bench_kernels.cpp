@@ -48,11 +48,12 @@ double fma_loop(long iters) {
 
 double peak_flops_per_iter() { return 16.0 * double(diffuse::simd_width<float>) * 2.0; }
 
-// Measured FP32 peak in GFLOP/s at nt threads (best of a few short runs).
+// Measured FP32 peak in GFLOP/s at nt threads: best of many ~10 ms runs, so that a
+// moment of quiet on this shared machine is found.
 double measure_peak(int nt) {
-  const long iters = 2'000'000;
+  const long iters = 5'000'000;
   double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < 20; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     double sink = 0;
     DIFFUSE_OMP(parallel num_threads(nt) reduction(+ : sink))

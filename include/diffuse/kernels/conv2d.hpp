@@ -221,36 +221,48 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
   for (index_t r = 0; r < kk; ++r)
     for (index_t co = 0; co < s.cout; ++co) wt[co * kk + r] = w[r * s.cout + co];
   const index_t oh = s.oh(), ow = s.ow(), opix = oh * ow;
-  auto one_image = [&](index_t n, int gemm_threads) {
-    T* dcol = thread_scratch<T, 3>(static_cast<std::size_t>(std::max<index_t>(opix * kk, 1)));
-    detail::gemm_threads(false, false, opix, kk, s.cout, T(1), dy + n * opix * s.cout, s.cout,
-                         wt, kk, T(0), dcol, kk, Epilogue<T>{}, gemm_threads);
-    T* dxn = dx + n * img;
-    if (beta == T(0))
-      for (index_t i = 0; i < img; ++i) dxn[i] = T(0);
-    else if (beta != T(1))
-      for (index_t i = 0; i < img; ++i) dxn[i] *= beta;
-    for (index_t oy = 0; oy < oh; ++oy)
-      for (index_t ox = 0; ox < ow; ++ox) {
-        const T* col = dcol + (oy * ow + ox) * kk;
-        for (index_t kh = 0; kh < s.k; ++kh) {
-          const index_t iy = oy * s.stride - s.pad + kh;
-          if (iy < 0 || iy >= s.h) continue;
-          for (index_t kw = 0; kw < s.k; ++kw) {
-            const index_t ix = ox * s.stride - s.pad + kw;
-            if (ix < 0 || ix >= s.w) continue;
-            const T* src = col + (kh * s.k + kw) * s.cin;
-            T* dst = dxn + (iy * s.w + ix) * s.cin;
-            for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+  // Images per GEMM: enough rows that M-edge tiles and call overheads do not matter,
+  // few enough that dcol (chunk * OH*OW x KK) stays in L2.
+  const index_t chunk = std::max<index_t>(1, std::min<index_t>(s.n, 256 / std::max<index_t>(opix, 1)));
+  auto images = [&](index_t n0, index_t n1, int gemm_threads) {
+    T* dcol = thread_scratch<T, 3>(static_cast<std::size_t>(std::max<index_t>(chunk * opix * kk, 1)));
+    for (index_t c0 = n0; c0 < n1; c0 += chunk) {
+      const index_t cn = std::min(chunk, n1 - c0);
+      detail::gemm_threads(false, false, cn * opix, kk, s.cout, T(1), dy + c0 * opix * s.cout,
+                           s.cout, wt, kk, T(0), dcol, kk, Epilogue<T>{}, gemm_threads);
+      for (index_t n = c0; n < c0 + cn; ++n) {
+        T* dxn = dx + n * img;
+        if (beta == T(0))
+          detail::zero_run(dxn, img);
+        else if (beta != T(1))
+          for (index_t i = 0; i < img; ++i) dxn[i] *= beta;
+        for (index_t oy = 0; oy < oh; ++oy)
+          for (index_t ox = 0; ox < ow; ++ox) {
+            const T* col = dcol + ((n - c0) * opix + oy * ow + ox) * kk;
+            for (index_t kh = 0; kh < s.k; ++kh) {
+              const index_t iy = oy * s.stride - s.pad + kh;
+              if (iy < 0 || iy >= s.h) continue;
+              for (index_t kw = 0; kw < s.k; ++kw) {
+                const index_t ix = ox * s.stride - s.pad + kw;
+                if (ix < 0 || ix >= s.w) continue;
+                const T* src = col + (kh * s.k + kw) * s.cin;
+                T* dst = dxn + (iy * s.w + ix) * s.cin;
+                for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+              }
+            }
           }
-        }
       }
+    }
   };
   if (nt > 1 && s.n >= nt) {
-    DIFFUSE_OMP(parallel for num_threads(nt) schedule(static))
-    for (index_t n = 0; n < s.n; ++n) one_image(n, 1);
+    DIFFUSE_OMP(parallel num_threads(nt))
+    {
+      // Loop in case the runtime gave a smaller team than asked for.
+      for (index_t t = thread_index(); t < nt; t += detail::team_size())
+        images(s.n * t / nt, s.n * (t + 1) / nt, 1);
+    }
   } else {
-    for (index_t n = 0; n < s.n; ++n) one_image(n, nt);
+    images(0, s.n, nt);
   }
 }
 
@@ -275,21 +287,24 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
 
   DIFFUSE_OMP(parallel num_threads(nt) if (nt > 1))
   {
-    const int t = thread_index() % nt;
-    const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
-    T* dwt = parts + t * part;
-    T* dbt = dwt + co * kk;
-    const detail::PackBIm2colCols<T> pack_b{x, s, p0};
-    if (small_tile)
-      detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
-                                         detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
-    else
-      detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
-                                         detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
-    for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
-    for (index_t q = p0; q < p1; ++q) {
-      const T* row = dy + q * co;
-      for (index_t c = 0; c < co; ++c) dbt[c] += row[c];
+    for (int t = thread_index(); t < nt; t += detail::team_size()) {
+      const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
+      T* dwt = parts + t * part;
+      T* dbt = dwt + co * kk;
+      const detail::PackBIm2colCols<T> pack_b{x, s, p0};
+      if (small_tile)
+        detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
+                                           Epilogue<T>{},
+                                           detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
+      else
+        detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
+                                           Epilogue<T>{},
+                                           detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+      for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
+      for (index_t q = p0; q < p1; ++q) {
+        const T* row = dy + q * co;
+        for (index_t c = 0; c < co; ++c) dbt[c] += row[c];
+      }
     }
   }
   // Reduce the partials and transpose [Cout][KK] -> [KK][Cout].

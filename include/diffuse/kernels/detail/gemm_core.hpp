@@ -57,7 +57,7 @@ struct Tiling {
   static constexpr int MR_SMALL = many_registers ? 8 : 4;
   // K block (and row-panel stride): B micro-panel KS x NR stays in L1/L2, A block in L2.
 #ifndef DIFFUSE_GEMM_KC
-#define DIFFUSE_GEMM_KC 384
+#define DIFFUSE_GEMM_KC 256
 #endif
 #ifndef DIFFUSE_GEMM_MC_PANELS
 #define DIFFUSE_GEMM_MC_PANELS 24
@@ -106,6 +106,15 @@ inline T* thread_scratch(std::size_t n) {
   return s.get(n);
 }
 
+/// Threads of the current team (1 outside a parallel region or without OpenMP).
+inline int team_size() noexcept {
+#if defined(_OPENMP)
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 template <class T>
 inline T activate(T v, Activation act) noexcept {
   switch (act) {
@@ -135,6 +144,11 @@ inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict 
   constexpr int NR = Tiling<T>::NR;
   constexpr index_t KS = Tiling<T>::KS;
   V acc0[MR], acc1[MR];
+  // The C tile is touched only at the end: start bringing it in now.
+  for (int i = 0; i < mr; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1);
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     acc0[i] = V(T(0));
@@ -152,7 +166,7 @@ inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict 
     }
   }
   const V va(alpha), vb(beta);
-  if (mr == MR && nr == NR) {
+  if (nr == NR) {  // full width (also the bottom edge of M): vector epilogue row by row
     V bias0(T(0)), bias1(T(0));
     if (bias) {
       bias0 = V::load_unaligned(bias);
@@ -160,6 +174,7 @@ inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict 
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
+      if (i >= mr) break;
       T* ci = c + i * ldc;
       V r0 = acc0[i] * va, r1 = acc1[i] * va;
       if (beta != T(0)) {
@@ -202,7 +217,15 @@ inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) noexcept
   using V = simd<T>;
   constexpr index_t W = Tiling<T>::W;
   index_t i = 0;
-  for (; i + W <= n; i += W) V::load_unaligned(s + i).store_unaligned(d + i);
+  for (; i + W <= n; i += W) {
+    V v = V::load_unaligned(s + i);
+#if defined(__GNUC__) && defined(__x86_64__)
+    // Opaque to the optimiser: otherwise GCC turns this loop into a memmove call, whose
+    // overhead dominates the short channel runs of im2col packing.
+    __asm__("" : "+v"(v.data));
+#endif
+    v.store_unaligned(d + i);
+  }
   for (; i < n; ++i) d[i] = s[i];
 }
 
@@ -237,13 +260,13 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
   const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
   const index_t njb = ceil_div(n, Tl::NC_MAX);
   const index_t ncb = round_up(ceil_div(n, njb), NR);
-  // M blocks: a multiple of the thread count when there are few, so that threads finish
-  // together.
-  const index_t mc_max = MR * Tl::MC_PANELS;
-  index_t n_ic = ceil_div(m, mc_max);
+  // M blocks: whole MR panels, about MC_PANELS each, a multiple of the thread count when
+  // there are few, and sizes differing by at most one panel, so that threads finish together.
+  const index_t m_panels = ceil_div(m, MR);
+  index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
   if (nthreads > 1 && n_ic < 8 * nthreads) n_ic = round_up(n_ic, nthreads);
-  const index_t mc = round_up(ceil_div(m, n_ic), MR);
-  n_ic = ceil_div(m, mc);
+  n_ic = std::min(n_ic, m_panels);
+  const index_t mc = ceil_div(m_panels, n_ic) * MR;  // largest block, for the buffer size
   // Too few M blocks for the team: every thread also takes a share of the N panels.
   const index_t max_panels = ceil_div(ncb, NR);
   const index_t n_js =
@@ -276,26 +299,35 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
           const index_t jp_lo = js * panels_per_js;
           const index_t jp_hi = std::min(npanels, jp_lo + panels_per_js);
           if (jp_lo >= jp_hi) continue;
-          const index_t i0 = ic * mc;
-          const index_t mb = std::min(mc, m - i0);
+          const index_t i0 = (m_panels * ic / n_ic) * MR;
+          const index_t mb = std::min((m_panels * (ic + 1) / n_ic) * MR, m) - i0;
           const index_t mpanels = ceil_div(mb, MR);
-          for (index_t ip = 0; ip < mpanels; ++ip) {
-            pack_a(abuf + ip * MR * KS, i0 + ip * MR,
-                   static_cast<int>(std::min<index_t>(MR, mb - ip * MR)), pc, kc);
-          }
           const T beta_blk = first ? beta : T(1);
           const Activation act = last ? epi.act : Activation::none;
-          for (index_t jp = jp_lo; jp < jp_hi; ++jp) {
+          auto tile = [&](const T* ap, index_t ip, index_t jp) {
             const index_t j0 = jc + jp * NR;
-            const int nr = static_cast<int>(std::min<index_t>(NR, nb - jp * NR));
-            const T* bias = (last && epi.bias) ? epi.bias + j0 : nullptr;
+            const index_t r0 = i0 + ip * MR;
+            micro_kernel<T, MR, ARow>(kc, ap, bbuf + jp * KS * NR, c + r0 * ldc + j0, ldc,
+                                      static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
+                                      static_cast<int>(std::min<index_t>(NR, nb - jp * NR)),
+                                      alpha, beta_blk,
+                                      (last && epi.bias) ? epi.bias + j0 : nullptr, act);
+          };
+          if (jp_hi - jp_lo <= 4) {
+            // Few column panels (thin GEMMs, convolutions): pack each A micro-panel right
+            // before its use so that it is still in L1, B (<= 4 panels) stays in L2.
             for (index_t ip = 0; ip < mpanels; ++ip) {
-              const index_t r0 = i0 + ip * MR;
-              micro_kernel<T, MR, ARow>(kc, abuf + ip * MR * KS, bbuf + jp * KS * NR,
-                                        c + r0 * ldc + j0, ldc,
-                                        static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
-                                        nr, alpha, beta_blk, bias, act);
+              pack_a(abuf, i0 + ip * MR, static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
+                     pc, kc);
+              for (index_t jp = jp_lo; jp < jp_hi; ++jp) tile(abuf, ip, jp);
             }
+          } else {
+            // BLIS order: the packed A block stays in L2, one B micro-panel in L1 at a time.
+            for (index_t ip = 0; ip < mpanels; ++ip)
+              pack_a(abuf + ip * MR * KS, i0 + ip * MR,
+                     static_cast<int>(std::min<index_t>(MR, mb - ip * MR)), pc, kc);
+            for (index_t jp = jp_lo; jp < jp_hi; ++jp)
+              for (index_t ip = 0; ip < mpanels; ++ip) tile(abuf + ip * MR * KS, ip, jp);
           }
         }
       }
