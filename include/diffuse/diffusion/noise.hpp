@@ -1,0 +1,114 @@
+// Per-image random numbers for training and sampling.
+//
+// Reproducibility rule of the diffusion layer: every random number that belongs to an
+// image comes from a Philox generator keyed by (seed, image index), never from a generator
+// shared by the batch. The noise of image i therefore does not depend on how a batch is
+// split (8 images at once, or 3 + 5 with first indices 0 and 3) nor on the thread count.
+//
+//   NoiseSource<Image>      sampling: generator i = Generator(seed, first_image + i); each
+//                           draw() advances every image's generator by one image of normals
+//   draw_training_noise()   training: image i of step s uses Generator(seed, first_image + i,
+//                           s << 32): one block for its sigma, then one image of normals
+//
+// This file holds no schedule or sampler logic.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numbers>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/random.hpp"
+#include "diffuse/core/tensor.hpp"
+
+namespace diffuse::diffusion {
+
+namespace detail {
+
+// Work below this many elements stays on one thread (thread start-up costs more).
+inline constexpr std::size_t parallel_images_threshold = std::size_t{1} << 15;
+
+inline int image_threads(std::size_t batch, std::size_t item_size) {
+  return batch > 1 && batch * item_size >= parallel_images_threshold ? available_threads() : 1;
+}
+
+// Calls f(i) for every image i in [0, batch), on several threads for large batches.
+// f must only touch image i: the result is then the same for any thread count.
+template <class F>
+void for_each_image(std::size_t batch, std::size_t item_size, F&& f) {
+  const int threads = image_threads(batch, item_size);
+  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
+  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(batch); ++i) f(static_cast<std::size_t>(i));
+}
+
+}  // namespace detail
+
+/// One uniform number in (0, 1), from one whole block of `g` (double precision).
+inline double draw_uniform(Generator& g) noexcept {
+  return diffuse::detail::open_unit(g.block(g.take(4))[0]);
+}
+
+/// One standard normal number (Box-Muller), from one whole block of `g`.
+inline double draw_normal(Generator& g) noexcept {
+  const auto w = g.block(g.take(4));
+  const double r = std::sqrt(-2.0 * std::log(diffuse::detail::open_unit(w[0])));
+  return r * std::cos(2.0 * std::numbers::pi * diffuse::detail::open_unit(w[1]));
+}
+
+/// Standard normal noise for a batch of images, one counter-based stream per image.
+/// Image i of the batch is image `first_image + i` of the whole run: its numbers are the
+/// same in any batch split.
+template <class Image>
+class NoiseSource {
+ public:
+  /// Blocks of a generator one draw of one image uses.
+  static constexpr std::uint64_t blocks_per_draw = (Image::item_size + 3) / 4;
+
+  NoiseSource(std::uint64_t seed, std::uint64_t first_image, std::size_t batch) {
+    gens_.reserve(batch);
+    for (std::size_t i = 0; i < batch; ++i) gens_.emplace_back(seed, first_image + i, 0);
+  }
+
+  std::size_t batch() const noexcept { return gens_.size(); }
+
+  /// Fills `out` (N, H, W, C) with the next N(0, I) draw of every image.
+  void draw(TensorView<float, Image> out) {
+    if (out.batch() != gens_.size())
+      throw ShapeError("diffuse::diffusion::NoiseSource: batch " + std::to_string(out.batch()) +
+                       " differs from the source's " + std::to_string(gens_.size()));
+    detail::for_each_image(gens_.size(), Image::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
+  }
+
+  /// Skips `draws` draws (as if draw() had been called that many times).
+  void skip(std::uint64_t draws) noexcept {
+    for (auto& g : gens_) g.set_position(g.position() + draws * blocks_per_draw);
+  }
+
+ private:
+  std::vector<Generator> gens_;
+};
+
+/// Draws the training noise of a batch: for image i, sigma[i] from the policy's training
+/// distribution and noise.item(i) ~ N(0, I) (unit variance; the loss scales it by sigma).
+/// Image i uses Generator(seed, first_image + i, step << 32) (2^32 blocks per step and
+/// image, far more than an image needs), so it does not depend on the batch split.
+/// Policy needs `double training_sigma(Generator&) const` (see precond.hpp).
+template <class Policy, class Image>
+void draw_training_noise(const Policy& policy, std::uint64_t seed, std::uint64_t step, std::uint64_t first_image,
+                         std::span<float> sigma /*[N]*/, TensorView<float, Image> noise /*(N, H, W, C)*/) {
+  if (sigma.size() != noise.batch())
+    throw ShapeError("diffuse::diffusion::draw_training_noise: " + std::to_string(sigma.size()) + " sigmas for " +
+                     std::to_string(noise.batch()) + " images");
+  detail::for_each_image(noise.batch(), Image::item_size, [&](std::size_t i) {
+    Generator g(seed, first_image + i, step << 32);
+    sigma[i] = static_cast<float>(policy.training_sigma(g));
+    fill_normal(noise.item(i), g);
+  });
+}
+
+}  // namespace diffuse::diffusion

@@ -1,0 +1,272 @@
+// Preconditionings (EDM Table 1) and the wrapper that turns a raw network F into a
+// denoiser D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)),
+// with its backward pass and the denoising score-matching training loss.
+//
+// A policy (Edm, Vp, Ve) is a value type with the coefficients of each noise level, the
+// training distribution of sigma and the loss weight lambda(sigma):
+//
+//             c_skip             c_out                 c_in              c_noise             sigma for training          lambda
+//   Edm  sd^2/(s^2+sd^2)   s sd/sqrt(s^2+sd^2)   1/sqrt(s^2+sd^2)   ln(s)/4             ln s ~ N(P_mean, P_std^2)   (s^2+sd^2)/(s sd)^2
+//   Vp   1                 -s                    1/sqrt(s^2+1)      (M-1) t(s)          t ~ U(eps_t, 1), s = s(t)   1/s^2
+//   Ve   1                 s                     1                  ln(s/2)             ln s ~ U(ln smin, ln smax)  1/s^2
+//
+// Precond<Policy, Net> owns the network and keeps every buffer it needs as a member, so
+// after the first call for a given batch size it allocates nothing. It is itself a
+// denoiser for the samplers (operator() with one sigma for the batch) and forwards
+// for_each_param / zero_grad to the network for the optimiser.
+//
+// The loss (EDM's convention): per image, lambda(sigma_i) * sum over pixels of
+// (D(y_i + sigma_i n_i; sigma_i) - y_i)^2, then the mean over the images of the batch.
+// Summing over pixels (not averaging) is what EDM's training loop does (loss.sum() /
+// batch); it makes the loss and its gradient scale with the image size.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/random.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/diffusion/noise.hpp"
+
+namespace diffuse::diffusion {
+
+/// The four coefficients of a preconditioning at one noise level (EDM Table 1).
+struct Coefficients {
+  double c_skip, c_out, c_in, c_noise;
+};
+
+/// EDM's preconditioning (Karras et al. 2022, Table 1, "ours").
+struct Edm {
+  double sigma_data = 0.5;
+  double p_mean = -1.2;
+  double p_std = 1.2;
+
+  Coefficients coefficients(double sigma) const {
+    const double sd2 = sigma_data * sigma_data, r = std::sqrt(sigma * sigma + sd2);
+    return {sd2 / (sigma * sigma + sd2), sigma * sigma_data / r, 1.0 / r, 0.25 * std::log(sigma)};
+  }
+  /// lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (makes the effective
+  /// weight of F's error lambda c_out^2 = 1).
+  double loss_weight(double sigma) const {
+    const double sd2 = sigma_data * sigma_data;
+    return (sigma * sigma + sd2) / (sigma * sigma * sd2);
+  }
+  /// ln sigma ~ N(p_mean, p_std^2).
+  double training_sigma(Generator& g) const { return std::exp(p_mean + p_std * draw_normal(g)); }
+};
+
+/// The VP preconditioning (Song et al. 2021, DDPM++; EDM Table 1 "VP").
+struct Vp {
+  double beta_d = 19.9;
+  double beta_min = 0.1;
+  double M = 1000;
+  double eps_t = 1e-5;
+
+  double sigma(double t) const { return std::sqrt(std::expm1(0.5 * beta_d * t * t + beta_min * t)); }
+  double t(double sigma) const {
+    return (std::sqrt(beta_min * beta_min + 2.0 * beta_d * std::log1p(sigma * sigma)) - beta_min) / beta_d;
+  }
+  Coefficients coefficients(double s) const { return {1.0, -s, 1.0 / std::sqrt(s * s + 1.0), (M - 1.0) * t(s)}; }
+  double loss_weight(double s) const { return 1.0 / (s * s); }
+  /// t ~ U(eps_t, 1), sigma = sigma(t).
+  double training_sigma(Generator& g) const { return sigma(1.0 + draw_uniform(g) * (eps_t - 1.0)); }
+};
+
+/// The VE preconditioning (Song et al. 2021, NCSN++; EDM Table 1 "VE").
+struct Ve {
+  double sigma_min = 0.02;
+  double sigma_max = 100.0;
+
+  Coefficients coefficients(double s) const { return {1.0, s, 1.0, std::log(0.5 * s)}; }
+  double loss_weight(double s) const { return 1.0 / (s * s); }
+  /// ln sigma ~ U(ln sigma_min, ln sigma_max).
+  double training_sigma(Generator& g) const { return sigma_min * std::pow(sigma_max / sigma_min, draw_uniform(g)); }
+};
+
+/// What Precond needs of a network (the UNet's interface; see the file-top comment of
+/// nn/unet.hpp): images in and out of the same shape, one c_noise per image, a backward
+/// that accumulates parameter gradients.
+template <class Net>
+concept Network = requires(Net& net, TensorView<const float, typename Net::Image> x, std::span<const float> c,
+                           TensorView<float, typename Net::Image> out) {
+  net.forward(x, c, out);
+  net.backward(x);
+  net.zero_grad();
+};
+
+/// D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) around a network F, per image.
+template <class Policy, class Net>
+class Precond {
+  static_assert(Network<Net>, "diffuse::diffusion::Precond: Net lacks the network interface "
+                              "(Image, forward(x, c_noise, out), backward(dout), zero_grad())");
+
+ public:
+  using Image = typename Net::Image;  // (N, H, W, C)
+  static constexpr std::size_t item_size = Image::item_size;
+
+  Precond() = default;
+  /// Constructs the network in place from `net_args`.
+  template <class... Args>
+  explicit Precond(Policy policy, Args&&... net_args) : policy_(policy), net_(std::forward<Args>(net_args)...) {}
+
+  Net& net() noexcept { return net_; }
+  const Net& net() const noexcept { return net_; }
+  const Policy& policy() const noexcept { return policy_; }
+
+  /// out = D(x; sigma_i) for each image i.
+  /// x, out: (N, H, W, C); sigma: [N]. out may be x.
+  void forward(TensorView<const float, Image> x, std::span<const float> sigma, TensorView<float, Image> out) {
+    const std::size_t n = x.batch();
+    if (sigma.size() != n || out.batch() != n)
+      throw ShapeError("diffuse::diffusion::Precond::forward: " + std::to_string(n) + " images, " +
+                       std::to_string(sigma.size()) + " sigmas, output batch " + std::to_string(out.batch()));
+    prepare(n);
+    loss_batch_ = 0;  // a loss() in progress sets it again after this forward
+    for (std::size_t i = 0; i < n; ++i) {
+      const Coefficients c = policy_.coefficients(sigma[i]);
+      c_skip_[i] = static_cast<float>(c.c_skip);
+      c_out_[i] = static_cast<float>(c.c_out);
+      c_in_[i] = static_cast<float>(c.c_in);
+      c_noise_[i] = static_cast<float>(c.c_noise);
+    }
+    const float* xp = x.data();
+    float* in = x_in_.data();
+    detail::for_each_image(n, item_size, [&](std::size_t i) {
+      const float a = c_in_[i];
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) in[k] = a * xp[k];
+    });
+    net_.forward(TensorView<const float, Image>(x_in_.view()), std::span<const float>(c_noise_), f_.view());
+    const float* f = f_.data();
+    float* o = out.data();
+    detail::for_each_image(n, item_size, [&](std::size_t i) {
+      const float a = c_skip_[i], b = c_out_[i];
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) o[k] = a * xp[k] + b * f[k];
+    });
+    forward_batch_ = n;
+  }
+
+  /// Backward of the last forward(): given dL/dD (N, H, W, C), feeds dL/dF = c_out dL/dD into
+  /// the network's backward (which accumulates its parameter gradients).
+  void backward(TensorView<const float, Image> dout) {
+    check_backward(dout.batch());
+    const float* d = dout.data();
+    float* g = grad_f_.data();
+    detail::for_each_image(forward_batch_, item_size, [&](std::size_t i) {
+      const float b = c_out_[i];
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = b * d[k];
+    });
+    net_.backward(TensorView<const float, Image>(grad_f_.view()));
+  }
+
+  /// The denoiser the samplers call: out = D(x; sigma) with one sigma for every image.
+  void operator()(TensorView<const float, Image> x, float sigma, TensorView<float, Image> out) {
+    sigma_all_.assign(x.batch(), sigma);
+    forward(x, std::span<const float>(sigma_all_), out);
+  }
+
+  /// The training loss of a batch (EDM's): mean over images i of
+  /// lambda(sigma_i) * sum_pixels (D(y_i + sigma_i n_i; sigma_i) - y_i)^2.
+  /// y: clean images (N, H, W, C); sigma: [N]; noise: unit normal (N, H, W, C), scaled by
+  /// sigma_i here. Runs the forward pass; loss_backward() then gives the gradients.
+  float loss(TensorView<const float, Image> y, std::span<const float> sigma, TensorView<const float, Image> noise) {
+    const std::size_t n = y.batch();
+    if (noise.batch() != n || sigma.size() != n)
+      throw ShapeError("diffuse::diffusion::Precond::loss: " + std::to_string(n) + " images, " +
+                       std::to_string(sigma.size()) + " sigmas, " + std::to_string(noise.batch()) + " noise images");
+    prepare(n);
+    const float* yp = y.data();
+    const float* np = noise.data();
+    float* xn = x_noisy_.data();
+    detail::for_each_image(n, item_size, [&](std::size_t i) {
+      const float s = sigma[i];
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) xn[k] = yp[k] + s * np[k];
+    });
+    forward(TensorView<const float, Image>(x_noisy_.view()), sigma, denoised_.view());
+    float* r = denoised_.data();  // becomes the residual D - y
+    detail::for_each_image(n, item_size, [&](std::size_t i) {
+      double ss = 0.0;  // per image, in a fixed order: same bits for any thread count
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) {
+        r[k] -= yp[k];
+        ss += static_cast<double>(r[k]) * r[k];
+      }
+      weight_[i] = static_cast<float>(policy_.loss_weight(sigma[i]));
+      loss_image_[i] = static_cast<float>(weight_[i] * ss);
+    });
+    double total = 0.0;
+    for (std::size_t i = 0; i < n; ++i) total += loss_image_[i];
+    loss_batch_ = n;
+    return static_cast<float>(total / static_cast<double>(n));
+  }
+
+  /// Per-image losses lambda_i ||D_i - y_i||^2 of the last loss() call.
+  std::span<const float> loss_per_image() const { return {loss_image_.data(), loss_batch_}; }
+
+  /// Backward of the last loss(), times `scale` (dL/dloss; e.g. 1/k to average k micro-
+  /// batches): dL/dF_i = scale * 2 lambda_i c_out_i (D_i - y_i) / N into the network.
+  void loss_backward(float scale = 1.f) {
+    if (loss_batch_ == 0 || loss_batch_ != forward_batch_)
+      throw std::logic_error("diffuse::diffusion::Precond::loss_backward: call loss() first");
+    const std::size_t n = loss_batch_;
+    const float* r = denoised_.data();
+    float* g = grad_f_.data();
+    detail::for_each_image(n, item_size, [&](std::size_t i) {
+      const float a = static_cast<float>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
+      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = a * r[k];
+    });
+    net_.backward(TensorView<const float, Image>(grad_f_.view()));
+  }
+
+  /// The optimiser's and checkpoints' view of the parameters: the network's.
+  template <class F>
+  void for_each_param(F&& f) {
+    net_.for_each_param(std::forward<F>(f));
+  }
+  void zero_grad() { net_.zero_grad(); }
+
+ private:
+  // Sizes every buffer for n images; allocates only when n changes.
+  void prepare(std::size_t n) {
+    if (x_in_.batch() == n && c_skip_.size() == n) return;
+    x_in_.resize(n);
+    f_.resize(n);
+    grad_f_.resize(n);
+    x_noisy_.resize(n);
+    denoised_.resize(n);
+    for (auto* v : {&c_skip_, &c_out_, &c_in_, &c_noise_, &weight_, &loss_image_}) v->resize(n);
+    sigma_all_.reserve(n);
+    loss_batch_ = 0;
+  }
+
+  void check_backward(std::size_t n) const {
+    if (forward_batch_ == 0 || n != forward_batch_)
+      throw ShapeError("diffuse::diffusion::Precond::backward: gradient batch " + std::to_string(n) +
+                       " differs from the last forward's " + std::to_string(forward_batch_));
+  }
+
+  Policy policy_{};
+  Net net_{};
+  Tensor<float, Image> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
+  Tensor<float, Image> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
+  std::vector<float> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_;  // [N]
+  std::vector<float> sigma_all_;
+  std::size_t forward_batch_ = 0, loss_batch_ = 0;
+};
+
+/// EDM's preconditioned denoiser around a network (the reference models' wrapper).
+template <class Net>
+using EDMPrecond = Precond<Edm, Net>;
+template <class Net>
+using EdmPrecond = Precond<Edm, Net>;
+template <class Net>
+using VPPrecond = Precond<Vp, Net>;
+template <class Net>
+using VEPrecond = Precond<Ve, Net>;
+
+}  // namespace diffuse::diffusion

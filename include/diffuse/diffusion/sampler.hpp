@@ -1,0 +1,17 @@
+// The samplers in one include: Euler, Heun (EDM Algorithm 2), EulerAncestral,
+// DpmPp2M (DPM-Solver++(2M)) and Ddim, each a template over its sigma schedule
+// (schedule.hpp), e.g.
+//
+//   diffusion::Heun<diffusion::KarrasSigmas> heun{.steps = 18};   // EDM's reference sampler
+//   heun.sample(model, x.view(), /*seed=*/7);                     // model: Precond or any denoiser
+//
+// Contracts (denoiser, callback, noise, reproducibility) are in samplers/common.hpp.
+#pragma once
+
+#include "diffuse/diffusion/samplers/common.hpp"
+#include "diffuse/diffusion/samplers/ddim.hpp"
+#include "diffuse/diffusion/samplers/dpmpp_2m.hpp"
+#include "diffuse/diffusion/samplers/euler.hpp"
+#include "diffuse/diffusion/samplers/euler_ancestral.hpp"
+#include "diffuse/diffusion/samplers/heun.hpp"
+#include "diffuse/diffusion/schedule.hpp"

@@ -1,0 +1,309 @@
+// Samplers driven by the exact denoiser of a 2-D Gaussian mixture (mixture.hpp):
+// they must reproduce the mixture (weights, means, variances within a few standard
+// errors), the deterministic ones must converge at their order, and sampling must be
+// reproducible across thread counts and batch splits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <diffuse/diffusion/sampler.hpp>
+#include <diffuse/tensor.hpp>
+
+#include "mixture.hpp"
+
+namespace dd = diffuse::diffusion;
+using diffuse::Tensor;
+using diffuse::TensorView;
+using diffuse::testing::Mixture;
+using diffuse::testing::MixtureDenoiser;
+using diffuse::testing::Point;
+
+namespace {
+
+const Mixture mixture{};
+
+template <class F>
+void with_threads(int threads, F&& f) {
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  f();
+  omp_set_num_threads(before);
+#else
+  (void)threads;
+  f();
+#endif
+}
+
+// Checks that the points in x are a sample of `mixture`: for each component, its share,
+// mean and variance per coordinate within `z` standard errors.
+void expect_mixture(const Tensor<float, Point>& x, const std::string& what, double z = 5.0) {
+  const std::size_t n = x.batch();
+  constexpr std::size_t K = Mixture::K;
+  std::array<double, K> count{};
+  std::array<std::array<double, 2>, K> s1{}, s2{};
+  for (std::size_t i = 0; i < n; ++i) {
+    const double a = x.data()[2 * i], b = x.data()[2 * i + 1];
+    ASSERT_TRUE(std::isfinite(a) && std::isfinite(b)) << what;
+    const std::size_t k = mixture.component(a, b);
+    count[k] += 1;
+    s1[k][0] += a, s1[k][1] += b;
+    s2[k][0] += a * a, s2[k][1] += b * b;
+  }
+  for (std::size_t k = 0; k < K; ++k) {
+    const double w = mixture.w[k], nk = count[k];
+    EXPECT_NEAR(nk / n, w, z * std::sqrt(w * (1 - w) / n)) << what << ": weight of component " << k;
+    for (int d = 0; d < 2; ++d) {
+      const double m = s1[k][d] / nk, v = s2[k][d] / nk - m * m, tv = mixture.var[k][d];
+      EXPECT_NEAR(m, mixture.mu[k][d], z * std::sqrt(tv / nk)) << what << ": mean of component " << k << " dim " << d;
+      EXPECT_NEAR(v, tv, z * tv * std::sqrt(2.0 / (nk - 1))) << what << ": variance of component " << k << " dim " << d;
+    }
+  }
+}
+
+template <class Sampler>
+Tensor<float, Point> draw(const Sampler& sampler, std::size_t n, std::uint64_t seed) {
+  Tensor<float, Point> x(n);
+  MixtureDenoiser den{&mixture};
+  sampler.sample(den, x.view(), seed);
+  return x;
+}
+
+constexpr std::size_t kSamples = 16000;
+
+}  // namespace
+
+// --- the samplers reproduce the data distribution ------------------------------------
+
+TEST(SamplerDistribution, Euler) { expect_mixture(draw(dd::Euler<dd::KarrasSigmas>{.steps = 400}, kSamples, 1), "euler"); }
+
+TEST(SamplerDistribution, EulerExponential) {
+  expect_mixture(draw(dd::Euler<dd::ExponentialSigmas>{.steps = 400}, kSamples, 2), "euler exponential");
+}
+
+TEST(SamplerDistribution, HeunKarras) { expect_mixture(draw(dd::Heun<dd::KarrasSigmas>{.steps = 64}, kSamples, 3), "heun"); }
+
+TEST(SamplerDistribution, HeunVp) {
+  expect_mixture(draw(dd::Heun<dd::VpSigmas>{.schedule = dd::VpSigmas::from_range(0.002, 80.0), .steps = 40}, kSamples, 4),
+                 "heun vp");
+}
+
+TEST(SamplerDistribution, HeunChurn) {
+  // EDM's stochastic sampler (Algorithm 2 with churn).
+  const dd::Heun<dd::KarrasSigmas> heun{.steps = 128, .s_churn = 40, .s_tmin = 0.05, .s_tmax = 50, .s_noise = 1.003};
+  expect_mixture(draw(heun, kSamples, 5), "heun churn");
+}
+
+TEST(SamplerDistribution, EulerAncestral) {
+  expect_mixture(draw(dd::EulerAncestral<dd::KarrasSigmas>{.steps = 400}, kSamples, 6), "euler ancestral");
+}
+
+TEST(SamplerDistribution, DpmPp2M) { expect_mixture(draw(dd::DpmPp2M<dd::KarrasSigmas>{.steps = 64}, kSamples, 7), "dpm++2m"); }
+
+TEST(SamplerDistribution, DpmPp2MCosine) {
+  expect_mixture(draw(dd::DpmPp2M<dd::CosineSigmas>{.steps = 64}, kSamples, 8), "dpm++2m cosine");
+}
+
+TEST(SamplerDistribution, DdimDeterministic) { expect_mixture(draw(dd::Ddim<>{.steps = 100}, kSamples, 9), "ddim eta 0"); }
+
+TEST(SamplerDistribution, DdimStochastic) {
+  expect_mixture(draw(dd::Ddim<>{.steps = 200, .eta = 1.0}, kSamples, 10), "ddim eta 1");
+}
+
+TEST(SamplerDistribution, EulerVe) { expect_mixture(draw(dd::Euler<dd::VeSigmas>{.steps = 150}, kSamples, 11), "euler ve"); }
+
+// --- order of convergence of the deterministic samplers ------------------------------
+
+namespace {
+
+constexpr std::size_t kPaths = 256;
+
+// Overlapping components: the flow has no nearly-chaotic paths between separated modes,
+// so the error of every path shrinks at the method's order from few steps on.
+const Mixture smooth{.w = {0.5, 0.3, 0.2},
+                     .mu = {{{-1.0, 0.0}, {1.0, 0.5}, {0.2, -1.0}}},
+                     .var = {{{0.6, 0.8}, {0.5, 0.7}, {0.9, 0.5}}}};
+
+Tensor<float, Point> start_points() {
+  Tensor<float, Point> x(kPaths);
+  dd::NoiseSource<Point> noise(99, 0, kPaths);
+  noise.draw(x.view());
+  x = x * 80.f;  // sigma_max of KarrasSigmas{}
+  return x;
+}
+
+template <class Sampler>
+Tensor<float, Point> integrate(Sampler sampler, std::size_t steps) {
+  sampler.steps = steps;
+  Tensor<float, Point> x = start_points();
+  MixtureDenoiser den{&smooth};
+  sampler.sample_from(den, x.view(), 99);
+  return x;
+}
+
+double rms_error(const Tensor<float, Point>& a, const Tensor<float, Point>& b) {
+  double s = 0, worst = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    s += std::pow(double(a.data()[k]) - b.data()[k], 2);
+    worst = std::max(worst, std::abs(double(a.data()[k]) - b.data()[k]));
+  }
+  std::printf("[max %.2g] ", worst);
+  return std::sqrt(s / kPaths);
+}
+
+// Errors against a fine Heun solution for steps, 2 steps, 4 steps, ... and their ratios.
+template <class Sampler>
+std::vector<double> error_ratios(const Sampler& sampler, std::size_t steps, int halvings, const char* name) {
+  static const Tensor<float, Point> ref = integrate(dd::Heun<dd::KarrasSigmas>{}, 2048);
+  std::vector<double> err, ratio;
+  for (int h = 0; h <= halvings; ++h) err.push_back(rms_error(integrate(sampler, steps << h), ref));
+  std::printf("%-8s errors:", name);
+  for (double e : err) std::printf(" %.3g", e);
+  std::printf("  ratios:");
+  for (std::size_t i = 1; i < err.size(); ++i) {
+    ratio.push_back(err[i - 1] / err[i]);
+    std::printf(" %.2f", ratio.back());
+  }
+  std::printf("\n");
+  return ratio;
+}
+
+}  // namespace
+
+TEST(SamplerOrder, EulerIsFirstOrder) {
+  for (double r : error_ratios(dd::Euler<dd::KarrasSigmas>{}, 32, 3, "euler")) {
+    EXPECT_GT(r, 1.7);
+    EXPECT_LT(r, 2.4);
+  }
+}
+
+TEST(SamplerOrder, DdimIsFirstOrder) {
+  for (double r : error_ratios(dd::Ddim<dd::KarrasSigmas>{}, 32, 3, "ddim")) {
+    EXPECT_GT(r, 1.7);
+    EXPECT_LT(r, 2.4);
+  }
+}
+
+TEST(SamplerOrder, HeunIsSecondOrder) {
+  for (double r : error_ratios(dd::Heun<dd::KarrasSigmas>{}, 16, 3, "heun")) {
+    EXPECT_GT(r, 3.3);
+    EXPECT_LT(r, 5.2);
+  }
+}
+
+TEST(SamplerOrder, DpmPp2MIsSecondOrder) {
+  for (double r : error_ratios(dd::DpmPp2M<dd::KarrasSigmas>{}, 16, 3, "dpm++2m")) {
+    EXPECT_GT(r, 3.0);
+    EXPECT_LT(r, 5.5);
+  }
+}
+
+TEST(SamplerOrder, DdimWithEtaZeroIsEuler) {
+  const auto a = integrate(dd::Ddim<dd::KarrasSigmas>{}, 20), b = integrate(dd::Euler<dd::KarrasSigmas>{}, 20);
+  for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a.data()[k], b.data()[k], 1e-4f);
+}
+
+// --- contracts: callback, call counts, sample == start + sample_from ------------------
+
+TEST(SamplerContract, CallbackSeesEveryStep) {
+  const dd::Heun<dd::KarrasSigmas> heun{.steps = 7};
+  const auto sigmas = heun.schedule.sigmas(7);
+  std::vector<std::size_t> steps;
+  std::vector<double> seen;
+  Tensor<float, Point> x(5);
+  MixtureDenoiser den{&mixture};
+  heun.sample(den, x.view(), 1, 0, [&](std::size_t i, double sigma, TensorView<const float, Point> xi,
+                                      TensorView<const float, Point> d) {
+    steps.push_back(i);
+    seen.push_back(sigma);
+    EXPECT_EQ(xi.batch(), 5u);
+    EXPECT_EQ(d.batch(), 5u);
+  });
+  EXPECT_EQ(steps, (std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6}));
+  for (std::size_t i = 0; i < 7; ++i) EXPECT_EQ(seen[i], sigmas[i]);
+  EXPECT_EQ(den.calls, 13u);  // 2 n - 1: the last step (to 0) is an Euler step
+}
+
+TEST(SamplerContract, SampleIsStartPlusSampleFrom) {
+  const dd::EulerAncestral<dd::KarrasSigmas> sampler{.steps = 10};
+  MixtureDenoiser den{&mixture};
+  Tensor<float, Point> a(6), b(6);
+  sampler.sample(den, a.view(), 42, 7);
+  dd::NoiseSource<Point> noise(42, 7, 6);
+  noise.draw(b.view());
+  b = b * 80.f;
+  sampler.sample_from(den, b.view(), 42, 7);
+  for (std::size_t k = 0; k < a.size(); ++k) EXPECT_EQ(a.data()[k], b.data()[k]);
+}
+
+TEST(SamplerContract, AncestralStepSplitsTheVariance) {
+  for (double eta : {0.0, 0.5, 1.0}) {
+    const auto a = dd::ancestral_step(3.0, 1.2, eta);
+    EXPECT_NEAR(a.sigma_down * a.sigma_down + a.sigma_up * a.sigma_up, 1.44, 1e-12);
+    EXPECT_NEAR(a.sigma_up, eta * std::sqrt(1.44 * (9 - 1.44) / 9), 1e-12);
+  }
+  EXPECT_EQ(dd::ancestral_step(3.0, 0.0).sigma_up, 0.0);
+}
+
+// --- reproducibility -----------------------------------------------------------------
+
+namespace {
+
+template <class Sampler>
+void expect_same_bits_for_1_and_2_threads(const Sampler& sampler) {
+  // Large enough that the element-wise loops, the noise and the denoiser run in parallel.
+  const std::size_t n = 40000;
+  Tensor<float, Point> one, two;
+  with_threads(1, [&] { one = draw(sampler, n, 17); });
+  with_threads(2, [&] { two = draw(sampler, n, 17); });
+  std::size_t differ = 0;
+  for (std::size_t k = 0; k < one.size(); ++k) differ += one.data()[k] != two.data()[k];
+  EXPECT_EQ(differ, 0u);
+}
+
+template <class Sampler>
+void expect_batch_split_invariance(const Sampler& sampler) {
+  MixtureDenoiser den{&mixture};
+  Tensor<float, Point> whole(8), split(8);
+  sampler.sample(den, whole.view(), 23, 0);
+  sampler.sample(den, split.items(0, 3), 23, 0);
+  sampler.sample(den, split.items(3, 5), 23, 3);
+  for (std::size_t k = 0; k < whole.size(); ++k)
+    EXPECT_NEAR(whole.data()[k], split.data()[k], 1e-5f * (1.f + std::abs(whole.data()[k])));
+}
+
+}  // namespace
+
+TEST(SamplerReproducibility, SameBitsForOneAndTwoThreads) {
+  expect_same_bits_for_1_and_2_threads(dd::EulerAncestral<dd::KarrasSigmas>{.steps = 8});
+  expect_same_bits_for_1_and_2_threads(
+      dd::Heun<dd::KarrasSigmas>{.steps = 6, .s_churn = 10, .s_tmin = 0.01, .s_tmax = 50});
+  expect_same_bits_for_1_and_2_threads(dd::DpmPp2M<dd::KarrasSigmas>{.steps = 6});
+}
+
+TEST(SamplerReproducibility, BatchSplitGivesTheSameImages) {
+  expect_batch_split_invariance(dd::Euler<dd::KarrasSigmas>{.steps = 10});
+  expect_batch_split_invariance(dd::Heun<dd::KarrasSigmas>{.steps = 10, .s_churn = 20, .s_tmin = 0.01, .s_tmax = 50});
+  expect_batch_split_invariance(dd::EulerAncestral<dd::KarrasSigmas>{.steps = 10});
+  expect_batch_split_invariance(dd::DpmPp2M<dd::KarrasSigmas>{.steps = 10});
+  expect_batch_split_invariance(dd::Ddim<>{.steps = 10, .eta = 1.0});
+}
+
+TEST(SamplerReproducibility, NoiseOfAnImageDependsOnlyOnSeedAndIndex) {
+  using Img = diffuse::Shape<diffuse::dyn, 5, 3, 3>;  // 45 values: not a multiple of 4
+  Tensor<float, Img> whole(8), split(8);
+  dd::NoiseSource<Img> a(5, 100, 8), b(5, 100, 3), c(5, 103, 5);
+  for (int draws = 0; draws < 3; ++draws) {
+    a.draw(whole.view());
+    b.draw(split.items(0, 3));
+    c.draw(split.items(3, 5));
+    for (std::size_t k = 0; k < whole.size(); ++k) ASSERT_EQ(whole.data()[k], split.data()[k]);
+  }
+  // Different seeds or indices give different numbers.
+  dd::NoiseSource<Img> d(6, 100, 8);
+  d.draw(split.view());
+  EXPECT_NE(whole.data()[0], split.data()[0]);
+}
