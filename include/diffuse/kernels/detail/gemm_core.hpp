@@ -242,94 +242,109 @@ inline void zero_run(T* d, index_t n) noexcept {
 inline index_t ceil_div(index_t a, index_t b) noexcept { return (a + b - 1) / b; }
 inline index_t round_up(index_t a, index_t b) noexcept { return ceil_div(a, b) * b; }
 
+/// One thread's share: C rows [ib, ie) x columns [jb, je), all of K, BLIS loop nest
+/// (NC, KC, MC blocks around packed panels) with thread_local buffers.
+template <class T, int MR, bool ARow, class PackA, class PackB>
+void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T alpha, T beta,
+                 T* c, index_t ldc, const Epilogue<T>& epi, const PackA& pack_a,
+                 const PackB& pack_b) {
+  using Tl = Tiling<T>;
+  constexpr int NR = Tl::NR;
+  constexpr index_t KS = Tl::KS;
+  const index_t m = ie - ib, n = je - jb;
+  if (m <= 0 || n <= 0) return;
+  // Balanced blocks: equal-sized K blocks (no short remainder block), N blocks, M blocks of
+  // whole MR panels.
+  const index_t nkb = k > 0 ? ceil_div(k, KS) : 1;
+  const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
+  const index_t ncb = round_up(ceil_div(n, ceil_div(n, Tl::NC_MAX)), NR);
+  const index_t m_panels = ceil_div(m, MR);
+  const index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
+  const index_t mc = ceil_div(m_panels, n_ic) * MR;
+  T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(KS * ncb));
+  T* abuf = thread_scratch<T, 0>(static_cast<std::size_t>(mc * KS));
+  for (index_t jc = jb; jc < je; jc += ncb) {
+    const index_t nb = std::min(ncb, je - jc);
+    const index_t npanels = ceil_div(nb, NR);
+    for (index_t pc = 0; pc < std::max<index_t>(k, 1); pc += std::max<index_t>(kcb, 1)) {
+      const index_t kc = std::min(kcb, k - pc);
+      const bool first = pc == 0, last = pc + kcb >= k;
+      const T beta_blk = first ? beta : T(1);
+      const Activation act = last ? epi.act : Activation::none;
+      for (index_t jp = 0; jp < npanels; ++jp)
+        pack_b(bbuf + jp * KS * NR, jc + jp * NR,
+               static_cast<int>(std::min<index_t>(NR, nb - jp * NR)), pc, kc);
+      for (index_t ic = 0; ic < n_ic; ++ic) {
+        const index_t i0 = ib + (m_panels * ic / n_ic) * MR;
+        const index_t mb = std::min(ib + (m_panels * (ic + 1) / n_ic) * MR, ie) - i0;
+        const index_t mpanels = ceil_div(mb, MR);
+        auto tile = [&](const T* ap, index_t ip, index_t jp) {
+          const index_t j0 = jc + jp * NR;
+          micro_kernel<T, MR, ARow>(kc, ap, bbuf + jp * KS * NR, c + (i0 + ip * MR) * ldc + j0,
+                                    ldc, static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
+                                    static_cast<int>(std::min<index_t>(NR, nb - jp * NR)),
+                                    alpha, beta_blk,
+                                    (last && epi.bias) ? epi.bias + j0 : nullptr, act);
+        };
+        if (npanels <= 4) {
+          // Few column panels (thin GEMMs, convolutions): pack each A micro-panel right
+          // before its use so that it is still in L1; B (<= 4 panels) stays in L2.
+          for (index_t ip = 0; ip < mpanels; ++ip) {
+            pack_a(abuf, i0 + ip * MR, static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
+                   pc, kc);
+            for (index_t jp = 0; jp < npanels; ++jp) tile(abuf, ip, jp);
+          }
+        } else {
+          // BLIS order: the packed A block stays in L2, one B micro-panel in L1 at a time.
+          for (index_t ip = 0; ip < mpanels; ++ip)
+            pack_a(abuf + ip * MR * KS, i0 + ip * MR,
+                   static_cast<int>(std::min<index_t>(MR, mb - ip * MR)), pc, kc);
+          for (index_t jp = 0; jp < npanels; ++jp)
+            for (index_t ip = 0; ip < mpanels; ++ip) tile(abuf + ip * MR * KS, ip, jp);
+        }
+      }
+    }
+  }
+}
+
 /// C (m x n, row stride ldc) = act(alpha * op(A) op(B) + beta * C + bias) with op(A) and
 /// op(B) delivered by the packing functors (see the file comment). Uses up to nthreads
 /// threads; nthreads <= 1 runs on the calling thread only.
+///
+/// Threads split C into disjoint blocks of whole panels (rows when there are enough,
+/// else columns) and run independent loop nests with private packed buffers: no barrier
+/// until the end. B is packed once per thread instead of once per team, which costs
+/// K x N copies against M x N x K / threads multiply-adds; in exchange a thread that the
+/// OS descheduled (this machine is shared) never stalls the other at a barrier.
 template <class T, int MR, bool ARow, class PackA, class PackB>
 void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t ldc,
                  const Epilogue<T>& epi, const PackA& pack_a, const PackB& pack_b,
                  int nthreads) {
-  using Tl = Tiling<T>;
-  constexpr int NR = Tl::NR;
-  constexpr index_t KS = Tl::KS;
+  constexpr int NR = Tiling<T>::NR;
   if (m <= 0 || n <= 0) return;
-  nthreads = std::max(1, nthreads);
-
-  // Balanced blocks: equal-sized K blocks (no short remainder block), N blocks.
-  const index_t nkb = k > 0 ? ceil_div(k, KS) : 1;
-  const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
-  const index_t njb = ceil_div(n, Tl::NC_MAX);
-  const index_t ncb = round_up(ceil_div(n, njb), NR);
-  // M blocks: whole MR panels, about MC_PANELS each, a multiple of the thread count when
-  // there are few, and sizes differing by at most one panel, so that threads finish together.
-  const index_t m_panels = ceil_div(m, MR);
-  index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
-  if (nthreads > 1 && n_ic < 8 * nthreads) n_ic = round_up(n_ic, nthreads);
-  n_ic = std::min(n_ic, m_panels);
-  const index_t mc = ceil_div(m_panels, n_ic) * MR;  // largest block, for the buffer size
-  // Too few M blocks for the team: every thread also takes a share of the N panels.
-  const index_t max_panels = ceil_div(ncb, NR);
-  const index_t n_js =
-      n_ic >= nthreads ? 1 : std::min<index_t>(max_panels, ceil_div(2 * nthreads, n_ic));
-
-  T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(KS * ncb));
-  const std::size_t abuf_size = static_cast<std::size_t>(mc * KS);
-  if (nthreads == 1) (void)thread_scratch<T, 0>(abuf_size);
-
-  DIFFUSE_OMP(parallel num_threads(nthreads) if (nthreads > 1))
+  const index_t m_panels = ceil_div(m, MR), n_panels = ceil_div(n, NR);
+  // Small problems are not worth waking a team.
+  const double work = double(m) * double(n) * double(std::max<index_t>(k, 1));
+  if (work < 48.0 * 48.0 * 48.0) nthreads = 1;
+  const bool split_m = m_panels >= 2 * index_t(nthreads) || m_panels >= n_panels;
+  const index_t parts = std::max<index_t>(
+      1, std::min<index_t>(nthreads, split_m ? m_panels : n_panels));
+  if (parts == 1) {
+    gemm_serial<T, MR, ARow>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
+    return;
+  }
+  const int nt = static_cast<int>(parts);
+  DIFFUSE_OMP(parallel num_threads(nt))
   {
-    T* abuf = thread_scratch<T, 0>(abuf_size);
-    for (index_t jc = 0; jc < n; jc += ncb) {
-      const index_t nb = std::min(ncb, n - jc);
-      const index_t npanels = ceil_div(nb, NR);
-      for (index_t pc = 0; pc < std::max<index_t>(k, 1); pc += std::max<index_t>(kcb, 1)) {
-        const index_t kc = std::min(kcb, k - pc);
-        const bool first = pc == 0;
-        const bool last = pc + kcb >= k;
-        DIFFUSE_OMP(for schedule(static))
-        for (index_t jp = 0; jp < npanels; ++jp) {
-          pack_b(bbuf + jp * KS * NR, jc + jp * NR,
-                 static_cast<int>(std::min<index_t>(NR, nb - jp * NR)), pc, kc);
-        }
-        const index_t tasks = n_ic * n_js;
-        const index_t panels_per_js = ceil_div(npanels, n_js);
-        DIFFUSE_OMP(for schedule(dynamic, 1))
-        for (index_t t = 0; t < tasks; ++t) {
-          const index_t ic = t / n_js, js = t % n_js;
-          const index_t jp_lo = js * panels_per_js;
-          const index_t jp_hi = std::min(npanels, jp_lo + panels_per_js);
-          if (jp_lo >= jp_hi) continue;
-          const index_t i0 = (m_panels * ic / n_ic) * MR;
-          const index_t mb = std::min((m_panels * (ic + 1) / n_ic) * MR, m) - i0;
-          const index_t mpanels = ceil_div(mb, MR);
-          const T beta_blk = first ? beta : T(1);
-          const Activation act = last ? epi.act : Activation::none;
-          auto tile = [&](const T* ap, index_t ip, index_t jp) {
-            const index_t j0 = jc + jp * NR;
-            const index_t r0 = i0 + ip * MR;
-            micro_kernel<T, MR, ARow>(kc, ap, bbuf + jp * KS * NR, c + r0 * ldc + j0, ldc,
-                                      static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
-                                      static_cast<int>(std::min<index_t>(NR, nb - jp * NR)),
-                                      alpha, beta_blk,
-                                      (last && epi.bias) ? epi.bias + j0 : nullptr, act);
-          };
-          if (jp_hi - jp_lo <= 4) {
-            // Few column panels (thin GEMMs, convolutions): pack each A micro-panel right
-            // before its use so that it is still in L1, B (<= 4 panels) stays in L2.
-            for (index_t ip = 0; ip < mpanels; ++ip) {
-              pack_a(abuf, i0 + ip * MR, static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
-                     pc, kc);
-              for (index_t jp = jp_lo; jp < jp_hi; ++jp) tile(abuf, ip, jp);
-            }
-          } else {
-            // BLIS order: the packed A block stays in L2, one B micro-panel in L1 at a time.
-            for (index_t ip = 0; ip < mpanels; ++ip)
-              pack_a(abuf + ip * MR * KS, i0 + ip * MR,
-                     static_cast<int>(std::min<index_t>(MR, mb - ip * MR)), pc, kc);
-            for (index_t jp = jp_lo; jp < jp_hi; ++jp)
-              for (index_t ip = 0; ip < mpanels; ++ip) tile(abuf + ip * MR * KS, ip, jp);
-          }
-        }
+    for (index_t t = thread_index(); t < parts; t += team_size()) {
+      if (split_m) {
+        const index_t ib = m_panels * t / parts * MR;
+        const index_t ie = std::min(m_panels * (t + 1) / parts * MR, m);
+        gemm_serial<T, MR, ARow>(ib, ie, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
+      } else {
+        const index_t jb = n_panels * t / parts * NR;
+        const index_t je = std::min(n_panels * (t + 1) / parts * NR, n);
+        gemm_serial<T, MR, ARow>(0, m, jb, je, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
       }
     }
   }
