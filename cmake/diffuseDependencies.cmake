@@ -30,3 +30,29 @@ macro(diffuse_find_dependencies)
       "On Debian or Ubuntu: apt-get install libgomp1 (g++) or libomp-dev (clang++)")
   endif()
 endmacro()
+
+# Finds what diffuse::io (image files, IDX data sets) links to: zlib and Debian's stb
+# library. Sets DIFFUSE_IO_FOUND and, when found, the imported target diffuse::stb.
+# With REQUIRED, stops with the Debian packages to install.
+macro(diffuse_find_io_dependencies)
+  cmake_parse_arguments(_diffuse_io "REQUIRED" "" "" ${ARGN})
+  find_package(ZLIB QUIET)
+  find_path(DIFFUSE_STB_INCLUDE_DIR stb/stb_image.h)
+  find_library(DIFFUSE_STB_LIBRARY NAMES stb)
+  if(ZLIB_FOUND AND DIFFUSE_STB_INCLUDE_DIR AND DIFFUSE_STB_LIBRARY)
+    set(DIFFUSE_IO_FOUND TRUE)
+    if(NOT TARGET diffuse::stb)
+      add_library(diffuse::stb UNKNOWN IMPORTED)
+      set_target_properties(diffuse::stb PROPERTIES
+        IMPORTED_LOCATION "${DIFFUSE_STB_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${DIFFUSE_STB_INCLUDE_DIR}")
+    endif()
+  else()
+    set(DIFFUSE_IO_FOUND FALSE)
+    if(_diffuse_io_REQUIRED)
+      message(FATAL_ERROR
+        "diffuse::io (images and data sets) needs zlib and stb, which were not both found.\n"
+        "On Debian or Ubuntu: apt-get install zlib1g-dev libstb-dev")
+    endif()
+  endif()
+endmacro()

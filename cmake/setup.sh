@@ -21,6 +21,8 @@ packages=(
   libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
+  zlib1g-dev libstb-dev       # diffuse::io: gzip-compressed data sets, PNG and JPEG files
+  dataset-fashion-mnist       # real data for the main program and the data tests
 )
 
 missing=()

@@ -6,7 +6,7 @@
 cmake_minimum_required(VERSION 3.21)
 
 function(run_step what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  execute_process(COMMAND ${ARGN} WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "consumer test: ${what} failed (${rc}):\n${out}")
   endif()
@@ -15,6 +15,7 @@ endfunction()
 
 set(prefix ${WORK_DIR}/prefix)
 file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
 run_step("install" ${CMAKE_COMMAND} --install ${DIFFUSE_BINARY_DIR} --prefix ${prefix})
 
 file(GLOB_RECURSE headers RELATIVE ${DIFFUSE_SOURCE_DIR}/include ${DIFFUSE_SOURCE_DIR}/include/*.hpp)

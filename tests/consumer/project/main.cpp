@@ -1,7 +1,9 @@
-// Uses the installed headers: tensors, a fused expression, a reduction, the RNG.
+// Uses the installed headers: tensors, a fused expression, a reduction, the RNG, and
+// the io component (a PNG written and read back).
 #include <cmath>
 #include <cstdio>
 
+#include <diffuse/io/image.hpp>
 #include <diffuse/tensor.hpp>
 
 int main() {
@@ -23,6 +25,15 @@ int main() {
   const float got = sum(y);
   if (std::abs(got - expected) > 1e-4f * std::abs(expected) + 1e-4f) {
     std::printf("consumer FAILED: %f != %f\n", got, expected);
+    return 1;
+  }
+  const auto grid = io::image_grid(TensorView<const float, Shape<dyn, 4, 4, 2>>(y.view()), 3);
+  Tensor<float, Shape<dyn, 8, 8, 1>> gray(1);
+  fill_uniform(gray, rng, -1.0, 1.0);
+  io::write_png("consumer.png", io::to_image8(TensorView<const float, Shape<8, 8, 1>>(gray.item(0))));
+  const io::Image8 back = io::read_image("consumer.png");
+  if (back.width != 8 || back.height != 8 || back.channels != 1 || grid.width != 3 * 4 + 2 * 2) {
+    std::printf("consumer FAILED: image round trip\n");
     return 1;
   }
   std::printf("consumer ok: diffuse %s, %s, sum %.4f\n", version, instruction_set().c_str(), got);
