@@ -1,0 +1,160 @@
+// AdamW (Loshchilov & Hutter 2019) with PyTorch's torch.optim.AdamW semantics, over the
+// for_each_param contract of optim/params.hpp, with a linear learning-rate warm-up and
+// optional gradient clipping by global norm.
+//
+// One step t = 1, 2, ... for every parameter p with gradient g (PyTorch's order):
+//   p <- p (1 - lr_t wd)                                   decoupled weight decay
+//   m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2
+//   p <- p - (lr_t / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// with lr_t = lr min(1, t / warmup_steps) (no warm-up when warmup_steps = 0). Element
+// arithmetic is float, as PyTorch's on float32 tensors; the scalars are double.
+//
+// The state (the step count and, per parameter, the moments m and v) is exposed by name
+// for checkpoints: "<param>.exp_avg" and "<param>.exp_avg_sq" as in PyTorch's state dict.
+// It is created on the first step (or by init()) in for_each_param order; later steps
+// check that the parameters still match. This file does not zero the gradients: call the
+// model's zero_grad() after step().
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/optim/params.hpp"
+
+namespace diffuse::optim {
+
+/// Hyper-parameters of AdamW (defaults: PyTorch's).
+struct AdamWConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+  std::uint64_t warmup_steps = 0;  ///< linear warm-up over this many steps; 0: none
+  double max_grad_norm = 0.0;      ///< clip the global gradient norm to this; 0: no clipping
+};
+
+/// AdamW with PyTorch's semantics; see the file-top comment.
+class AdamW {
+ public:
+  explicit AdamW(AdamWConfig config = {}) : config_(config) {}
+
+  AdamWConfig& config() noexcept { return config_; }
+  const AdamWConfig& config() const noexcept { return config_; }
+
+  /// Steps taken so far (PyTorch's "step" state).
+  std::uint64_t step_count() const noexcept { return step_; }
+  void set_step_count(std::uint64_t s) noexcept { step_ = s; }
+
+  /// The learning rate of (1-based) step t, with the warm-up.
+  double learning_rate(std::uint64_t t) const noexcept {
+    if (config_.warmup_steps == 0) return config_.lr;
+    return config_.lr * std::min(1.0, static_cast<double>(t) / static_cast<double>(config_.warmup_steps));
+  }
+
+  /// Creates zero moments for the model's parameters (done by the first step otherwise);
+  /// call it before filling the state from a checkpoint.
+  template <Parameterised Model>
+  void init(Model& model) {
+    slots_.clear();
+    model.for_each_param([&](std::string_view name, std::span<float> value, std::span<float> grad) {
+      if (grad.size() != value.size())
+        throw std::invalid_argument("diffuse::optim::AdamW: parameter " + std::string(name) +
+                                    " has a gradient of another size");
+      slots_.push_back({std::string(name), std::vector<float>(value.size(), 0.f), std::vector<float>(value.size(), 0.f)});
+    });
+  }
+
+  /// One update with the configured learning-rate schedule. Clips the gradients first
+  /// when max_grad_norm > 0. Returns the global gradient norm before clipping. A
+  /// non-finite norm skips the update (nothing changes, the step count included).
+  template <Parameterised Model>
+  double step(Model& model) {
+    return step(model, learning_rate(step_ + 1));
+  }
+
+  /// One update with an explicit learning rate (for schedules of your own).
+  template <Parameterised Model>
+  double step(Model& model, double lr) {
+    const double norm = config_.max_grad_norm > 0.0 ? clip_grad_norm(model, config_.max_grad_norm) : grad_norm(model);
+    if (!std::isfinite(norm)) return norm;
+    if (slots_.empty()) init(model);
+    check(model);  // before any update: a mismatch leaves the weights as they were
+    ++step_;
+    const double t = static_cast<double>(step_);
+    const double bc1 = 1.0 - std::pow(config_.beta1, t), bc2 = 1.0 - std::pow(config_.beta2, t);
+    const auto decay = static_cast<float>(1.0 - lr * config_.weight_decay);
+    const auto b2 = static_cast<float>(config_.beta2);
+    const auto one_b1 = static_cast<float>(1.0 - config_.beta1), one_b2 = static_cast<float>(1.0 - config_.beta2);
+    const auto step_size = static_cast<float>(lr / bc1);
+    const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+    const auto eps = static_cast<float>(config_.eps);
+    std::size_t k = 0;
+    model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float> g) {
+      (void)name;
+      Slot& s = slots_[k++];
+      float* m = s.exp_avg.data();
+      float* v = s.exp_avg_sq.data();
+      const auto n = static_cast<std::ptrdiff_t>(p.size());
+      // Element-wise and independent: the same result for any thread count.
+      const int threads = p.size() >= (std::size_t{1} << 16) ? available_threads() : 1;
+      DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
+      for (std::ptrdiff_t i = 0; i < n; ++i) {
+        const float gi = g[static_cast<std::size_t>(i)];
+        float& pi = p[static_cast<std::size_t>(i)];
+        pi *= decay;
+        m[i] += one_b1 * (gi - m[i]);  // PyTorch's lerp form of b1 m + (1 - b1) g
+        v[i] = v[i] * b2 + one_b2 * gi * gi;
+        pi -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+      }
+    });
+    return norm;
+  }
+
+  /// Calls f(std::string_view name, std::span<float> values) for each state tensor:
+  /// "<param>.exp_avg", then "<param>.exp_avg_sq", per parameter in model order.
+  template <class F>
+  void for_each_state(F&& f) {
+    for (Slot& s : slots_) {
+      const std::string m = s.name + ".exp_avg", v = s.name + ".exp_avg_sq";
+      f(std::string_view(m), std::span<float>(s.exp_avg));
+      f(std::string_view(v), std::span<float>(s.exp_avg_sq));
+    }
+  }
+
+ private:
+  struct Slot {
+    std::string name;
+    std::vector<float> exp_avg, exp_avg_sq;
+  };
+
+  // Throws unless the model's parameters are, in order, the ones the state was made for.
+  template <class Model>
+  void check(Model& model) const {
+    std::size_t k = 0;
+    model.for_each_param([&](std::string_view name, std::span<float> value, std::span<float> grad) {
+      if (k >= slots_.size() || slots_[k].name != name || slots_[k].exp_avg.size() != value.size() ||
+          grad.size() != value.size())
+        throw std::invalid_argument("diffuse::optim::AdamW: parameter " + std::to_string(k) + " (" +
+                                    std::string(name) + ") does not match the optimiser state");
+      ++k;
+    });
+    if (k != slots_.size())
+      throw std::invalid_argument("diffuse::optim::AdamW: the model has " + std::to_string(k) +
+                                  " parameters, the optimiser state " + std::to_string(slots_.size()));
+  }
+
+  AdamWConfig config_;
+  std::uint64_t step_ = 0;
+  std::vector<Slot> slots_;
+};
+
+}  // namespace diffuse::optim

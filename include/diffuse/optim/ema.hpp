@@ -1,0 +1,114 @@
+// Exponential moving average of a model's weights, for sampling with the averaged model.
+//
+//   ema <- beta ema + (1 - beta) p          (EDM: p_ema = p.lerp(p_ema, beta))
+//
+// beta is either fixed (e.g. 0.9999) or EDM's half-life form (EmaHalfLife): the average
+// halves its memory every `half_life_images` training images,
+//   beta = 0.5 ^ (batch / max(half_life, 1e-8)),  half_life = min(half_life_images, images_seen * rampup_ratio)
+// where the ramp-up (EDM's ema_rampup_ratio, 0 for none) shortens the half-life early
+// in training so that the average forgets the random initialisation. Arithmetic is float
+// per element. The averaged weights are exposed by name for checkpoints.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "diffuse/optim/params.hpp"
+
+namespace diffuse::optim {
+
+/// EDM's EMA decay from a half-life in images, with optional ramp-up.
+struct EmaHalfLife {
+  double half_life_images = 500'000.0;  ///< EDM: ema_halflife_kimg = 500
+  double rampup_ratio = 0.05;           ///< EDM: ema_rampup_ratio; 0: no ramp-up
+
+  /// beta for an update after a batch of `batch` images, `images_seen` images before it.
+  double beta(double images_seen, double batch) const {
+    double h = half_life_images;
+    if (rampup_ratio > 0.0) h = std::min(h, images_seen * rampup_ratio);
+    return std::pow(0.5, batch / std::max(h, 1e-8));
+  }
+};
+
+/// The averaged weights of a model (one float per parameter element).
+class Ema {
+ public:
+  Ema() = default;
+  /// Starts the average at the model's current weights.
+  template <Parameterised Model>
+  explicit Ema(Model& model) {
+    reset(model);
+  }
+
+  /// Restarts the average at the model's current weights.
+  template <Parameterised Model>
+  void reset(Model& model) {
+    slots_.clear();
+    model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
+      slots_.push_back({std::string(name), std::vector<float>(p.begin(), p.end())});
+    });
+  }
+
+  /// ema <- beta ema + (1 - beta) p, i.e. p + beta (ema - p).
+  template <Parameterised Model>
+  void update(Model& model, double beta) {
+    const auto b = static_cast<float>(beta);
+    visit(model, [&](std::span<float> p, std::vector<float>& e) {
+      for (std::size_t i = 0; i < p.size(); ++i) e[i] = p[i] + b * (e[i] - p[i]);
+    });
+  }
+
+  /// EDM's update: beta from the half-life for a batch after `images_seen` images.
+  template <Parameterised Model>
+  void update(Model& model, const EmaHalfLife& schedule, double images_seen, double batch) {
+    update(model, schedule.beta(images_seen, batch));
+  }
+
+  /// Writes the averaged weights into a model of the same structure (e.g. a second
+  /// network used for sampling).
+  template <Parameterised Model>
+  void copy_to(Model& model) {
+    visit(model, [](std::span<float> p, std::vector<float>& e) { std::copy(e.begin(), e.end(), p.begin()); });
+  }
+
+  /// Exchanges the model's weights and the averaged ones: swap, sample, swap back.
+  template <Parameterised Model>
+  void swap_with(Model& model) {
+    visit(model, [](std::span<float> p, std::vector<float>& e) { std::swap_ranges(e.begin(), e.end(), p.begin()); });
+  }
+
+  /// Calls f(std::string_view name, std::span<float> values) per averaged parameter.
+  template <class F>
+  void for_each_param(F&& f) {
+    for (Slot& s : slots_) f(std::string_view(s.name), std::span<float>(s.value));
+  }
+
+ private:
+  struct Slot {
+    std::string name;
+    std::vector<float> value;
+  };
+
+  template <class Model, class F>
+  void visit(Model& model, F&& f) {
+    std::size_t k = 0;
+    model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
+      if (k >= slots_.size() || slots_[k].name != name || slots_[k].value.size() != p.size())
+        throw std::invalid_argument("diffuse::optim::Ema: parameter " + std::string(name) +
+                                    " does not match the averaged weights");
+      f(p, slots_[k++].value);
+    });
+    if (k != slots_.size()) throw std::invalid_argument("diffuse::optim::Ema: the model has fewer parameters");
+  }
+
+  std::vector<Slot> slots_;
+};
+
+}  // namespace diffuse::optim
