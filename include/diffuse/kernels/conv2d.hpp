@@ -157,6 +157,105 @@ struct PackADyTrans {  // op(A) = dy^T restricted to pixels [p0, ...): k-major d
   }
 };
 
+/// Weight-gradient tile without packing: dw[ci0 + i][j0 + j] (row stride ldc) =
+/// beta * dw + sum_p xrow[p][ci0 + i] * dy[p * ldy + j] for i < MR, j < NR. xrow[p] points
+/// at the input pixel under the kernel tap for output pixel p (or at zeros), so the MR
+/// broadcasts of one step come from one pointer, and dy rows are read in place.
+template <class T, int MR>
+inline void wgrad_micro_kernel(index_t kc, const T* const* __restrict xrow, index_t ci0,
+                               const T* __restrict dy, index_t ldy, T* c, index_t ldc,
+                               T beta) noexcept {
+  using V = simd<T>;
+  constexpr int W = Tiling<T>::W;
+  V acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = V(T(0));
+    acc1[i] = V(T(0));
+  }
+  for (index_t p = 0; p < kc; ++p) {
+    const T* a = xrow[p] + ci0;
+    const V b0 = V::load_unaligned(dy + p * ldy);
+    const V b1 = V::load_unaligned(dy + p * ldy + W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V ai(a[i]);
+      acc0[i] = xsimd::fma(ai, b0, acc0[i]);
+      acc1[i] = xsimd::fma(ai, b1, acc1[i]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    T* ci = c + i * ldc;
+    if (beta != T(0)) {
+      acc0[i] += V::load_unaligned(ci);
+      acc1[i] += V::load_unaligned(ci + W);
+    }
+    acc0[i].store_unaligned(ci);
+    acc1[i].store_unaligned(ci + W);
+  }
+}
+
+/// Register tile rows of the weight-gradient kernel (input channels per tile).
+template <class T>
+inline constexpr int wgrad_mr = Tiling<T>::MR_SMALL;
+
+/// Whether the packing-free weight-gradient path applies: whole tiles in both directions.
+template <class T>
+inline bool wgrad_direct_ok(const Conv2dShape& s) noexcept {
+  return s.cin % wgrad_mr<T> == 0 && s.cout % Tiling<T>::NR == 0;
+}
+
+/// dw (HWIO, [KK][Cout]) = sum over output pixels [p0, p1) of im2col(x)^T dy, overwriting.
+/// Pixels go in blocks of KS; per block a table gives, for every kernel tap and pixel, the
+/// address of the input pixel under it (or of a zero row for the padding).
+template <class T>
+void wgrad_direct(const Conv2dShape& s, const T* x, const T* dy, index_t p0, index_t p1,
+                  T* dw) {
+  constexpr int MR = wgrad_mr<T>;
+  constexpr int NR = Tiling<T>::NR;
+  constexpr index_t KS = Tiling<T>::KS;
+  // Pixels per block: the block's dy rows (reused by every tap and channel slice) plus one
+  // cache line of x per pixel should stay in L1.
+  const index_t KB = std::clamp<index_t>(
+      16384 / (s.cout * static_cast<index_t>(sizeof(T))) / 16 * 16, 16, KS);
+  const index_t taps = s.k * s.k, oh = s.oh(), ow = s.ow();
+  const T** tab = thread_scratch<const T*, 0>(static_cast<std::size_t>(taps * KS));
+  T* zeros = thread_scratch<T, 1>(static_cast<std::size_t>(s.cin));
+  zero_run(zeros, s.cin);
+  if (p1 <= p0) zero_run(dw, s.kk() * s.cout);
+  for (index_t pc = p0; pc < p1; pc += KB) {
+    const index_t kc = std::min(KB, p1 - pc);
+    index_t n = pc / (oh * ow), r = pc % (oh * ow);
+    index_t oy = r / ow, ox = r % ow;
+    for (index_t q = 0; q < kc; ++q) {
+      for (index_t kh = 0; kh < s.k; ++kh) {
+        const index_t iy = oy * s.stride - s.pad + kh;
+        const bool row_in = iy >= 0 && iy < s.h;
+        for (index_t kw = 0; kw < s.k; ++kw) {
+          const index_t ix = ox * s.stride - s.pad + kw;
+          tab[(kh * s.k + kw) * KB + q] = row_in && ix >= 0 && ix < s.w
+                                              ? x + ((n * s.h + iy) * s.w + ix) * s.cin
+                                              : zeros;
+        }
+      }
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+    const T beta = pc == p0 ? T(0) : T(1);
+    for (index_t t = 0; t < taps; ++t)
+      for (index_t ci0 = 0; ci0 < s.cin; ci0 += MR)
+        for (index_t j0 = 0; j0 < s.cout; j0 += NR)
+          wgrad_micro_kernel<T, MR>(kc, tab + t * KB, ci0, dy + pc * s.cout + j0, s.cout,
+                                    dw + (t * s.cin + ci0) * s.cout + j0, s.cout, beta);
+  }
+}
+
 template <class T>
 void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                             T beta, int nt) {
@@ -279,10 +378,12 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
   if (kk <= 0 || co <= 0) return;
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(available_threads(),
                                                                           p / 64 + 1)));
-  // Per thread: partial dw^T [Cout][KK] then partial db [Cout].
+  // Per thread: partial dw (HWIO [KK][Cout] on the direct path, [Cout][KK] on the packed
+  // path), then partial db [Cout].
   const index_t part = co * kk + co;
   T* parts = detail::thread_scratch<T, 3>(static_cast<std::size_t>(part * nt));
   constexpr int MRS = Tiling<T>::MR_SMALL, MRB = Tiling<T>::MR;
+  const bool direct = detail::wgrad_direct_ok<T>(s);
   const bool small_tile = co % MRB != 0 && co % MRS == 0;
 
   DIFFUSE_OMP(parallel num_threads(nt) if (nt > 1))
@@ -291,15 +392,20 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
       const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
       T* dwt = parts + t * part;
       T* dbt = dwt + co * kk;
-      const detail::PackBIm2colCols<T> pack_b{x, s, p0};
-      if (small_tile)
-        detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
-                                           Epilogue<T>{},
-                                           detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
-      else
-        detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
-                                           Epilogue<T>{},
-                                           detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+      if (direct) {
+        detail::wgrad_direct(s, x, dy, p0, p1, dwt);
+      } else {
+        // General channel counts: dw^T = dy^T im2col(x) on the packed GEMM engine.
+        const detail::PackBIm2colCols<T> pack_b{x, s, p0};
+        if (small_tile)
+          detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
+                                             Epilogue<T>{},
+                                             detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
+        else
+          detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
+                                             Epilogue<T>{},
+                                             detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+      }
       for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
       for (index_t q = p0; q < p1; ++q) {
         const T* row = dy + q * co;
@@ -307,13 +413,14 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
       }
     }
   }
-  // Reduce the partials and transpose [Cout][KK] -> [KK][Cout].
+  // Reduce the partials (and transpose [Cout][KK] -> [KK][Cout] on the packed path).
+  const index_t rs = direct ? co : 1, cs = direct ? 1 : kk;
   DIFFUSE_OMP(parallel for num_threads(nt) if (nt > 1) schedule(static))
   for (index_t r = 0; r < kk; ++r) {
     T* out = dw + r * co;
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);
-      for (int t = 0; t < nt; ++t) sum += parts[t * part + c * kk + r];
+      for (int t = 0; t < nt; ++t) sum += parts[t * part + r * rs + c * cs];
       out[c] = beta == T(0) ? sum : beta * out[c] + sum;
     }
   }
