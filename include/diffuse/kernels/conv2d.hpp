@@ -329,25 +329,37 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
       const index_t cn = std::min(chunk, n1 - c0);
       detail::gemm_threads(false, false, cn * opix, kk, s.cout, T(1), dy + c0 * opix * s.cout,
                            s.cout, wt, kk, T(0), dcol, kk, Epilogue<T>{}, gemm_threads);
+      // Gather (not scatter): each dx pixel sums the 1..k*k columns that cover it and is
+      // written once, so dx needs no zeroing pass.
       for (index_t n = c0; n < c0 + cn; ++n) {
         T* dxn = dx + n * img;
-        if (beta == T(0))
-          detail::zero_run(dxn, img);
-        else if (beta != T(1))
-          for (index_t i = 0; i < img; ++i) dxn[i] *= beta;
-        for (index_t oy = 0; oy < oh; ++oy)
-          for (index_t ox = 0; ox < ow; ++ox) {
-            const T* col = dcol + ((n - c0) * opix + oy * ow + ox) * kk;
+        const T* dcn = dcol + (n - c0) * opix * kk;
+        for (index_t iy = 0; iy < s.h; ++iy)
+          for (index_t ix = 0; ix < s.w; ++ix) {
+            T* dst = dxn + (iy * s.w + ix) * s.cin;
+            bool first = true;
             for (index_t kh = 0; kh < s.k; ++kh) {
-              const index_t iy = oy * s.stride - s.pad + kh;
-              if (iy < 0 || iy >= s.h) continue;
+              const index_t ty = iy + s.pad - kh;
+              if (ty < 0 || ty % s.stride != 0 || ty / s.stride >= oh) continue;
               for (index_t kw = 0; kw < s.k; ++kw) {
-                const index_t ix = ox * s.stride - s.pad + kw;
-                if (ix < 0 || ix >= s.w) continue;
-                const T* src = col + (kh * s.k + kw) * s.cin;
-                T* dst = dxn + (iy * s.w + ix) * s.cin;
-                for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+                const index_t tx = ix + s.pad - kw;
+                if (tx < 0 || tx % s.stride != 0 || tx / s.stride >= ow) continue;
+                const T* src =
+                    dcn + ((ty / s.stride) * ow + tx / s.stride) * kk + (kh * s.k + kw) * s.cin;
+                if (first && beta == T(0))
+                  detail::copy_run(dst, src, s.cin);
+                else if (first && beta != T(1))
+                  for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] = beta * dst[ci] + src[ci];
+                else
+                  for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+                first = false;
               }
+            }
+            if (first) {  // no tap reaches this pixel (stride > k)
+              if (beta == T(0))
+                detail::zero_run(dst, s.cin);
+              else if (beta != T(1))
+                for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] *= beta;
             }
           }
       }
