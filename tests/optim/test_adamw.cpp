@@ -3,7 +3,9 @@
 // checkpointing of the state.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <string>
@@ -183,4 +185,30 @@ TEST(AdamW, MismatchedModelThrows) {
   other.w.resize(6);
   other.dw.resize(6);
   EXPECT_THROW(adam.step(other), std::invalid_argument);
+}
+
+// --- against PyTorch (tests/fixtures/make_adamw_fixture.py, torch.optim.AdamW) --------
+
+#include "../fixtures/adamw_fixture.hpp"
+
+TEST(AdamW, MatchesTorchFixture) {
+  namespace fx = diffuse::testing::adamw_fixture;
+  for (const fx::Run& run : fx::runs) {
+    ToyModel model;
+    model.w.assign(std::begin(fx::w0), std::end(fx::w0));
+    model.b.assign(std::begin(fx::b0), std::end(fx::b0));
+    opt::AdamW adam({.lr = run.lr, .beta1 = run.beta1, .beta2 = run.beta2, .eps = run.eps, .weight_decay = run.weight_decay});
+    int t = 0;
+    for (const fx::Step& s : run.steps) {
+      ++t;
+      model.dw.assign(std::begin(s.gw), std::end(s.gw));
+      model.db.assign(std::begin(s.gb), std::end(s.gb));
+      adam.step(model);
+      // float32 on both sides, different operation order: a few ulps per step.
+      for (std::size_t i = 0; i < 5; ++i)
+        EXPECT_NEAR(model.w[i], s.w[i], 1e-6f * std::max(1.f, std::abs(s.w[i]))) << run.name << " step " << t << " w" << i;
+      for (std::size_t i = 0; i < 3; ++i)
+        EXPECT_NEAR(model.b[i], s.b[i], 1e-6f * std::max(1.f, std::abs(s.b[i]))) << run.name << " step " << t << " b" << i;
+    }
+  }
 }
