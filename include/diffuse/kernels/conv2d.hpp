@@ -323,6 +323,27 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
   // Images per GEMM: enough rows that M-edge tiles and call overheads do not matter,
   // few enough that dcol (chunk * OH*OW x KK) stays in L2.
   const index_t chunk = std::max<index_t>(1, std::min<index_t>(s.n, 256 / std::max<index_t>(opix, 1)));
+  // Per input row (column): the kernel rows kh (cols kw) and output rows oy (cols ox) with
+  // oy * stride - pad + kh == iy, as (kh, oy) pairs.
+  index_t* taps = detail::thread_scratch<index_t, 0>(static_cast<std::size_t>(2 * (s.h + s.w) * (s.k + 1)));
+  index_t* tap_y = taps;
+  index_t* tap_x = tap_y + 2 * s.h * s.k;
+  index_t* ny = tap_x + 2 * s.w * s.k;
+  index_t* nx = ny + s.h;
+  auto list_taps = [&](index_t len, index_t out, index_t* tab, index_t* cnt) {
+    for (index_t i = 0; i < len; ++i) {
+      cnt[i] = 0;
+      for (index_t kq = 0; kq < s.k; ++kq) {
+        const index_t t = i + s.pad - kq;
+        if (t < 0 || t % s.stride != 0 || t / s.stride >= out) continue;
+        tab[2 * (i * s.k + cnt[i])] = kq;
+        tab[2 * (i * s.k + cnt[i]) + 1] = t / s.stride;
+        ++cnt[i];
+      }
+    }
+  };
+  list_taps(s.h, oh, tap_y, ny);
+  list_taps(s.w, ow, tap_x, nx);
   auto images = [&](index_t n0, index_t n1, int gemm_threads) {
     T* dcol = thread_scratch<T, 3>(static_cast<std::size_t>(std::max<index_t>(chunk * opix * kk, 1)));
     for (index_t c0 = n0; c0 < n1; c0 += chunk) {
@@ -330,7 +351,7 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
       detail::gemm_threads(false, false, cn * opix, kk, s.cout, T(1), dy + c0 * opix * s.cout,
                            s.cout, wt, kk, T(0), dcol, kk, Epilogue<T>{}, gemm_threads);
       // Gather (not scatter): each dx pixel sums the 1..k*k columns that cover it and is
-      // written once, so dx needs no zeroing pass.
+      // written once, so dx needs no zeroing pass. tap_y / tap_x list them per row / column.
       for (index_t n = c0; n < c0 + cn; ++n) {
         T* dxn = dx + n * img;
         const T* dcn = dcol + (n - c0) * opix * kk;
@@ -338,20 +359,17 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
           for (index_t ix = 0; ix < s.w; ++ix) {
             T* dst = dxn + (iy * s.w + ix) * s.cin;
             bool first = true;
-            for (index_t kh = 0; kh < s.k; ++kh) {
-              const index_t ty = iy + s.pad - kh;
-              if (ty < 0 || ty % s.stride != 0 || ty / s.stride >= oh) continue;
-              for (index_t kw = 0; kw < s.k; ++kw) {
-                const index_t tx = ix + s.pad - kw;
-                if (tx < 0 || tx % s.stride != 0 || tx / s.stride >= ow) continue;
-                const T* src =
-                    dcn + ((ty / s.stride) * ow + tx / s.stride) * kk + (kh * s.k + kw) * s.cin;
-                if (first && beta == T(0))
+            for (index_t a = 0; a < ny[iy]; ++a) {
+              const index_t kh = tap_y[2 * (iy * s.k + a)], oy = tap_y[2 * (iy * s.k + a) + 1];
+              for (index_t b = 0; b < nx[ix]; ++b) {
+                const index_t kw = tap_x[2 * (ix * s.k + b)], ox = tap_x[2 * (ix * s.k + b) + 1];
+                const T* src = dcn + (oy * ow + ox) * kk + (kh * s.k + kw) * s.cin;
+                if (!first || beta == T(1))
+                  detail::add_run(dst, src, s.cin);
+                else if (beta == T(0))
                   detail::copy_run(dst, src, s.cin);
-                else if (first && beta != T(1))
-                  for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] = beta * dst[ci] + src[ci];
                 else
-                  for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] += src[ci];
+                  for (index_t ci = 0; ci < s.cin; ++ci) dst[ci] = beta * dst[ci] + src[ci];
                 first = false;
               }
             }

@@ -59,13 +59,21 @@ struct Tiling {
 #ifndef DIFFUSE_GEMM_KC
 #define DIFFUSE_GEMM_KC 256
 #endif
+#ifndef DIFFUSE_GEMM_KS
+#define DIFFUSE_GEMM_KS 384
+#endif
 #ifndef DIFFUSE_GEMM_MC_PANELS
 #define DIFFUSE_GEMM_MC_PANELS 24
 #endif
 #ifndef DIFFUSE_GEMM_NC
 #define DIFFUSE_GEMM_NC 4096
 #endif
-  static constexpr index_t KS = DIFFUSE_GEMM_KC * 4 / static_cast<index_t>(sizeof(T));
+  // KS: row-panel stride and largest K block. Thin GEMMs (<= 4 column panels: the
+  // convolutions) use it whole: their A panel is packed just in time and lives in L1 while B
+  // streams from L2, and one block means C is written once. Wide GEMMs use KC so that one
+  // B micro-panel (KC x NR) stays in L1 while A streams from L2.
+  static constexpr index_t KS = DIFFUSE_GEMM_KS * 4 / static_cast<index_t>(sizeof(T));
+  static constexpr index_t KC = DIFFUSE_GEMM_KC * 4 / static_cast<index_t>(sizeof(T));
   static constexpr index_t MC_PANELS = many_registers ? DIFFUSE_GEMM_MC_PANELS : 48;  // MC = MR * MC_PANELS
   static constexpr index_t NC_MAX = DIFFUSE_GEMM_NC;
 };
@@ -229,6 +237,16 @@ inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) noexcept
   for (; i < n; ++i) d[i] = s[i];
 }
 
+/// d[0, n) += s[0, n).
+template <class T>
+inline void add_run(T* __restrict d, const T* __restrict s, index_t n) noexcept {
+  using V = simd<T>;
+  constexpr index_t W = Tiling<T>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) (V::load_unaligned(d + i) + V::load_unaligned(s + i)).store_unaligned(d + i);
+  for (; i < n; ++i) d[i] += s[i];
+}
+
 /// d[0, n) = 0.
 template <class T>
 inline void zero_run(T* d, index_t n) noexcept {
@@ -255,7 +273,8 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
   if (m <= 0 || n <= 0) return;
   // Balanced blocks: equal-sized K blocks (no short remainder block), N blocks, M blocks of
   // whole MR panels.
-  const index_t nkb = k > 0 ? ceil_div(k, KS) : 1;
+  const index_t kmax = ceil_div(n, NR) <= 4 ? KS : Tl::KC;
+  const index_t nkb = k > 0 ? ceil_div(k, kmax) : 1;
   const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
   const index_t ncb = round_up(ceil_div(n, ceil_div(n, Tl::NC_MAX)), NR);
   const index_t m_panels = ceil_div(m, MR);
