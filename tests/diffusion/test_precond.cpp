@@ -321,3 +321,36 @@ TEST(Precond, DrivesASampler) {
   EXPECT_NEAR(m, 0.0, 0.02);
   EXPECT_NEAR(v, 0.25, 0.015);
 }
+
+TEST(Precond, LossSameBitsForOneAndTwoThreadsAndSplitConsistent) {
+  const std::size_t n = 4000;  // 48000 elements: the per-image loops run in parallel
+  dd::EDMPrecond<Net> p;
+  Tensor<float, Image> y(n), noise(n);
+  std::vector<float> sigma(n);
+  fill_inputs(p, y, noise, sigma);
+  auto run = [&](int threads) {
+    float loss = 0;
+    std::vector<float> grads;
+#if defined(_OPENMP)
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+#endif
+    p.zero_grad();
+    loss = p.loss(y.view(), std::span<const float>(sigma), noise.view());
+    p.loss_backward();
+#if defined(_OPENMP)
+    omp_set_num_threads(before);
+#endif
+    (void)threads;
+    p.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) { grads.insert(grads.end(), g.begin(), g.end()); });
+    return std::pair{loss, grads};
+  };
+  const auto one = run(1), two = run(2);
+  EXPECT_EQ(one.first, two.first);
+  EXPECT_EQ(one.second, two.second);
+  // The batch mean splits: (3 loss_3 + 5 loss_5) / 8 = loss_8.
+  const float l8 = p.loss(y.items(0, 8), std::span<const float>(sigma).subspan(0, 8), noise.items(0, 8));
+  const float l3 = p.loss(y.items(0, 3), std::span<const float>(sigma).subspan(0, 3), noise.items(0, 3));
+  const float l5 = p.loss(y.items(3, 5), std::span<const float>(sigma).subspan(3, 5), noise.items(3, 5));
+  EXPECT_NEAR((3 * l3 + 5 * l5) / 8, l8, 1e-5f * l8);
+}
