@@ -1,0 +1,203 @@
+// The training loop: batches from an ImageSource, the preconditioned model's loss,
+// backward, AdamW, EMA; a NaN/Inf guard; and a state that resumes bit-identically.
+//
+// Everything random in step s is derived from (seed, s): the epoch's shuffle from
+// (seed, epoch) and each image's sigma and noise from (seed, its slot s * batch + b).
+// So the trainer's random state is just the seed and the step counter, a run resumed at
+// step s continues exactly as the uninterrupted run would, and the numbers do not
+// depend on the thread count.
+//
+// A step whose loss or gradient norm is not finite changes nothing (no update, no EMA)
+// and is reported as skipped; after `max_bad_steps` of them in a row the trainer throws
+// TrainingError instead of wasting the run.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "diffuse/core/random.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/optim/adamw.hpp"
+#include "diffuse/optim/ema.hpp"
+#include "diffuse/train/image_source.hpp"
+
+namespace diffuse::train {
+
+/// Training cannot go on (too many non-finite steps in a row).
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainerConfig {
+  std::size_t batch = 128;
+  std::uint64_t seed = 0;
+  optim::AdamWConfig optimizer{.lr = 1e-3, .weight_decay = 0.0, .warmup_steps = 0};
+  optim::EmaHalfLife ema{};
+  int max_bad_steps = 5;  ///< non-finite steps in a row before TrainingError
+};
+
+/// What one step did.
+struct StepReport {
+  std::uint64_t step = 0;   ///< 1-based index of this step
+  std::uint64_t epoch = 0;  ///< 0-based epoch the batch came from
+  double loss = 0;          ///< the batch's EDM loss (mean over images)
+  double grad_norm = 0;     ///< global gradient norm before clipping
+  double learning_rate = 0;
+  double seconds = 0;
+  double images_per_second = 0;
+  bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
+};
+
+/// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
+/// zero_grad(), policy().training_sigma()) on images from `Source`.
+template <class Model, ImageSource Source>
+class Trainer {
+ public:
+  using Image = typename Model::Image;
+  using Item = drop_axes<Image, 0>;
+  static_assert(std::is_same_v<Image, typename Source::Image>,
+                "diffuse::train::Trainer: the data set's image shape differs from the model's");
+
+  // Stream tags keep the shuffle and the per-image draws apart for the same seed.
+  static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t image_stream = std::uint64_t{2} << 62;
+
+  Trainer(Model& model, const Source& data, TrainerConfig config)
+      : model_(model), data_(data), config_(config), optimizer_(config.optimizer), ema_(model),
+        images_(config.batch), noise_(config.batch), sigma_(config.batch) {
+    if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
+    if (data.size() < config.batch)
+      throw std::invalid_argument("diffuse::train::Trainer: the data set has " + std::to_string(data.size()) +
+                                  " images, fewer than one batch of " + std::to_string(config.batch));
+    optimizer_.init(model);
+  }
+
+  /// Batches per epoch (the last incomplete batch of an epoch is dropped).
+  std::uint64_t batches_per_epoch() const noexcept { return data_.size() / config_.batch; }
+  /// Steps taken so far (including skipped ones).
+  std::uint64_t steps_done() const noexcept { return step_; }
+  const TrainerConfig& config() const noexcept { return config_; }
+  optim::AdamW& optimizer() noexcept { return optimizer_; }
+  optim::Ema& ema() noexcept { return ema_; }
+
+  /// One training step.
+  StepReport step() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t s = step_;
+    const std::size_t b = config_.batch;
+    const std::uint64_t epoch = s / batches_per_epoch();
+    const std::uint64_t first = (s % batches_per_epoch()) * b;
+    shuffle_for(epoch);
+    for (std::size_t i = 0; i < b; ++i) {
+      data_.load(order_[first + i], images_.item(i));
+      Generator g(config_.seed, image_stream | (s * b + i));
+      sigma_[i] = static_cast<float>(model_.policy().training_sigma(g));
+      fill_normal(noise_.item(i), g);
+    }
+    StepReport r;
+    r.step = s + 1;
+    r.epoch = epoch;
+    r.loss = model_.loss(images_.view(), sigma_, noise_.view());
+    model_.zero_grad();
+    if (std::isfinite(r.loss)) {
+      model_.loss_backward();
+      r.learning_rate = optimizer_.learning_rate(optimizer_.step_count() + 1);
+      r.grad_norm = optimizer_.step(model_);  // skips the update itself when not finite
+    }
+    r.skipped = !std::isfinite(r.loss) || !std::isfinite(r.grad_norm);
+    if (r.skipped) {
+      ++bad_in_a_row_;
+    } else {
+      bad_in_a_row_ = 0;
+      ema_.update(model_, config_.ema, static_cast<double>(images_seen_), static_cast<double>(b));
+      images_seen_ += b;
+    }
+    ++step_;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.images_per_second = static_cast<double>(b) / r.seconds;
+    if (bad_in_a_row_ >= config_.max_bad_steps)
+      throw TrainingError("diffuse: training stopped at step " + std::to_string(r.step) + ": the loss or gradient was " +
+                          "not finite (NaN or Inf) for " + std::to_string(bad_in_a_row_) +
+                          " steps in a row; try a lower learning rate or check the data");
+    return r;
+  }
+
+  /// Runs `steps` steps, calling on_step(const StepReport&) after each.
+  template <class F>
+  void run(std::uint64_t steps, F&& on_step) {
+    for (std::uint64_t i = 0; i < steps; ++i) on_step(step());
+  }
+
+  // ---- state for checkpoints ------------------------------------------------------
+
+  /// The counters that, with the seed and the tensors of for_each_state, are the whole
+  /// training state.
+  struct Counters {
+    std::uint64_t seed = 0, steps = 0, optimizer_steps = 0, images_seen = 0;
+  };
+  Counters counters() const noexcept { return {config_.seed, step_, optimizer_.step_count(), images_seen_}; }
+  /// Restores counters saved by counters(); the seed must be the one this trainer runs with.
+  void set_counters(const Counters& c) {
+    if (c.seed != config_.seed)
+      throw std::invalid_argument("diffuse::train::Trainer: the checkpoint was trained with seed " +
+                                  std::to_string(c.seed) + ", this run uses " + std::to_string(config_.seed));
+    step_ = c.steps;
+    optimizer_.set_step_count(c.optimizer_steps);
+    images_seen_ = c.images_seen;
+    bad_in_a_row_ = 0;
+    shuffled_epoch_ = ~std::uint64_t{0};
+  }
+
+  /// Calls f(std::string_view name, std::span<float> values) for every tensor of the
+  /// training state besides the model's weights: "ema.<param>", then the optimiser's
+  /// "optim.<param>.exp_avg" and "optim.<param>.exp_avg_sq".
+  template <class F>
+  void for_each_state(F&& f) {
+    ema_.for_each_param([&](std::string_view name, std::span<float> v) {
+      const std::string n = "ema." + std::string(name);
+      f(std::string_view(n), v);
+    });
+    optimizer_.for_each_state([&](std::string_view name, std::span<float> v) {
+      const std::string n = "optim." + std::string(name);
+      f(std::string_view(n), v);
+    });
+  }
+
+ private:
+  // The order of epoch e: a Fisher-Yates shuffle drawn from (seed, e).
+  void shuffle_for(std::uint64_t epoch) {
+    if (epoch == shuffled_epoch_) return;
+    const std::size_t n = data_.size();
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), std::size_t{0});
+    Generator g(config_.seed, shuffle_stream | epoch);
+    for (std::size_t i = n - 1; i > 0; --i) {
+      const auto w = g.block(g.take(4));
+      const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
+      std::swap(order_[i], order_[r % (i + 1)]);  // bias ~ n / 2^64: negligible
+    }
+    shuffled_epoch_ = epoch;
+  }
+
+  Model& model_;
+  const Source& data_;
+  TrainerConfig config_;
+  optim::AdamW optimizer_;
+  optim::Ema ema_;
+  Tensor<float, Image> images_, noise_;
+  std::vector<float> sigma_;
+  std::vector<std::size_t> order_;
+  std::uint64_t shuffled_epoch_ = ~std::uint64_t{0};
+  std::uint64_t step_ = 0, images_seen_ = 0;
+  int bad_in_a_row_ = 0;
+};
+
+}  // namespace diffuse::train
