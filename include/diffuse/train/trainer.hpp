@@ -2,7 +2,8 @@
 // backward, AdamW, EMA; a NaN/Inf guard; and a state that resumes bit-identically.
 //
 // Everything random in step s is derived from (seed, s): the epoch's shuffle from
-// (seed, epoch) and each image's sigma and noise from (seed, its slot s * batch + b).
+// (seed, epoch) and the sigma and noise of batch slot b from (seed, b, s) through
+// diffusion::draw_training_noise.
 // So the trainer's random state is just the seed and the step counter, a run resumed at
 // step s continues exactly as the uninterrupted run would, and the numbers do not
 // depend on the thread count.
@@ -24,6 +25,7 @@
 
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/diffusion/noise.hpp"
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/train/image_source.hpp"
@@ -66,9 +68,8 @@ class Trainer {
   static_assert(std::is_same_v<Image, typename Source::Image>,
                 "diffuse::train::Trainer: the data set's image shape differs from the model's");
 
-  // Stream tags keep the shuffle and the per-image draws apart for the same seed.
+  // The shuffle's stream, far from the per-image streams 0 .. batch-1 of the noise.
   static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
-  static constexpr std::uint64_t image_stream = std::uint64_t{2} << 62;
 
   Trainer(Model& model, const Source& data, TrainerConfig config)
       : model_(model), data_(data), config_(config), optimizer_(config.optimizer), ema_(model),
@@ -96,12 +97,8 @@ class Trainer {
     const std::uint64_t epoch = s / batches_per_epoch();
     const std::uint64_t first = (s % batches_per_epoch()) * b;
     shuffle_for(epoch);
-    for (std::size_t i = 0; i < b; ++i) {
-      data_.load(order_[first + i], images_.item(i));
-      Generator g(config_.seed, image_stream | (s * b + i));
-      sigma_[i] = static_cast<float>(model_.policy().training_sigma(g));
-      fill_normal(noise_.item(i), g);
-    }
+    for (std::size_t i = 0; i < b; ++i) data_.load(order_[first + i], images_.item(i));
+    diffusion::draw_training_noise(model_.policy(), config_.seed, s, 0, std::span<float>(sigma_), noise_.view());
     StepReport r;
     r.step = s + 1;
     r.epoch = epoch;
