@@ -1,1 +1,337 @@
-// placeholder
+// Tests of UNet<Config>: the structure and parameter count of the reference models
+// (against the PyTorch twin in tests/fixtures/make_fixtures.py), a finite-difference
+// gradient check of the whole edm-tiny network in double, float/double agreement,
+// per-image independence across batch sizes, another configuration (3x32x32, four
+// levels, two heads), and a training step that allocates nothing after the first.
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cstring>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "gradcheck.hpp"
+
+// ---- allocation counting ------------------------------------------------------------
+// While counting is on, every malloc-family call (the library's tensors and scratch use
+// aligned_alloc; operator new ends in malloc) is counted, attributed by its caller:
+// calls from inside the OpenMP runtime (libgomp allocates a team descriptor for each
+// parallel region that runs serialised, see the report in docs/unet.md) are counted
+// apart. glibc's __libc_* entry points do the real work. Under ASan, which owns malloc,
+// only operator new is counted.
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};          // by the library and the test
+std::atomic<long> g_runtime_allocations{0};  // by libgomp
+bool from_openmp_runtime(void* caller) {
+  Dl_info info;
+  return dladdr(caller, &info) && info.dli_fname && std::strstr(info.dli_fname, "libgomp");
+}
+inline void note_allocation(void* caller) {
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  if (caller && from_openmp_runtime(caller)) g_runtime_allocations.fetch_add(1, std::memory_order_relaxed);
+  else g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+#if !defined(__SANITIZE_ADDRESS__) && defined(__GLIBC__)
+#define DIFFUSE_TEST_COUNTS_MALLOC 1
+#define NOTE_ALLOCATION() note_allocation(__builtin_return_address(0))
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void* malloc(std::size_t n) {
+  NOTE_ALLOCATION();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t s) {
+  NOTE_ALLOCATION();
+  return __libc_calloc(n, s);
+}
+void* realloc(void* p, std::size_t n) {
+  NOTE_ALLOCATION();
+  return __libc_realloc(p, n);
+}
+void* aligned_alloc(std::size_t a, std::size_t n) {
+  NOTE_ALLOCATION();
+  return __libc_memalign(a, n);
+}
+void* memalign(std::size_t a, std::size_t n) {
+  NOTE_ALLOCATION();
+  return __libc_memalign(a, n);
+}
+int posix_memalign(void** out, std::size_t a, std::size_t n) {
+  NOTE_ALLOCATION();
+  void* p = __libc_memalign(a, n);
+  if (!p) return 12;  // ENOMEM
+  *out = p;
+  return 0;
+}
+}
+#else
+#define DIFFUSE_TEST_COUNTS_MALLOC 0
+void* operator new(std::size_t n) {
+  note_allocation(nullptr);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#endif
+
+namespace {
+
+using namespace diffuse;
+using namespace diffuse::nn_test;
+
+using Tiny = nn::UNet<nn::edm_tiny, double>;
+using TinyF = nn::UNet<nn::edm_tiny, float>;
+using MnistSmall = nn::UNet<nn::edm_mnist_small, float>;
+
+// Parameter counts of the PyTorch twins (tests/fixtures/make_fixtures.py prints them).
+static_assert(MnistSmall::param_count == 1742881);
+static_assert(Tiny::param_count == 48401);
+
+/// A 3x32x32 model with four levels, attention at 8x8 with two heads.
+inline constexpr nn::UNetConfig rgb32{
+    .image_channels = 3,
+    .image_size = 32,
+    .channels = 16,
+    .channel_mult = {1, 2, 2, 2, 0, 0, 0, 0},
+    .blocks = 1,
+    .attn_resolutions = {8, 0, 0, 0, 0, 0, 0, 0},
+    .heads = 2,
+};
+
+TEST(NnUNet, ReferenceModelStructure) {
+  constexpr auto plan = MnistSmall::plan;
+  std::size_t enc = 0, mid = 0, dec_res = 0, up = 0, down = 0, attention = 0;
+  for (const auto& s : plan) {
+    if (s.part == 0) ++enc;
+    if (s.part == 1) ++mid;
+    if (s.part == 2 && s.kind == nn::StageKind::res) ++dec_res;
+    if (s.kind == nn::StageKind::up) ++up;
+    if (s.kind == nn::StageKind::down) ++down;
+    if (s.attention) {
+      ++attention;
+      EXPECT_EQ(s.res, 7u);
+    }
+  }
+  EXPECT_EQ(enc, 9u);  // conv, 2 RB, down, 2 RB, down, 2 RB(+attn): 9 skips
+  EXPECT_EQ(mid, 2u);
+  EXPECT_EQ(dec_res, 9u);
+  EXPECT_EQ(up, 2u);
+  EXPECT_EQ(down, 2u);
+  EXPECT_EQ(attention, 2u + 1u + 3u);  // encoder level 2, middle, decoder level 2
+  // Channels: 32 at 28, 64 at 14 and 7; the first decoder block sees 64 + 64.
+  EXPECT_EQ(plan[11].cin + plan[11].skip_channels, 128u);
+  EXPECT_EQ(plan.back().cout, 32u);
+  EXPECT_EQ(plan.back().res, 28u);
+  // GroupNorm groups: min(32, ch / 4); edm-tiny: 2.
+  EXPECT_EQ(nn::groups_for(nn::edm_mnist_small, 96), 24u);
+  EXPECT_EQ(nn::groups_for(nn::edm_mnist_small, 256), 32u);
+  EXPECT_EQ(nn::groups_for(nn::edm_tiny, 24), 2u);
+}
+
+TEST(NnUNet, ParameterCountAndNames) {
+  auto net = std::make_unique<Tiny>(1);
+  EXPECT_EQ(nn::count_params(*net), Tiny::param_count);
+  std::vector<std::string> names;
+  net->for_each_param([&](std::string_view n, std::span<double> v, std::span<double> g) {
+    EXPECT_EQ(v.size(), g.size());
+    EXPECT_NE(v.data(), g.data());
+    names.emplace_back(n);
+  });
+  ASSERT_EQ(names.size(), 128u);
+  EXPECT_EQ(names.front(), "map_layer0.weight");
+  EXPECT_EQ(names[4], "enc.0.weight");
+  EXPECT_EQ(names[16], "enc.2.conv.weight");
+  EXPECT_EQ(names[30], "enc.3.attn.norm.weight");
+  EXPECT_EQ(names.back(), "out_conv.bias");
+  auto big = std::make_unique<MnistSmall>(1);
+  EXPECT_EQ(nn::count_params(*big), MnistSmall::param_count);
+}
+
+// L = sum(F(x, c_noise) * w) for the gradient checks.
+struct TinyProblem {
+  static constexpr std::size_t n = 2;
+  std::unique_ptr<Tiny> net = std::make_unique<Tiny>(7);
+  Tensor<double, Tiny::Image> x{n}, out{n}, w{n}, dx{n};
+  std::vector<double> c_noise{std::log(0.3) / 4, std::log(12.0) / 4};
+  TinyProblem() {
+    randn(x, 40);
+    randn(w, 41);
+    // Non-default GroupNorm parameters so that their gradients are exercised fully.
+    Generator g(42);
+    net->for_each_param([&](std::string_view name, std::span<double> v, std::span<double>) {
+      if (name.find("norm") == std::string_view::npos) return;
+      Tensor<double, Shape<dyn>> t(v.size());
+      fill_normal(t, g, 0.0, 0.3);
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] += t(i);
+    });
+  }
+  double run(bool bwd) {
+    net->forward(x, c_noise, out);
+    if (bwd) net->backward(w, dx);
+    return dot(out, w);
+  }
+};
+
+// Runs f with one OpenMP thread (the finite differences repeat ~500 small forwards, which
+// are slower with two threads on a busy machine; threading is covered by the other tests).
+template <class F>
+void single_threaded(F&& f) {
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  f();
+  omp_set_num_threads(before);
+#else
+  f();
+#endif
+}
+
+TEST(NnUNet, TinyGradientCheck) { single_threaded([] {
+  TinyProblem p;
+  p.net->zero_grad();
+  p.run(true);
+  std::vector<std::string> names;
+  std::vector<std::vector<double>> grads;
+  std::vector<std::span<double>> values;
+  p.net->for_each_param([&](std::string_view name, std::span<double> v, std::span<double> g) {
+    names.emplace_back(name);
+    grads.emplace_back(g.begin(), g.end());
+    values.push_back(v);
+  });
+  const std::vector<double> gx(p.dx.begin(), p.dx.end());
+  // A few elements of every parameter tensor, and of the input.
+  for (std::size_t k = 0; k < names.size(); ++k)
+    expect_gradient("edm-tiny " + names[k], values[k], grads[k], [&] { return p.run(false); }, 2, 1e-5, 1e-5);
+  expect_gradient("edm-tiny dx", span_of(p.x), gx, [&] { return p.run(false); }, 12, 1e-5, 1e-5);
+}); }
+
+TEST(NnUNet, FloatAgreesWithDouble) {
+  TinyProblem p;
+  p.net->zero_grad();
+  p.run(true);
+  auto f = std::make_unique<TinyF>(0);
+  std::vector<std::span<double>> dv, dg;
+  p.net->for_each_param([&](std::string_view, std::span<double> v, std::span<double> g) {
+    dv.push_back(v);
+    dg.push_back(g);
+  });
+  std::size_t k = 0;
+  f->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) {
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = float(dv[k][i]);
+    ++k;
+  });
+  Tensor<float, TinyF::Image> x(p.n), out(p.n), w(p.n), dx(p.n);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x.data()[i] = float(p.x.data()[i]);
+    w.data()[i] = float(p.w.data()[i]);
+  }
+  std::vector<float> c(p.c_noise.begin(), p.c_noise.end());
+  f->zero_grad();
+  f->forward(x, c, out);
+  f->backward(w, dx);
+  double err = 0, ref = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    err = std::max(err, std::abs(double(out.data()[i]) - p.out.data()[i]));
+    ref = std::max(ref, std::abs(p.out.data()[i]));
+  }
+  EXPECT_LT(err, 1e-4 * ref);
+  k = 0;
+  f->for_each_param([&](std::string_view name, std::span<float>, std::span<float> g) {
+    double e = 0, r = 0;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      e = std::max(e, std::abs(double(g[i]) - dg[k][i]));
+      r = std::max(r, std::abs(dg[k][i]));
+    }
+    EXPECT_LE(e, 1e-3 * r + 1e-6) << name;
+    ++k;
+  });
+}
+
+TEST(NnUNet, ImagesAreIndependentOfBatchSize) {
+  auto net = std::make_unique<TinyF>(3);
+  Tensor<float, TinyF::Image> x3(3), out3(3), x2(2), out2(2);
+  randn(x3, 50);
+  for (std::size_t i = 0; i < x2.size(); ++i) x2.data()[i] = x3.data()[i];
+  std::vector<float> c = {-0.5f, 0.1f, 0.9f};
+  net->forward(x3, c, out3);
+  net->forward(x2, std::span<const float>(c.data(), 2), out2);
+  for (std::size_t i = 0; i < out2.size(); ++i) ASSERT_NEAR(out2.data()[i], out3.data()[i], 1e-5);
+}
+
+TEST(NnUNet, OtherConfiguration) {
+  using Net = nn::UNet<rgb32, float>;
+  static_assert(Net::stages == 1 + 4 + 3 + 2 + 8 + 3);
+  auto net = std::make_unique<Net>(5);
+  Tensor<float, Net::Image> x(2), out(2), w(2), dx(2);
+  randn(x, 60);
+  randn(w, 61);
+  std::vector<float> c = {0.2f, -0.3f};
+  net->forward(x, c, out);
+  net->backward(w, dx);
+  EXPECT_TRUE(std::isfinite(sum(abs(out))));
+  EXPECT_GT(sum(abs(dx)), 0.f);
+  double gsum = 0;
+  net->for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
+    for (float v : g) gsum += std::abs(v);
+  });
+  EXPECT_TRUE(std::isfinite(gsum));
+  EXPECT_GT(gsum, 0.0);
+}
+
+TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
+  constexpr std::size_t n = 4;
+  auto net = std::make_unique<MnistSmall>(11);
+  Tensor<float, MnistSmall::Image> x(n), target(n), out(n), dout(n);
+  randn(x, 70);
+  randn(target, 71);
+  std::vector<float> c = {-1.f, -0.2f, 0.3f, 0.8f};
+  long counts[3] = {}, runtime[3] = {};
+  for (int step = 0; step < 3; ++step) {
+    g_allocations = 0;
+    g_runtime_allocations = 0;
+    g_counting = true;
+    net->zero_grad();
+    net->forward(x, c, out);
+    dout = 2.f / float(n) * (out - target);  // d/d(out) of the mean squared error
+    net->backward(dout);
+    g_counting = false;
+    counts[step] = g_allocations.load();
+    runtime[step] = g_runtime_allocations.load();
+  }
+  EXPECT_GT(counts[0], 0) << "the counter does not see the first step's allocations";
+  EXPECT_EQ(counts[1], 0);
+  EXPECT_EQ(counts[2], 0);
+  if (!DIFFUSE_TEST_COUNTS_MALLOC) std::printf("(only operator new is counted in this build)\n");
+  std::printf("allocations per step: %ld, %ld, %ld by the library; %ld, %ld, %ld by the OpenMP runtime\n", counts[0],
+              counts[1], counts[2], runtime[0], runtime[1], runtime[2]);
+}
+
+TEST(NnUNet, MemoryFigures) {
+  // Documented in docs/unet.md; a change here is a change there.
+  EXPECT_EQ(MnistSmall::param_bytes, 2 * 1742881 * sizeof(float));
+  EXPECT_GT(MnistSmall::activations_per_image, 0u);
+  EXPECT_EQ(MnistSmall::training_bytes(128),
+            MnistSmall::param_bytes + 128 * (MnistSmall::activations_per_image + MnistSmall::gradients_per_image) * 4);
+  std::printf("edm-mnist-small: %zu parameters, %zu activation + %zu gradient floats per image, %.1f MB for a "
+              "training step at batch 128\n",
+              MnistSmall::param_count, MnistSmall::activations_per_image, MnistSmall::gradients_per_image,
+              double(MnistSmall::training_bytes(128)) / 1e6);
+  std::printf("edm-tiny: %zu parameters, %zu activation + %zu gradient floats per image\n", TinyF::param_count,
+              TinyF::activations_per_image, TinyF::gradients_per_image);
+}
+
+}  // namespace

@@ -143,10 +143,9 @@ struct Attention {
   // Softmax of each P-long row of one head's (N, P, P) block, rows of image i at
   // A + i * Heads * P * P.
   static void softmax_rows(T* A, std::size_t n) {
-    const std::ptrdiff_t rows = std::ptrdiff_t(n * P);
-    DIFFUSE_OMP(parallel for num_threads(available_threads()) if(n * P * P > 16384) schedule(static))
-    for (std::ptrdiff_t r = 0; r < rows; ++r) {
-      T* row = A + (std::size_t(r) / P) * Heads * P * P + (std::size_t(r) % P) * P;
+    const int nt = n * P * P > 16384 ? available_threads() : 1;
+    detail::parallel_for(n * P, nt, [&](std::size_t r) {
+      T* row = A + (r / P) * Heads * P * P + (r % P) * P;
       T m = row[0];
       for (std::size_t j = 1; j < P; ++j) m = std::max(m, row[j]);
       double s = 0;
@@ -156,20 +155,19 @@ struct Attention {
       }
       const T inv = T(1.0 / s);
       for (std::size_t j = 0; j < P; ++j) row[j] *= inv;
-    }
+    });
   }
   // dS = A * (dA - sum_j A dA), row by row, in place over dA.
   static void softmax_rows_backward(const T* A, T* dA, std::size_t n) {
-    const std::ptrdiff_t rows = std::ptrdiff_t(n * P);
-    DIFFUSE_OMP(parallel for num_threads(available_threads()) if(n * P * P > 16384) schedule(static))
-    for (std::ptrdiff_t r = 0; r < rows; ++r) {
-      const std::size_t off = (std::size_t(r) / P) * Heads * P * P + (std::size_t(r) % P) * P;
+    const int nt = n * P * P > 16384 ? available_threads() : 1;
+    detail::parallel_for(n * P, nt, [&](std::size_t r) {
+      const std::size_t off = (r / P) * Heads * P * P + (r % P) * P;
       const T* a = A + off;
       T* d = dA + off;
       double dot = 0;
       for (std::size_t j = 0; j < P; ++j) dot += double(a[j]) * double(d[j]);
       for (std::size_t j = 0; j < P; ++j) d[j] = a[j] * (d[j] - T(dot));
-    }
+    });
   }
 };
 

@@ -19,11 +19,11 @@ void concat_channels(TensorView<const T, Shape<dyn, H, W, Ca>> a, TensorView<con
   const T* pa = a.data();
   const T* pb = b.data();
   T* po = out.data();
-  DIFFUSE_OMP(parallel for num_threads(available_threads()) if(pixels * (Ca + Cb) > 65536) schedule(static))
-  for (std::ptrdiff_t p = 0; p < std::ptrdiff_t(pixels); ++p) {
+  const int nt = pixels * (Ca + Cb) > 65536 ? available_threads() : 1;
+  detail::parallel_for(pixels, nt, [&](std::size_t p) {
     std::copy_n(pa + p * Ca, Ca, po + p * (Ca + Cb));
     std::copy_n(pb + p * Cb, Cb, po + p * (Ca + Cb) + Ca);
-  }
+  });
 }
 
 /// Backward of concat_channels: da = beta_a * da + dout[..., :Ca],
@@ -39,8 +39,8 @@ void concat_channels_backward(TensorView<const T, Shape<dyn, H, W, Ca + Cb>> dou
   T* pa = da.data();
   T* pb = db.data();
   const bool add_a = beta_a != T(0), add_b = beta_b != T(0);
-  DIFFUSE_OMP(parallel for num_threads(available_threads()) if(pixels * (Ca + Cb) > 65536) schedule(static))
-  for (std::ptrdiff_t p = 0; p < std::ptrdiff_t(pixels); ++p) {
+  const int nt = pixels * (Ca + Cb) > 65536 ? available_threads() : 1;
+  detail::parallel_for(pixels, nt, [&](std::size_t p) {
     const T* src = g + p * (Ca + Cb);
     T* x = pa + p * Ca;
     T* y = pb + p * Cb;
@@ -48,7 +48,7 @@ void concat_channels_backward(TensorView<const T, Shape<dyn, H, W, Ca + Cb>> dou
     else for (std::size_t c = 0; c < Ca; ++c) x[c] = src[c];
     if (add_b) for (std::size_t c = 0; c < Cb; ++c) y[c] += src[Ca + c];
     else for (std::size_t c = 0; c < Cb; ++c) y[c] = src[Ca + c];
-  }
+  });
 }
 
 }  // namespace diffuse::nn

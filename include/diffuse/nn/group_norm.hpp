@@ -59,9 +59,7 @@ void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats
   constexpr std::size_t CG = C / G;
   const double count = double(hw * CG);
   const int nt = n > 1 && n * hw * C >= 16384 ? available_threads() : 1;
-  DIFFUSE_OMP(parallel for num_threads(nt) if(nt > 1) schedule(static))
-  for (std::ptrdiff_t ii = 0; ii < std::ptrdiff_t(n); ++ii) {
-    const std::size_t i = std::size_t(ii);
+  parallel_for(n, nt, [&](std::size_t i) {
     const T* xi = x + i * hw * C;
     double s[C] = {};
     for (std::size_t p = 0; p < hw; ++p)
@@ -91,7 +89,7 @@ void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats
     TensorView<const T, Shape<C>> A(a), B(b);
     if (silu) Y = diffuse::silu(X * per_channel(A) + per_channel(B));
     else Y = X * per_channel(A) + per_channel(B);
-  }
+  });
 }
 
 /// Backward: dx = beta_dx * dx + dL/dx; dgamma, dbeta += ...; dss = dL/d(scale|shift)
@@ -109,9 +107,7 @@ void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/
   // Each image leaves its per-channel sums in its own scratch slot; they are added to the
   // parameter gradients in image order afterwards, so the result is the same for any
   // thread count.
-  DIFFUSE_OMP(parallel for num_threads(nt) if(nt > 1) schedule(static))
-  for (std::ptrdiff_t ii = 0; ii < std::ptrdiff_t(n); ++ii) {
-    const std::size_t i = std::size_t(ii);
+  parallel_for(n, nt, [&](std::size_t i) {
     const T* xi = x + i * hw * C;
     const T* dyi = dy + i * hw * C;
     const T* st = stats + i * G * 2;
@@ -177,7 +173,7 @@ void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/
       gi[c] = T(sg[c]);
       gi[C + c] = T(double(st[2 * (c / CG) + 1]) * sgd[c]);
     }
-  }
+  });
   // dgamma += sum_i m * sum g xhat, dbeta += sum_i m * sum g (in image order).
   for (std::size_t i = 0; i < n; ++i) {
     const T* rec = ws + i * hw * C;

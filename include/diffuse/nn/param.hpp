@@ -163,6 +163,23 @@ void store_or_add(const V& dst, const E& e, typename V::value_type beta) {
   else dst += e;
 }
 
+namespace detail {
+
+/// f(i) for i in [0, n), on `threads` OpenMP threads when threads > 1. A serial loop
+/// otherwise: libgomp allocates a team for every parallel region it enters, even one
+/// serialised by an if() clause, and a training step must not allocate.
+template <class F>
+void parallel_for(std::size_t n, int threads, F&& f) {
+  if (threads > 1 && n > 1) {
+    DIFFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(n); ++i) f(std::size_t(i));
+  } else {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+}  // namespace detail
+
 /// Throws ShapeError unless the two batch sizes agree.
 inline void check_batch(std::size_t a, std::size_t b, const char* what) {
   if (a != b)
