@@ -217,7 +217,7 @@ struct check_config {
                 "diffuse::nn::UNet: channels at an attention resolution are not divisible by the number of heads");
   static_assert(config_attention_resolutions_exist(Cfg),
                 "diffuse::nn::UNet: attn_resolutions names a resolution the UNet does not have");
-  static_assert(Cfg.dropout == 0.0, "diffuse::nn::UNet: dropout is not implemented; it must be 0");
+  static_assert(Cfg.dropout == 0.0, "diffuse::nn::UNet: dropout is not implemented (it must be 0)");
   static_assert(Cfg.emb_mult > 0, "diffuse::nn::UNet: emb_mult must be positive");
   static constexpr bool value = true;
 };
