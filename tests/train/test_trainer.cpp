@@ -10,6 +10,7 @@
 
 #include <diffuse/diffusion/precond.hpp>
 #include <diffuse/tensor.hpp>
+#include <diffuse/train/evaluate.hpp>
 #include <diffuse/train/trainer.hpp>
 
 namespace {
@@ -213,6 +214,38 @@ TEST(Trainer, RejectsImpossibleSettings) {
   auto c = t.counters();
   c.seed = 99;
   EXPECT_THROW(t.set_counters(c), std::invalid_argument);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Evaluate, IsDeterministicAndFollowsTheModel) {
+  const auto data = make_images(10);
+  Model model;
+  model.net().b = 1.f;
+  train::EvalConfig cfg;
+  cfg.batch = 4;  // 10 images: batches of 4, 4 and 2
+  const auto per = train::evaluate_loss_per_sigma(model, data, cfg);
+  ASSERT_EQ(per.size(), cfg.sigmas.size());
+  EXPECT_EQ(train::evaluate_loss_per_sigma(model, data, cfg), per);
+  // Level 0 by hand: the same noise (Generator(seed, image, level)) through Precond::loss.
+  Tensor<float, Image> y(10), noise(10);
+  std::vector<float> sigma(10, static_cast<float>(cfg.sigmas[0]));
+  for (std::size_t i = 0; i < 10; ++i) {
+    data.load(i, y.item(i));
+    Generator g(cfg.seed, i, 0);
+    fill_normal(noise.item(i), g);
+  }
+  const double direct = model.loss(y.view(), sigma, noise.view());
+  EXPECT_NEAR(per[0], direct, 1e-5 * direct);
+  // A better offset gives a lower number.
+  model.net().b = 0.f;
+  EXPECT_LT(train::evaluate_loss(model, data, cfg), [&] {
+    double s = 0;
+    for (double v : per) s += v;
+    return s / per.size();
+  }());
 }
 
 }  // namespace
