@@ -76,8 +76,40 @@ struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k
     index_t m = i0;
     index_t n = m / (oh * ow), r = m % (oh * ow);
     index_t oy = r / ow, ox = r % ow;
+    using V = simd<T>;
+    constexpr index_t W = Tiling<T>::W;
+    // Whole taps and whole vectors (Cin a multiple of the SIMD width, tap-aligned K block):
+    // per tap one bounds test and Cin / W vector copies.
+    const bool whole_taps = ci == 0 && kc % s.cin == 0 && s.cin % W == 0;
+    const index_t ntaps = kc / s.cin;
     for (int i = 0; i < mr; ++i) {
-      im2col_segment(dst + i * KS, x, s, n, oy, ox, kh, kw, ci, kc);
+      if (whole_taps) {
+        const index_t y0 = oy * s.stride - s.pad, x0 = ox * s.stride - s.pad;
+        const T* xn = x + n * s.h * s.w * s.cin;
+        T* d = dst + i * KS;
+        index_t th = kh, tw = kw;
+        for (index_t t = 0; t < ntaps; ++t, d += s.cin) {
+          const index_t iy = y0 + th, ix = x0 + tw;
+          if (++tw == s.k) {
+            tw = 0;
+            ++th;
+          }
+          if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+            const T* src = xn + (iy * s.w + ix) * s.cin;
+            for (index_t q = 0; q < s.cin; q += W) {
+              V v = V::load_unaligned(src + q);
+#if defined(__GNUC__) && defined(__x86_64__)
+              __asm__("" : "+v"(v.data));  // keep it a vector copy, not a memcpy call
+#endif
+              v.store_aligned(d + q);
+            }
+          } else {
+            for (index_t q = 0; q < s.cin; q += W) V(T(0)).store_aligned(d + q);
+          }
+        }
+      } else {
+        im2col_segment(dst + i * KS, x, s, n, oy, ox, kh, kw, ci, kc);
+      }
       if (++ox == ow) {  // next output pixel without divisions
         ox = 0;
         if (++oy == oh) {
@@ -86,8 +118,7 @@ struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k
         }
       }
     }
-    for (int i = mr; i < MR; ++i)
-      for (index_t p = 0; p < kc; ++p) dst[i * KS + p] = T(0);
+    for (int i = mr; i < MR; ++i) zero_run(dst + i * KS, kc);
   }
 };
 
@@ -269,7 +300,7 @@ void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const 
   }
   gemm_driver<T, Tiling<T>::MR, true>(p, s.cout, s.kk(), T(1), beta, y, s.cout, epi,
                                       PackAIm2colRows<T>{x, s}, PackBRowMajor<T>{w, s.cout},
-                                      nt);
+                                      nt, s.cin);
 }
 
 }  // namespace detail

@@ -265,7 +265,7 @@ inline index_t round_up(index_t a, index_t b) noexcept { return ceil_div(a, b) *
 template <class T, int MR, bool ARow, class PackA, class PackB>
 void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T alpha, T beta,
                  T* c, index_t ldc, const Epilogue<T>& epi, const PackA& pack_a,
-                 const PackB& pack_b) {
+                 const PackB& pack_b, index_t k_align = 1) {
   using Tl = Tiling<T>;
   constexpr int NR = Tl::NR;
   constexpr index_t KS = Tl::KS;
@@ -275,7 +275,14 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
   // whole MR panels.
   const index_t kmax = ceil_div(n, NR) <= 4 ? KS : Tl::KC;
   const index_t nkb = k > 0 ? ceil_div(k, kmax) : 1;
-  const index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
+  index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
+  // K blocks on multiples of k_align (a convolution tap: whole channel runs) when possible.
+  if (k_align > 1 && kcb % k_align != 0) {
+    if (round_up(kcb, k_align) <= kmax)
+      kcb = round_up(kcb, k_align);
+    else if (kmax >= k_align)
+      kcb = kmax / k_align * k_align;
+  }
   const index_t ncb = round_up(ceil_div(n, ceil_div(n, Tl::NC_MAX)), NR);
   const index_t m_panels = ceil_div(m, MR);
   const index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
@@ -338,7 +345,7 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
 template <class T, int MR, bool ARow, class PackA, class PackB>
 void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t ldc,
                  const Epilogue<T>& epi, const PackA& pack_a, const PackB& pack_b,
-                 int nthreads) {
+                 int nthreads, index_t k_align = 1) {
   constexpr int NR = Tiling<T>::NR;
   if (m <= 0 || n <= 0) return;
   const index_t m_panels = ceil_div(m, MR), n_panels = ceil_div(n, NR);
@@ -349,7 +356,7 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
   const index_t parts = std::max<index_t>(
       1, std::min<index_t>(nthreads, split_m ? m_panels : n_panels));
   if (parts == 1) {
-    gemm_serial<T, MR, ARow>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
+    gemm_serial<T, MR, ARow>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b, k_align);
     return;
   }
   const int nt = static_cast<int>(parts);
@@ -359,11 +366,13 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
       if (split_m) {
         const index_t ib = m_panels * t / parts * MR;
         const index_t ie = std::min(m_panels * (t + 1) / parts * MR, m);
-        gemm_serial<T, MR, ARow>(ib, ie, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
+        gemm_serial<T, MR, ARow>(ib, ie, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
+                                 k_align);
       } else {
         const index_t jb = n_panels * t / parts * NR;
         const index_t je = std::min(n_panels * (t + 1) / parts * NR, n);
-        gemm_serial<T, MR, ARow>(0, m, jb, je, k, alpha, beta, c, ldc, epi, pack_a, pack_b);
+        gemm_serial<T, MR, ARow>(0, m, jb, je, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
+                                 k_align);
       }
     }
   }
