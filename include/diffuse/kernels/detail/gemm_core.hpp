@@ -283,6 +283,39 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
     else if (kmax >= k_align)
       kcb = kmax / k_align * k_align;
   }
+  if (ceil_div(n, NR) <= 4) {
+    // Thin GEMM (the convolutions): B is small, so pack all of it once; then for each A
+    // micro-panel run every K block back to back, packing the A panel just before use (it
+    // is still in L1) and keeping the C tile in cache across K blocks.
+    const index_t npanels = ceil_div(n, NR);
+    const index_t nkb_used = k > 0 ? ceil_div(k, kcb) : 1;
+    T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(nkb_used * npanels * KS * NR));
+    T* abuf = thread_scratch<T, 0>(static_cast<std::size_t>(MR * KS));
+    for (index_t b = 0; b < nkb_used; ++b) {
+      const index_t pc = b * kcb, kc = std::min(kcb, k - pc);
+      for (index_t jp = 0; jp < npanels; ++jp)
+        pack_b(bbuf + (b * npanels + jp) * KS * NR, jb + jp * NR,
+               static_cast<int>(std::min<index_t>(NR, n - jp * NR)), pc, kc);
+    }
+    for (index_t i0 = ib; i0 < ie; i0 += MR) {
+      const int mr = static_cast<int>(std::min<index_t>(MR, ie - i0));
+      for (index_t b = 0; b < nkb_used; ++b) {
+        const index_t pc = b * kcb, kc = std::min(kcb, k - pc);
+        const bool last = b + 1 == nkb_used;
+        pack_a(abuf, i0, mr, pc, kc);
+        for (index_t jp = 0; jp < npanels; ++jp) {
+          const index_t j0 = jb + jp * NR;
+          micro_kernel<T, MR, ARow>(kc, abuf, bbuf + (b * npanels + jp) * KS * NR,
+                                    c + i0 * ldc + j0, ldc, mr,
+                                    static_cast<int>(std::min<index_t>(NR, je - j0)), alpha,
+                                    b == 0 ? beta : T(1),
+                                    (last && epi.bias) ? epi.bias + j0 : nullptr,
+                                    last ? epi.act : Activation::none);
+        }
+      }
+    }
+    return;
+  }
   const index_t ncb = round_up(ceil_div(n, ceil_div(n, Tl::NC_MAX)), NR);
   const index_t m_panels = ceil_div(m, MR);
   const index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
