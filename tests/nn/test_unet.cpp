@@ -14,6 +14,8 @@
 #include <new>
 #include <vector>
 
+#include <diffuse/io/safetensors.hpp>
+
 #include "gradcheck.hpp"
 
 // ---- allocation counting ------------------------------------------------------------
@@ -318,6 +320,69 @@ TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
   if (!DIFFUSE_TEST_COUNTS_MALLOC) std::printf("(only operator new is counted in this build)\n");
   std::printf("allocations per step: %ld, %ld, %ld by the library; %ld, %ld, %ld by the OpenMP runtime\n", counts[0],
               counts[1], counts[2], runtime[0], runtime[1], runtime[2]);
+}
+
+// ---- PyTorch parity (fixtures from tests/fixtures/make_fixtures.py) ---------------------
+
+// max |a - b| / max |b| over a tensor.
+double relative_error(std::span<const float> a, std::span<const float> b) {
+  double e = 0, r = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    e = std::max(e, std::abs(double(a[i]) - double(b[i])));
+    r = std::max(r, std::abs(double(b[i])));
+  }
+  return r > 0 ? e / r : e;
+}
+
+TEST(NnUNet, MatchesPyTorch) {
+  const std::string dir = DIFFUSE_FIXTURES_DIR;
+  auto net = std::make_unique<TinyF>(0);
+  io::load_params(*net, dir + "/edm_tiny_weights.safetensors");
+  const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
+  constexpr std::size_t n = 3, H = 28, Cimg = 1;
+  using kernels::index_t;
+  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Image>& t) {
+    const auto v = io_file.read_vector(name, {n, Cimg, H, H});
+    kernels::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
+  };
+  Tensor<float, TinyF::Image> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
+  to_nhwc("x", x);
+  to_nhwc("dout", dout);
+  to_nhwc("out", want_out);
+  to_nhwc("dx", want_dx);
+  const auto c_noise = io_file.read_vector("c_noise", {n});
+  const auto loss = io_file.read_vector("loss", {1});
+  net->zero_grad();
+  net->forward(x, c_noise, out);
+  EXPECT_LT(relative_error(std::span<const float>(out.data(), out.size()), {want_out.data(), want_out.size()}), 1e-4);
+  EXPECT_NEAR(dot(out, dout), loss[0], 1e-4 * std::abs(loss[0]));
+  net->backward(dout, dx);
+  EXPECT_LT(relative_error(std::span<const float>(dx.data(), dx.size()), {want_dx.data(), want_dx.size()}), 1e-3);
+  const io::SafetensorsFile grads(dir + "/edm_tiny_grads.safetensors");
+  std::size_t checked = 0;
+  net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
+    std::vector<float> want(p.grad.size());
+    io::read_param(grads, p, std::span<float>(want));
+    EXPECT_LT(relative_error(p.grad, want), 1e-3) << p.name;
+    ++checked;
+  });
+  EXPECT_EQ(checked, grads.names().size());
+}
+
+TEST(NnUNet, SaveAndLoadParameters) {
+  auto a = std::make_unique<TinyF>(21);
+  auto b = std::make_unique<TinyF>(22);
+  const std::string path = ::testing::TempDir() + "diffuse_tiny_params.safetensors";
+  io::save_params(*a, path);
+  io::load_params(*b, path);
+  std::vector<float> va, vb;
+  a->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { va.insert(va.end(), v.begin(), v.end()); });
+  b->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { vb.insert(vb.end(), v.begin(), v.end()); });
+  EXPECT_EQ(va, vb);
+  // The file holds PyTorch layouts: the first conv weight is OIHW [8, 1, 3, 3].
+  const io::SafetensorsFile f(path);
+  EXPECT_EQ(f.info("enc.0.weight").shape, (std::vector<std::size_t>{8, 1, 3, 3}));
+  std::remove(path.c_str());
 }
 
 TEST(NnUNet, MemoryFigures) {

@@ -1,0 +1,470 @@
+// Reading and writing safetensors files (the format of Hugging Face's `safetensors`):
+//
+//   u64 little-endian N | N bytes of JSON header | data
+//   header: {"<name>": {"dtype": "F32", "shape": [d0, ...], "data_offsets": [begin, end]}, ...,
+//            "__metadata__": {"<key>": "<value>", ...}}   offsets relative to the data
+//
+// The header is parsed by a small hand-written JSON reader that accepts exactly what
+// the format needs (objects, arrays, strings, non-negative integers; other scalars are
+// parsed and ignored): no dependency for a header-only library, and every error can name
+// the file, the tensor and what was expected. Tensors are stored with PyTorch's names
+// and layouts; load_params/save_params convert convolution weights between PyTorch's
+// OIHW and diffuse's HWIO using the models' ParamRef visitors.
+//
+// Not here: memory mapping (files are read whole: checkpoints of these models are a few
+// MB), dtypes other than F32 and F64, big-endian hosts.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "diffuse/kernels/layout.hpp"
+#include "diffuse/nn/param.hpp"
+
+namespace diffuse::io {
+
+static_assert(std::endian::native == std::endian::little, "diffuse::io::safetensors: little-endian hosts only");
+
+/// Any problem with a safetensors file; the message names the file and, where it
+/// applies, the tensor and what was expected.
+class SafetensorsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One tensor entry of a header.
+struct TensorInfo {
+  std::string dtype;               ///< "F32", "F64", ...
+  std::vector<std::size_t> shape;  ///< PyTorch order
+  std::size_t begin = 0, end = 0;  ///< byte range within the data section
+};
+
+namespace detail {
+
+inline std::string shape_text(std::span<const std::size_t> s) {
+  std::string t = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i) t += ", ";
+    t += std::to_string(s[i]);
+  }
+  t += "]";
+  return t;
+}
+
+inline std::size_t dtype_size(std::string_view dtype) {
+  if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+  if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+  if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
+  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2") return 1;
+  return 0;
+}
+
+// A JSON reader for safetensors headers. Errors carry the byte position.
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, const std::string& file) : s_(text), file_(file) {}
+
+  std::map<std::string, TensorInfo> parse(std::map<std::string, std::string>& metadata) {
+    std::map<std::string, TensorInfo> out;
+    expect('{');
+    if (peek() == '}') {
+      ++i_;
+    } else {
+      for (;;) {
+        std::string name = string();
+        expect(':');
+        if (name == "__metadata__") {
+          object([&](const std::string& key) { metadata[key] = string(); });
+        } else {
+          if (out.count(name)) fail("tensor '" + name + "' appears twice");
+          out[name] = tensor(name);
+        }
+        if (peek() == ',') {
+          ++i_;
+          continue;
+        }
+        expect('}');
+        break;
+      }
+    }
+    skip_ws();
+    if (i_ != s_.size()) fail("unexpected text after the header object");
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw SafetensorsError("diffuse::io: " + file_ + ": corrupt header at byte " + std::to_string(i_) + ": " + what);
+  }
+  void skip_ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  char peek() {
+    skip_ws();
+    if (i_ >= s_.size()) fail("unexpected end of header");
+    return s_[i_];
+  }
+  void expect(char c) {
+    if (peek() != c) fail(std::string("expected '") + c + "', found '" + s_[i_] + "'");
+    ++i_;
+  }
+  std::string string() {
+    expect('"');
+    std::string r;
+    while (true) {
+      if (i_ >= s_.size()) fail("unterminated string");
+      char c = s_[i_++];
+      if (c == '"') break;
+      if (c != '\\') {
+        r += c;
+        continue;
+      }
+      if (i_ >= s_.size()) fail("unterminated escape");
+      c = s_[i_++];
+      switch (c) {
+        case '"': case '\\': case '/': r += c; break;
+        case 'b': r += '\b'; break;
+        case 'f': r += '\f'; break;
+        case 'n': r += '\n'; break;
+        case 'r': r += '\r'; break;
+        case 't': r += '\t'; break;
+        case 'u': {
+          if (i_ + 4 > s_.size()) fail("short \\u escape");
+          unsigned cp = 0;
+          for (int k = 0; k < 4; ++k) {
+            const char h = s_[i_++];
+            cp = cp * 16 + unsigned(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                    : h >= 'A' && h <= 'F' ? h - 'A' + 10 : (fail("bad \\u escape"), 0));
+          }
+          // UTF-8 (surrogate pairs are kept as two 3-byte sequences: names are ASCII in practice)
+          if (cp < 0x80) r += char(cp);
+          else if (cp < 0x800) r += {char(0xC0 | (cp >> 6)), char(0x80 | (cp & 0x3F))};
+          else r += {char(0xE0 | (cp >> 12)), char(0x80 | ((cp >> 6) & 0x3F)), char(0x80 | (cp & 0x3F))};
+          break;
+        }
+        default: fail(std::string("bad escape \\") + c);
+      }
+    }
+    return r;
+  }
+  std::size_t integer() {
+    skip_ws();
+    if (i_ >= s_.size() || s_[i_] < '0' || s_[i_] > '9') fail("expected a non-negative integer");
+    std::size_t v = 0;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
+      const std::size_t d = std::size_t(s_[i_++] - '0');
+      if (v > (SIZE_MAX - d) / 10) fail("integer too large");
+      v = v * 10 + d;
+    }
+    return v;
+  }
+  std::vector<std::size_t> int_array() {
+    std::vector<std::size_t> v;
+    expect('[');
+    if (peek() == ']') {
+      ++i_;
+      return v;
+    }
+    for (;;) {
+      v.push_back(integer());
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      expect(']');
+      return v;
+    }
+  }
+  template <class F>
+  void object(F&& member) {
+    expect('{');
+    if (peek() == '}') {
+      ++i_;
+      return;
+    }
+    for (;;) {
+      std::string key = string();
+      expect(':');
+      member(key);
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      expect('}');
+      return;
+    }
+  }
+  TensorInfo tensor(const std::string& name) {
+    TensorInfo t;
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    object([&](const std::string& key) {
+      if (key == "dtype") {
+        t.dtype = string();
+        has_dtype = true;
+      } else if (key == "shape") {
+        t.shape = int_array();
+        has_shape = true;
+      } else if (key == "data_offsets") {
+        auto o = int_array();
+        if (o.size() != 2 || o[1] < o[0]) fail("tensor '" + name + "': data_offsets must be [begin, end]");
+        t.begin = o[0];
+        t.end = o[1];
+        has_offsets = true;
+      } else {
+        fail("tensor '" + name + "': unknown key '" + key + "'");
+      }
+    });
+    if (!has_dtype || !has_shape || !has_offsets)
+      fail("tensor '" + name + "': needs dtype, shape and data_offsets");
+    return t;
+  }
+
+  std::string_view s_;
+  const std::string& file_;
+  std::size_t i_ = 0;
+};
+
+}  // namespace detail
+
+/// A safetensors file read into memory.
+class SafetensorsFile {
+ public:
+  /// Reads and validates `path` (header syntax, offsets within the file, sizes that
+  /// match dtype and shape). Throws SafetensorsError.
+  explicit SafetensorsFile(std::string path) : path_(std::move(path)) {
+    std::ifstream f(path_, std::ios::binary | std::ios::ate);
+    if (!f) throw SafetensorsError("diffuse::io: cannot open " + path_);
+    const std::streamoff size = f.tellg();
+    f.seekg(0);
+    std::vector<char> bytes(static_cast<std::size_t>(size));
+    if (size > 0 && !f.read(bytes.data(), size)) throw SafetensorsError("diffuse::io: cannot read " + path_);
+    if (bytes.size() < 8)
+      throw SafetensorsError("diffuse::io: " + path_ + ": truncated file (" + std::to_string(bytes.size()) +
+                             " bytes, a safetensors file starts with an 8-byte header size)");
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    if (n > bytes.size() - 8)
+      throw SafetensorsError("diffuse::io: " + path_ + ": truncated file (header of " + std::to_string(n) +
+                             " bytes announced, " + std::to_string(bytes.size() - 8) + " present)");
+    detail::HeaderParser parser(std::string_view(bytes.data() + 8, std::size_t(n)), path_);
+    tensors_ = parser.parse(metadata_);
+    data_.assign(bytes.begin() + 8 + std::ptrdiff_t(n), bytes.end());
+    for (const auto& [name, t] : tensors_) {
+      std::size_t count = 1;
+      for (std::size_t d : t.shape) count *= d;
+      const std::size_t es = detail::dtype_size(t.dtype);
+      if (es == 0) throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': unknown dtype '" + t.dtype + "'");
+      if (t.end - t.begin != count * es)
+        throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': data_offsets span " +
+                               std::to_string(t.end - t.begin) + " bytes, but " + t.dtype + " " +
+                               detail::shape_text(t.shape) + " needs " + std::to_string(count * es));
+      if (t.end > data_.size())
+        throw SafetensorsError("diffuse::io: " + path_ + ": truncated file: tensor '" + name + "' ends at byte " +
+                               std::to_string(t.end) + " of the data, which has " + std::to_string(data_.size()));
+    }
+  }
+
+  const std::string& path() const noexcept { return path_; }
+  bool contains(std::string_view name) const { return tensors_.find(std::string(name)) != tensors_.end(); }
+  std::vector<std::string> names() const {
+    std::vector<std::string> r;
+    for (const auto& kv : tensors_) r.push_back(kv.first);
+    return r;
+  }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  /// The entry of `name`; throws naming the file and the tensor when it is missing.
+  const TensorInfo& info(std::string_view name) const {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end())
+      throw SafetensorsError("diffuse::io: " + path_ + ": missing tensor '" + std::string(name) + "'");
+    return it->second;
+  }
+
+  /// Copies tensor `name` into `out` as T, checking that its shape is `shape` and its
+  /// dtype F32 or F64.
+  template <class T>
+  void read(std::string_view name, std::span<const std::size_t> shape, std::span<T> out) const {
+    const TensorInfo& t = info(name);
+    const std::string where = "diffuse::io: " + path_ + ": tensor '" + std::string(name) + "': ";
+    if (!std::equal(t.shape.begin(), t.shape.end(), shape.begin(), shape.end()))
+      throw SafetensorsError(where + "expected shape " + detail::shape_text(shape) + ", found " +
+                             detail::shape_text(t.shape));
+    std::size_t count = 1;
+    for (std::size_t d : shape) count *= d;
+    if (out.size() != count)
+      throw SafetensorsError(where + "destination holds " + std::to_string(out.size()) + " elements, expected " +
+                             std::to_string(count));
+    const char* src = data_.data() + t.begin;
+    if (t.dtype == "F32") {
+      for (std::size_t i = 0; i < count; ++i) {
+        float v;
+        std::memcpy(&v, src + 4 * i, 4);
+        out[i] = T(v);
+      }
+    } else if (t.dtype == "F64") {
+      for (std::size_t i = 0; i < count; ++i) {
+        double v;
+        std::memcpy(&v, src + 8 * i, 8);
+        out[i] = T(v);
+      }
+    } else {
+      throw SafetensorsError(where + "expected dtype F32 or F64, found " + t.dtype);
+    }
+  }
+
+  /// The whole tensor as a vector (shape checked as in read()).
+  template <class T = float>
+  std::vector<T> read_vector(std::string_view name, std::span<const std::size_t> shape) const {
+    std::size_t count = 1;
+    for (std::size_t d : shape) count *= d;
+    std::vector<T> v(count);
+    read<T>(name, shape, std::span<T>(v));
+    return v;
+  }
+  template <class T = float>
+  std::vector<T> read_vector(std::string_view name, std::initializer_list<std::size_t> shape) const {
+    return read_vector<T>(name, std::span<const std::size_t>(shape.begin(), shape.size()));
+  }
+
+ private:
+  std::string path_;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<char> data_;
+};
+
+/// Collects tensors and writes one safetensors file (dtype F32 or F64 by element type).
+class SafetensorsWriter {
+ public:
+  template <class T>
+  void add(std::string name, std::vector<std::size_t> shape, std::span<const T> values) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+    std::size_t count = 1;
+    for (std::size_t d : shape) count *= d;
+    if (count != values.size())
+      throw SafetensorsError("diffuse::io: tensor '" + name + "': shape " + detail::shape_text(shape) + " needs " +
+                             std::to_string(count) + " values, got " + std::to_string(values.size()));
+    Entry e{std::move(name), std::is_same_v<T, float> ? "F32" : "F64", std::move(shape), {}};
+    e.bytes.resize(values.size() * sizeof(T));
+    std::memcpy(e.bytes.data(), values.data(), e.bytes.size());
+    entries_.push_back(std::move(e));
+  }
+  void set_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
+
+  void write(const std::string& path) const {
+    std::string h = "{";
+    auto quoted = [](const std::string& s) {
+      std::string q = "\"";
+      for (char c : s) {
+        if (c == '"' || c == '\\') q += '\\';
+        q += c;
+      }
+      return q + "\"";
+    };
+    if (!metadata_.empty()) {
+      h += "\"__metadata__\":{";
+      bool first = true;
+      for (const auto& [k, v] : metadata_) {
+        if (!first) h += ",";
+        h += quoted(k);
+        h += ":";
+        h += quoted(v);
+        first = false;
+      }
+      h += "}";
+    }
+    std::size_t offset = 0;
+    for (const auto& e : entries_) {
+      if (h.size() > 1) h += ",";
+      h += quoted(e.name);
+      h += ":{\"dtype\":\"";
+      h += e.dtype;
+      h += "\",\"shape\":[";
+      for (std::size_t i = 0; i < e.shape.size(); ++i) {
+        if (i) h += ",";
+        h += std::to_string(e.shape[i]);
+      }
+      h += "],\"data_offsets\":[";
+      h += std::to_string(offset);
+      h += ",";
+      h += std::to_string(offset + e.bytes.size());
+      h += "]}";
+      offset += e.bytes.size();
+    }
+    h += "}";
+    h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+    std::ofstream f(path, std::ios::binary);
+    if (!f) throw SafetensorsError("diffuse::io: cannot create " + path);
+    const std::uint64_t n = h.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(h.data(), std::streamsize(h.size()));
+    for (const auto& e : entries_) f.write(e.bytes.data(), std::streamsize(e.bytes.size()));
+    if (!f) throw SafetensorsError("diffuse::io: error writing " + path);
+  }
+
+ private:
+  struct Entry {
+    std::string name, dtype;
+    std::vector<std::size_t> shape;
+    std::vector<char> bytes;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+/// Reads the tensor of a parameter from `file` in diffuse's layout (OIHW -> HWIO for
+/// convolution weights), checking name, PyTorch shape and dtype.
+template <class T>
+void read_param(const SafetensorsFile& file, const nn::ParamRef<T>& p, std::span<T> out) {
+  const std::span<const std::size_t> shape(p.torch_shape.data(), p.torch_rank);
+  if (p.layout == nn::ParamLayout::conv_hwio) {
+    std::vector<T> tmp(out.size());
+    file.read<T>(p.name, shape, std::span<T>(tmp));
+    using kernels::index_t;
+    kernels::oihw_to_hwio(tmp.data(), out.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+                          index_t(p.torch_shape[2]));
+  } else {
+    file.read<T>(p.name, shape, out);
+  }
+}
+
+/// Loads every parameter of `model` (anything with for_each_param_ref, e.g. nn::UNet)
+/// from a safetensors file written by PyTorch (state_dict names and layouts). Every
+/// parameter must be present with its exact shape; extra tensors are ignored.
+template <class Model>
+void load_params(Model& model, const std::string& path) {
+  SafetensorsFile file(path);
+  model.for_each_param_ref([&](const auto& p) { read_param(file, p, p.value); });
+}
+
+/// Writes every parameter of `model` (or its gradients, with grads = true) with PyTorch
+/// names and layouts.
+template <class Model>
+void save_params(Model& model, const std::string& path, bool grads = false) {
+  SafetensorsWriter w;
+  model.for_each_param_ref([&](const auto& p) {
+    using T = typename std::remove_cvref_t<decltype(p.value)>::value_type;
+    const std::span<T> src = grads ? p.grad : p.value;
+    std::vector<T> tmp(src.begin(), src.end());
+    if (p.layout == nn::ParamLayout::conv_hwio) {
+      using kernels::index_t;
+      kernels::hwio_to_oihw(src.data(), tmp.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+                            index_t(p.torch_shape[2]));
+    }
+    w.add<T>(std::string(p.name), std::vector<std::size_t>(p.torch_shape.begin(), p.torch_shape.begin() + p.torch_rank),
+             std::span<const T>(tmp));
+  });
+  w.write(path);
+}
+
+}  // namespace diffuse::io
