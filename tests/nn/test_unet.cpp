@@ -78,6 +78,8 @@ int posix_memalign(void** out, std::size_t a, std::size_t n) {
 }
 #else
 #define DIFFUSE_TEST_COUNTS_MALLOC 0
+// These operator new call malloc, so free is the matching release (GCC cannot see that).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   note_allocation(nullptr);
   if (void* p = std::malloc(n ? n : 1)) return p;
