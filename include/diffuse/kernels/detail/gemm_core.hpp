@@ -385,7 +385,11 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
   // Small problems are not worth waking a team.
   const double work = double(m) * double(n) * double(std::max<index_t>(k, 1));
   if (work < 48.0 * 48.0 * 48.0) nthreads = 1;
-  const bool split_m = m_panels >= 2 * index_t(nthreads) || m_panels >= n_panels;
+  // Split rows, unless the row panels do not divide evenly among the threads while wide
+  // column panels do (a whole MR panel is computed even when it is partly outside C).
+  const index_t nt_i = nthreads;
+  const bool cols_even = n_panels % nt_i == 0 && n_panels >= 4 * nt_i && m_panels % nt_i != 0;
+  const bool split_m = !cols_even && (m_panels >= 2 * nt_i || m_panels >= n_panels);
   const index_t parts = std::max<index_t>(
       1, std::min<index_t>(nthreads, split_m ? m_panels : n_panels));
   if (parts == 1) {
