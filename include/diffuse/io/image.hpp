@@ -15,11 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/data_error.hpp"
 
 namespace diffuse::io {
@@ -49,14 +49,11 @@ inline Image8 read_image(const std::string& path, int channels = 0) {
 
 /// Writes a PNG atomically.
 inline void write_png(const std::string& path, const Image8& img) {
-  const std::string tmp = path + ".tmp";
-  if (!stbi_write_png(tmp.c_str(), static_cast<int>(img.width), static_cast<int>(img.height),
-                      static_cast<int>(img.channels), img.pixels.data(),
-                      static_cast<int>(img.width * img.channels)))
-    throw DataError(path, "cannot write PNG (is the folder there and writable?)");
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw DataError(path, "cannot move the written PNG into place: " + ec.message());
+  write_atomically(path, [&](const std::string& tmp) {
+    if (!stbi_write_png(tmp.c_str(), static_cast<int>(img.width), static_cast<int>(img.height),
+                        static_cast<int>(img.channels), img.pixels.data(), static_cast<int>(img.width * img.channels)))
+      throw DataError(path, "cannot write PNG (is the folder there and writable?)");
+  });
 }
 
 /// Resizes with stb's default (Mitchell/Catmull-Rom) filter.

@@ -1,0 +1,144 @@
+// Training checkpoints of edm-tiny: bit-identical resumption through a file, weights
+// export, and every way a checkpoint can be wrong.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <diffuse/diffusion/precond.hpp>
+#include <diffuse/train/checkpoint.hpp>
+#include <diffuse/unet.hpp>
+
+namespace {
+
+using namespace diffuse;
+using Net = nn::UNet<nn::edm_tiny>;
+using Model = diffusion::EDMPrecond<Net>;
+using Images = train::TensorImages<28, 28, 1>;
+
+Images images() {
+  Tensor<float, Net::Image> x(6);
+  Generator g(4);
+  fill_uniform(x, g, -1, 1);
+  return Images(std::move(x));
+}
+
+train::TrainerConfig config() {
+  train::TrainerConfig c;
+  c.batch = 2;
+  c.seed = 5;
+  c.optimizer.lr = 1e-3;
+  return c;
+}
+
+std::vector<float> weights(Model& m) {
+  std::vector<float> w;
+  m.for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { w.insert(w.end(), v.begin(), v.end()); });
+  return w;
+}
+
+// A folder of this process's files, removed when the process ends.
+struct TempFolder {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("diffuse-ckpt-" + std::to_string(::getpid()));
+  TempFolder() { std::filesystem::create_directories(dir); }
+  ~TempFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+};
+
+std::string temp_path(const std::string& name) {
+  static TempFolder folder;
+  return (folder.dir / name).string();
+}
+
+TEST(Checkpoint, ResumingFromAFileIsBitIdentical) {
+  const auto data = images();
+  auto straight = std::make_unique<Model>();
+  train::Trainer a(*straight, data, config());
+  for (int s = 0; s < 5; ++s) a.step();
+
+  const std::string path = temp_path("resume.safetensors");
+  {
+    auto first = std::make_unique<Model>();
+    train::Trainer b(*first, data, config());
+    for (int s = 0; s < 3; ++s) b.step();
+    train::save_checkpoint(path, "edm-tiny", *first, b, {{"note", "test"}});
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(train::checkpoint_metadata(path).at("note"), "test");
+  auto resumed = std::make_unique<Model>(diffusion::Edm{}, 999);  // other initial weights
+  train::Trainer c(*resumed, data, config());
+  train::load_checkpoint(path, "edm-tiny", *resumed, c);
+  EXPECT_EQ(c.steps_done(), 3u);
+  for (int s = 0; s < 2; ++s) c.step();
+  const auto want = weights(*straight), got = weights(*resumed);
+  ASSERT_EQ(want.size(), got.size());
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+  std::vector<float> ema_a, ema_c;
+  a.ema().for_each_param([&](std::string_view, std::span<float> v) { ema_a.insert(ema_a.end(), v.begin(), v.end()); });
+  c.ema().for_each_param([&](std::string_view, std::span<float> v) { ema_c.insert(ema_c.end(), v.begin(), v.end()); });
+  EXPECT_EQ(std::memcmp(ema_a.data(), ema_c.data(), ema_a.size() * sizeof(float)), 0);
+}
+
+TEST(Checkpoint, ExportedWeightsLoadIntoAFreshNetwork) {
+  auto model = std::make_unique<Model>(diffusion::Edm{}, 3);
+  const std::string path = temp_path("weights.safetensors");
+  train::export_weights(path, model->net());
+  auto other = std::make_unique<Model>(diffusion::Edm{}, 4);
+  EXPECT_NE(weights(*model), weights(*other));
+  io::load_params(other->net(), path);
+  EXPECT_EQ(weights(*model), weights(*other));
+}
+
+template <class F>
+void expect_error_naming(F&& f, const std::string& path, const std::string& text) {
+  try {
+    f();
+    ADD_FAILURE() << "no error (expected: " << text << ")";
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find(text), std::string::npos) << msg;
+  }
+}
+
+TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
+  const auto data = images();
+  auto model = std::make_unique<Model>();
+  train::Trainer t(*model, data, config());
+  t.step();
+  const std::string good = temp_path("good.safetensors");
+  train::save_checkpoint(good, "edm-tiny", *model, t);
+  const auto before = weights(*model);
+
+  // Another configuration's name.
+  expect_error_naming([&] { train::load_checkpoint(good, "edm-mnist-small", *model, t); }, good,
+                      "checkpoint of model 'edm-tiny', but this run uses 'edm-mnist-small'");
+  // Plain weights are not a training checkpoint.
+  const std::string plain = temp_path("plain.safetensors");
+  train::export_weights(plain, model->net());
+  expect_error_naming([&] { train::load_checkpoint(plain, "edm-tiny", *model, t); }, plain,
+                      "not a diffuse training checkpoint");
+  // Truncated.
+  const std::string cut = temp_path("cut.safetensors");
+  std::filesystem::copy_file(good, cut, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(good) / 2);
+  expect_error_naming([&] { train::load_checkpoint(cut, "edm-tiny", *model, t); }, cut, "truncated");
+  // Missing.
+  expect_error_naming([&] { train::load_checkpoint(temp_path("none"), "edm-tiny", *model, t); }, temp_path("none"), "cannot open");
+  EXPECT_EQ(weights(*model), before);
+
+  // A failed write leaves the previous checkpoint as it was.
+  const auto size = std::filesystem::file_size(good);
+  std::filesystem::create_directories(good + ".tmp");  // the temporary name is taken by a folder
+  EXPECT_ANY_THROW(train::save_checkpoint(good, "edm-tiny", *model, t));
+  std::filesystem::remove_all(good + ".tmp");
+  EXPECT_EQ(std::filesystem::file_size(good), size);
+  EXPECT_NO_THROW(train::load_checkpoint(good, "edm-tiny", *model, t));
+}
+
+}  // namespace
