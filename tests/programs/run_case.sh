@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# One test case of the programs diffuse-train and diffuse-sample (see CMakeLists.txt):
+#
+#   run_case.sh CASE WORK TRAIN SAMPLE TESTKIT
+#
+# WORK is shared by the cases: `setup` writes the data files into WORK/data, `train`
+# trains edm-tiny for 3 steps into WORK/train; every other case works in WORK/CASE.
+# Error cases check that the program exits non-zero and writes exactly one error line,
+# "<program>: error: ...", that contains the expected text and is the last line of stderr.
+set -euo pipefail
+
+case_name=$1 work=$2 train=$3 sample=$4 testkit=$5
+data=$work/data ckpt=$work/train/checkpoint.safetensors weights=$work/train/model_ema.safetensors
+dir=$work/$case_name
+if [[ $case_name != setup && $case_name != train ]]; then
+  rm -rf "$dir"
+  mkdir -p "$dir"
+fi
+
+fail() {
+  echo "FAIL ($case_name): $*" >&2
+  for f in "$dir"/stderr "$dir"/stdout; do
+    [[ -f $f ]] && { echo "--- $f:" >&2; cat "$f" >&2; }
+  done
+  exit 1
+}
+
+# expect_error TEXT PROGRAM ARGS...
+expect_error() {
+  local text=$1 prog=$2
+  shift
+  local name rc=0
+  name=$(basename "$prog")
+  "$@" >"$dir/stdout" 2>"$dir/stderr" || rc=$?
+  ((rc != 0)) || fail "'$*' exited with status 0"
+  local n
+  n=$(grep -ci 'error' "$dir/stderr" || true)
+  ((n == 1)) || fail "expected exactly one error line on stderr, found $n"
+  local line
+  line=$(grep -i 'error' "$dir/stderr")
+  [[ $line == "$name: error: "* ]] || fail "the error line does not start with '$name: error: ': $line"
+  [[ $line == *"$text"* ]] || fail "the error line does not contain '$text': $line"
+  [[ $(tail -n 1 "$dir/stderr") == "$line" ]] || fail "the error line is not the last line of stderr"
+  echo "ok (exit $rc): $line"
+}
+
+# expect_ok PROGRAM ARGS...: runs, fails the case on a non-zero exit status.
+expect_ok() {
+  local rc=0
+  "$@" >"$dir/stdout" 2>"$dir/stderr" || rc=$?
+  ((rc == 0)) || fail "'$*' exited with status $rc"
+}
+
+# need FILES...: each exists and is not empty.
+need() {
+  for f in "$@"; do [[ -s $f ]] || fail "missing output $f"; done
+}
+
+# The mean SSIM diffuse-sample reports on stderr.
+mean_ssim() { sed -n 's/^mean SSIM \([-0-9.]*\) .*/\1/p' "$dir/stderr"; }
+
+tiny=(--model edm-tiny)
+
+case $case_name in
+  # ---- fixtures ------------------------------------------------------------------------
+  setup)
+    rm -rf "$data"
+    mkdir -p "$data/empty" "$data/init" "$data/big" "$data/mixed"
+    "$testkit" idx "$data/train.idx" 16 28 28
+    "$testkit" idx "$data/bad-magic.idx" 4 28 28 bad-magic
+    "$testkit" idx "$data/truncated.idx" 4 28 28 truncated
+    "$testkit" idx "$data/big.idx" 4 32 32
+    for i in 0 1 2 3; do "$testkit" png "$data/init/in$i.png" 28 28 "$i"; done
+    "$testkit" png "$data/big/big.png" 32 32 1
+    "$testkit" png "$data/mixed/a.png" 28 28 1
+    "$testkit" png "$data/mixed/b.png" 32 32 2
+    echo "this is not a safetensors file, nor an image" >"$data/garbage.safetensors"
+    cp "$data/garbage.safetensors" "$data/garbage.png"
+    ;;
+  train)
+    rm -rf "$work/train"
+    dir=$work/train
+    mkdir -p "$dir"
+    expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 3 --batch 4 --out "$dir" --sample-every 0
+    need "$ckpt" "$weights" "$dir/samples.png" "$dir/log.jsonl"
+    [[ $(grep -c '"step":' "$dir/log.jsonl") == 3 ]] || fail "log.jsonl does not have 3 steps"
+    head -n 1 "$dir/stderr" | grep -q '^diffuse ' || fail "stderr does not start with the info line"
+    ;;
+
+  # ---- diffuse-train: bad input --------------------------------------------------------
+  train_missing_data) expect_error "nope.idx: cannot open" "$train" --data "$data/nope.idx" "${tiny[@]}" --out "$dir" ;;
+  train_unreadable_data)  # a path through a file: cannot be opened, even by root
+    expect_error "cannot open" "$train" --data "$data/train.idx/x.idx" "${tiny[@]}" --out "$dir" ;;
+  train_bad_magic) expect_error "not an IDX file" "$train" --data "$data/bad-magic.idx" "${tiny[@]}" --out "$dir" ;;
+  train_truncated) expect_error "truncated" "$train" --data "$data/truncated.idx" "${tiny[@]}" --out "$dir" ;;
+  train_wrong_size_idx)
+    expect_error "images are 32x32 but the model expects 28x28" "$train" --data "$data/big.idx" "${tiny[@]}" --out "$dir" ;;
+  train_wrong_size_image)
+    expect_error "b.png: image is 32x32 but the model takes 28x28" "$train" --data "$data/mixed" "${tiny[@]}" --out "$dir" ;;
+  train_empty_folder) expect_error "no images" "$train" --data "$data/empty" "${tiny[@]}" --out "$dir" ;;
+  train_other_config)  # resuming edm-tiny's checkpoint as edm-mnist-small
+    cp "$ckpt" "$dir/checkpoint.safetensors"
+    expect_error "checkpoint of model 'edm-tiny'" "$train" --data "$data/train.idx" --out "$dir" --resume ;;
+  train_negative_steps) expect_error "--steps" "$train" --data "$data/train.idx" "${tiny[@]}" --steps -3 --out "$dir" ;;
+  train_batch_zero) expect_error "--batch" "$train" --data "$data/train.idx" "${tiny[@]}" --batch 0 --out "$dir" ;;
+  train_unknown_option) expect_error "--bogus" "$train" --bogus ;;
+
+  # ---- diffuse-train: help, version, interruption --------------------------------------
+  train_help_version)
+    expect_ok "$train" --help
+    grep -q -- '--data' "$dir/stdout" || fail "--help does not list --data"
+    expect_ok "$train" --version
+    grep -q '^diffuse ' "$dir/stdout" || fail "--version does not print the info line"
+    expect_ok "$train" --info
+    grep -q '^diffuse .*device' "$dir/stderr" || fail "--info does not print the info line"
+    ;;
+  train_interrupt)  # SIGINT during a long run: exit 130 and a checkpoint that loads
+    rc=0
+    "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1000000 --batch 4 --out "$dir" --sample-every 0 \
+      --checkpoint-every 0 --log-every 1 >"$dir/stdout" 2>"$dir/stderr" &
+    pid=$!
+    for _ in $(seq 600); do  # until two steps are done (at most 60 s)
+      [[ -f $dir/log.jsonl ]] && (($(grep -c '"step":' "$dir/log.jsonl") >= 2)) && break
+      sleep 0.1
+    done
+    kill -INT "$pid"
+    wait "$pid" || rc=$?
+    ((rc == 130)) || fail "exit status $rc after SIGINT, expected 130"
+    grep -q '^interrupted after' "$dir/stderr" || fail "no 'interrupted' line"
+    need "$dir/checkpoint.safetensors" "$dir/model_ema.safetensors"
+    expect_ok "$sample" --checkpoint "$dir/checkpoint.safetensors" "${tiny[@]}" --count 1 --steps 2 --out "$dir/samples"
+    need "$dir/samples/image-0000.png"
+    ;;
+
+  # ---- diffuse-sample: bad input -------------------------------------------------------
+  sample_no_checkpoint) expect_error "--checkpoint is required" "$sample" --out "$dir" ;;
+  sample_missing_checkpoint)
+    expect_error "nope.safetensors: no such file" "$sample" --checkpoint "$data/nope.safetensors" --out "$dir" ;;
+  sample_unreadable_checkpoint)
+    expect_error "garbage.safetensors" "$sample" --checkpoint "$data/garbage.safetensors" "${tiny[@]}" --out "$dir" ;;
+  sample_folder_checkpoint) expect_error "is a folder" "$sample" --checkpoint "$data" "${tiny[@]}" --out "$dir" ;;
+  sample_other_config)  # edm-tiny's training checkpoint, default model edm-mnist-small
+    expect_error "checkpoint of model 'edm-tiny', but --model is 'edm-mnist-small'" "$sample" --checkpoint "$ckpt" --out "$dir" ;;
+  sample_other_config_weights)  # plain weights: the shape check catches it
+    expect_error "expected shape" "$sample" --checkpoint "$weights" --out "$dir" ;;
+  sample_no_ema_weights)
+    expect_error "--no-ema applies to training checkpoints" "$sample" --checkpoint "$weights" "${tiny[@]}" --no-ema --out "$dir" ;;
+  sample_wrong_size)
+    expect_error "big.png: image is 32x32 but the model takes 28x28" \
+      "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/big/big.png" --out "$dir" ;;
+  sample_wrong_size_in_folder)
+    expect_error "b.png: image is 32x32" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/mixed" --out "$dir" ;;
+  sample_empty_folder)
+    expect_error "no images" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/empty" --out "$dir" ;;
+  sample_missing_init)
+    expect_error "nope.png: no such file" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/nope.png" --out "$dir" ;;
+  sample_unreadable_init)
+    expect_error "garbage.png: cannot read image" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/garbage.png" --out "$dir" ;;
+  sample_negative_steps) expect_error "--steps must be at least 1" "$sample" --checkpoint "$ckpt" --steps -3 --out "$dir" ;;
+  sample_zero_steps) expect_error "--steps must be at least 1" "$sample" --checkpoint "$ckpt" --steps 0 --out "$dir" ;;
+  sample_zero_count) expect_error "--count must be at least 1" "$sample" --checkpoint "$ckpt" --count 0 --out "$dir" ;;
+  sample_batch_zero) expect_error "--batch must be at least 1" "$sample" --checkpoint "$ckpt" --batch 0 --out "$dir" ;;
+  sample_strength_high)
+    expect_error "--strength must be in [0, 1]" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength 1.5 --out "$dir" ;;
+  sample_strength_negative)
+    expect_error "--strength must be in [0, 1]" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength -0.1 --out "$dir" ;;
+  sample_strength_without_init) expect_error "--strength goes with --init" "$sample" --checkpoint "$ckpt" --strength 0.5 ;;
+  sample_unknown_sampler) expect_error "unknown sampler 'lms'" "$sample" --checkpoint "$ckpt" --sampler lms ;;
+  sample_unknown_schedule) expect_error "unknown schedule 'linear'" "$sample" --checkpoint "$ckpt" --schedule linear ;;
+  sample_not_a_number) expect_error "--steps" "$sample" --checkpoint "$ckpt" --steps many ;;
+  sample_out_is_input)
+    mkdir -p "$dir/in"
+    cp "$data/init/in0.png" "$dir/in/"
+    expect_error "--out is the folder of the input images" \
+      "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$dir/in" --out "$dir/in" ;;
+
+  # ---- diffuse-sample: what it makes ---------------------------------------------------
+  sample_help_version)
+    expect_ok "$sample" --help
+    grep -q -- '--strength' "$dir/stdout" || fail "--help does not list --strength"
+    expect_ok "$sample" --version
+    grep -q '^diffuse ' "$dir/stdout" || fail "--version does not print the info line"
+    expect_ok "$sample" --info
+    grep -q '^diffuse .*device' "$dir/stderr" || fail "--info does not print the info line"
+    ;;
+  sample_generate)
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 4 --steps 3 --batch 4 --out "$dir"
+    need "$dir/grid.png" "$dir"/image-000{0,1,2,3}.png
+    [[ ! -e $dir/image-0004.png ]] || fail "more images than --count"
+    head -n 1 "$dir/stderr" | grep -q '^diffuse ' || fail "stderr does not start with the info line"
+    grep -q '^sampled 4 image(s) in .* images/s' "$dir/stderr" || fail "no time / images per second line"
+    ;;
+  sample_batch_split)  # image i depends on (seed, i) only, not on --batch
+    for b in 1 4; do
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 4 --steps 3 --batch "$b" --seed 7 --out "$dir/b$b"
+    done
+    for i in 0 1 2 3; do
+      "$testkit" compare "$dir/b1/image-000$i.png" "$dir/b4/image-000$i.png" 1 >/dev/null ||
+        fail "image $i differs between --batch 1 and --batch 4"
+    done
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --seed 8 --out "$dir/other"
+    ! "$testkit" compare "$dir/b1/image-0000.png" "$dir/other/image-0000.png" 8 >/dev/null ||
+      fail "another seed gives the same image"
+    ;;
+  sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
+    for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve; do
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \
+        --out "$dir/${s%%:*}-${s##*:}"
+      need "$dir/${s%%:*}-${s##*:}/image-0001.png"
+    done
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --no-ema --count 1 --steps 2 --out "$dir/raw"
+    grep -q 'raw (non-EMA) weights' "$dir/stderr" || fail "--no-ema did not load the raw weights"
+    expect_ok "$sample" --checkpoint "$weights" "${tiny[@]}" --count 1 --steps 2 --out "$dir/weights"
+    need "$dir/weights/image-0000.png"
+    ;;
+  sample_img2img_zero)  # strength 0 returns the input
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/init" --strength 0 --steps 4 --batch 3 --out "$dir"
+    need "$dir/grid.png" "$dir/ssim.csv"
+    for i in 0 1 2 3; do
+      "$testkit" compare "$data/init/in$i.png" "$dir/in$i.png" 0 >/dev/null || fail "in$i.png changed at strength 0"
+    done
+    m=$(mean_ssim)
+    awk -v m="$m" 'BEGIN { exit !(m >= 0.9999) }' || fail "mean SSIM $m at strength 0"
+    ;;
+  sample_img2img_half)  # strength 0.5 changes the input but keeps some of it
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/init" --strength 0.5 --steps 6 --out "$dir"
+    need "$dir"/in{0,1,2,3}.png "$dir/grid.png"
+    m=$(mean_ssim)
+    awk -v m="$m" 'BEGIN { exit !(m > 0 && m < 1) }' || fail "mean SSIM $m at strength 0.5, expected in (0, 1)"
+    while IFS=, read -r _ _ s; do
+      awk -v s="$s" 'BEGIN { exit !(s > 0 && s < 1) }' || fail "an SSIM of $s at strength 0.5"
+    done < <(tail -n +2 "$dir/ssim.csv")
+    ;;
+  sample_img2img_resize)  # --resize accepts another size; one file in, one file out
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/big/big.png" --resize --strength 0.3 --steps 4 --out "$dir"
+    need "$dir/big.png" "$dir/grid.png"
+    grep -q '^mean SSIM' "$dir/stderr" || fail "no SSIM line"
+    ;;
+  *)
+    echo "unknown case $case_name" >&2
+    exit 2
+    ;;
+esac

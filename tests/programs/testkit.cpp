@@ -1,0 +1,110 @@
+// Small file tool for the tests of diffuse-train and diffuse-sample (run_case.sh):
+//
+//   testkit idx PATH N H W [bad-magic|truncated]   an IDX image file of N H x W images
+//                                                   (blobs that differ per image)
+//   testkit png PATH H W [SEED]                     one grey H x W test image
+//   testkit compare A.png B.png MAXDIFF             same size, every byte within MAXDIFF
+//   testkit ssim A.png B.png                        prints the SSIM of two grey images
+//
+// Exit status 0 on success, 1 when a comparison fails, 2 on bad use.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <diffuse/io/image.hpp>
+#include <diffuse/metrics/ssim.hpp>
+
+namespace {
+
+// A grey image with two soft blobs whose places depend on `seed`: structure for SSIM.
+std::vector<std::uint8_t> pattern(std::size_t h, std::size_t w, unsigned seed) {
+  std::vector<std::uint8_t> px(h * w);
+  const double cx = 0.3 * double(w) + double(seed * 7 % 11) * double(w) / 30.0;
+  const double cy = 0.4 * double(h) + double(seed * 5 % 7) * double(h) / 30.0;
+  for (std::size_t y = 0; y < h; ++y)
+    for (std::size_t x = 0; x < w; ++x) {
+      const double d1 = std::hypot(double(x) - cx, double(y) - cy) / (0.18 * double(w));
+      const double d2 = std::hypot(double(x) - double(w) + cx, double(y) - double(h) * 0.7) / (0.12 * double(w));
+      const double v = 255.0 * (std::exp(-d1 * d1) + 0.8 * std::exp(-d2 * d2));
+      px[y * w + x] = static_cast<std::uint8_t>(std::min(255.0, v));
+    }
+  return px;
+}
+
+void be32(std::ofstream& f, std::uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  f.write(b, 4);
+}
+
+int idx(const std::string& path, std::size_t n, std::size_t h, std::size_t w, const std::string& flaw) {
+  std::ofstream f(path, std::ios::binary);
+  const bool bad = flaw == "bad-magic";  // an IDX magic starts with two zero bytes
+  const char magic[4] = {char(bad ? 0x12 : 0), char(bad ? 0x34 : 0), 0x08, 3};
+  f.write(magic, 4);
+  be32(f, std::uint32_t(n));
+  be32(f, std::uint32_t(h));
+  be32(f, std::uint32_t(w));
+  std::vector<std::uint8_t> all;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto p = pattern(h, w, unsigned(i));
+    all.insert(all.end(), p.begin(), p.end());
+  }
+  if (flaw == "truncated") all.resize(all.size() / 2);
+  f.write(reinterpret_cast<const char*>(all.data()), std::streamsize(all.size()));
+  return f ? 0 : 2;
+}
+
+diffuse::io::Image8 grey(const std::string& path) {
+  diffuse::io::Image8 img = diffuse::io::read_image(path, 1);
+  return img;
+}
+
+int compare(const std::string& a, const std::string& b, int maxdiff) {
+  const auto x = grey(a), y = grey(b);
+  if (x.height != y.height || x.width != y.width) {
+    std::printf("%s and %s differ in size\n", a.c_str(), b.c_str());
+    return 1;
+  }
+  int worst = 0;
+  for (std::size_t i = 0; i < x.pixels.size(); ++i) worst = std::max(worst, std::abs(int(x.pixels[i]) - int(y.pixels[i])));
+  std::printf("largest difference %d\n", worst);
+  return worst <= maxdiff ? 0 : 1;
+}
+
+int ssim(const std::string& a, const std::string& b) {
+  const auto x = grey(a), y = grey(b);
+  if (x.height != y.height || x.width != y.width) return 1;
+  std::vector<float> fx(x.pixels.size()), fy(y.pixels.size());
+  for (std::size_t i = 0; i < fx.size(); ++i) {
+    fx[i] = diffuse::io::from_byte(x.pixels[i]);
+    fy[i] = diffuse::io::from_byte(y.pixels[i]);
+  }
+  std::printf("%.6f\n", diffuse::metrics::ssim(fx.data(), fy.data(), x.height, x.width, 1));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> a(argv + 1, argv + argc);
+  try {
+    if (a.size() >= 5 && a[0] == "idx")
+      return idx(a[1], std::stoul(a[2]), std::stoul(a[3]), std::stoul(a[4]), a.size() > 5 ? a[5] : "");
+    if (a.size() >= 4 && a[0] == "png") {
+      const std::size_t h = std::stoul(a[2]), w = std::stoul(a[3]);
+      diffuse::io::write_png(a[1], {h, w, 1, pattern(h, w, a.size() > 4 ? unsigned(std::stoul(a[4])) : 0u)});
+      return 0;
+    }
+    if (a.size() == 4 && a[0] == "compare") return compare(a[1], a[2], std::stoi(a[3]));
+    if (a.size() == 3 && a[0] == "ssim") return ssim(a[1], a[2]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "testkit: %s\n", e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: testkit idx|png|compare|ssim ...\n");
+  return 2;
+}
