@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The one set-up script behind the README's two commands.
 #
-#   cmake/setup.sh main   install what is missing, build, run the main job
-#   cmake/setup.sh test   install what is missing, build, run the whole test suite
-#                         (release build and ASan + UBSan build, consumer test included)
+#   cmake/setup.sh main [options]   install what is missing, build, then train
+#                                   edm-mnist-small on Fashion-MNIST for 5 minutes and
+#                                   write sample grids to out/fashion-mnist (options go
+#                                   to diffuse-train, e.g. --minutes 60)
+#   cmake/setup.sh test             install what is missing, build, run the whole test
+#                                   suite (release and ASan + UBSan builds, consumer test)
 #
 # Debian packages are installed only when missing (with sudo when not root), so the
 # script also works offline once everything is there.
@@ -11,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-}
+shift || true
 case "$mode" in
   main|test) ;;
   *) echo "usage: $0 main|test" >&2; exit 2 ;;
@@ -21,6 +25,7 @@ packages=(
   libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
+  libcli11-dev                # the programs' command lines
   zlib1g-dev libstb-dev       # diffuse::io: gzip-compressed data sets, PNG and JPEG files
   dataset-fashion-mnist       # real data for the main program and the data tests
 )
@@ -49,7 +54,8 @@ build() {  # configure and build one preset
 
 if [ "$mode" = main ]; then
   build release
-  exec build/release/examples/diffuse-tour
+  exec build/release/examples/diffuse-train --model edm-mnist-small --minutes 5 \
+    --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --out out/fashion-mnist "$@"
 fi
 
 build release

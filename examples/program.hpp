@@ -1,0 +1,173 @@
+// What the programs diffuse-train and diffuse-sample share: the line that heads every
+// log (version, instruction set, threads, device), the named model configurations,
+// reading image data sets, and the Ctrl-C / SIGTERM flag.
+#pragma once
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <diffuse/io/idx.hpp>
+#include <diffuse/io/image_folder.hpp>
+#include <diffuse/io/safetensors.hpp>
+#include <diffuse/train/checkpoint.hpp>
+#include <diffuse/train/image_source.hpp>
+#include <diffuse/unet.hpp>
+#include <diffuse/version.hpp>
+
+namespace diffuse::programs {
+
+/// "diffuse 0.1.0 | avx512bw | 2 threads | device cpu": heads every log.
+inline std::string info_line() {
+  return std::string("diffuse ") + version + " | instruction set " + instruction_set() + " | " +
+         std::to_string(available_threads()) + " OpenMP threads | device cpu";
+}
+
+/// The model configurations the programs know, by the names of the reference models.
+inline const std::vector<std::string> model_names = {"edm-mnist-small", "edm-tiny"};
+
+/// Calls f.template operator()<Cfg>() with the configuration called `name`.
+template <class F>
+decltype(auto) with_model(const std::string& name, F&& f) {
+  if (name == "edm-tiny") return f.template operator()<nn::edm_tiny>();
+  if (name != "edm-mnist-small")
+    throw std::invalid_argument("unknown model '" + name + "' (known: edm-mnist-small, edm-tiny)");
+  return f.template operator()<nn::edm_mnist_small>();
+}
+
+/// Training images from an IDX file (plain or .gz; optional IDX labels) or a folder of
+/// image files (resized to the model's size when `resize`, else rejected).
+template <std::size_t H, std::size_t W, std::size_t C>
+train::TensorImages<H, W, C> load_images(const std::string& path, const std::string& labels, bool resize) {
+  if (std::filesystem::is_directory(path)) {
+    if (!labels.empty()) throw std::invalid_argument("--labels goes with an IDX image file, not a folder");
+    return train::TensorImages<H, W, C>(io::load_image_folder<H, W, C>(path, resize));
+  }
+  if constexpr (C != 1) {
+    throw io::DataError(path, "IDX files hold grey images, but the model takes " + std::to_string(C) + " channels");
+  } else {
+    auto images = io::load_idx_images<H, W>(path);
+    std::vector<int> l;
+    if (!labels.empty()) {
+      l = io::load_idx_labels(labels);
+      if (l.size() != images.batch())
+        throw io::DataError(labels, std::to_string(l.size()) + " labels for " + std::to_string(images.batch()) + " images");
+    }
+    return train::TensorImages<H, W, C>(std::move(images), std::move(l));
+  }
+}
+
+/// Set when SIGINT (Ctrl-C) or SIGTERM arrives; the programs finish the current step,
+/// save what they have and stop.
+inline std::atomic<bool> stop_requested{false};
+
+inline void install_stop_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { stop_requested.store(true); };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// "1h02m", "3m05s", "12s".
+inline std::string duration_text(double seconds) {
+  const long s = seconds < 0 ? 0 : static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+/// A CLI11 check for options that must be above 0, with a plain message
+/// ("--batch: must be positive (got 0)") instead of CLI::PositiveNumber's range.
+inline const CLI::Validator positive_number(
+    [](std::string& text) -> std::string {
+      try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size()) return v > 0 ? std::string() : "must be positive (got " + text + ")";
+      } catch (const std::exception&) {
+      }
+      return "'" + text + "' is not a number";
+    },
+    "POSITIVE");
+
+/// Parses the command line. Returns -1 to go on, otherwise the exit code to return now:
+/// 0 after --help or --version (printed to stdout by CLI11), 2 after a parse error, which
+/// is reported as one line "<program>: error: <what>" on stderr (no usage text).
+inline int parse_command_line(CLI::App& app, int argc, char** argv, const char* program) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::Success& e) {  // CallForHelp, CallForAllHelp, CallForVersion
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n' || c == '\r') c = ' ';
+    while (!what.empty() && what.back() == ' ') what.pop_back();
+    std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
+    return 2;
+  }
+}
+
+/// Reads every parameter of `net` from the tensors "<prefix><state_dict name>" of `file`
+/// (PyTorch names and layouts; prefix "ema." reads a training checkpoint's EMA weights).
+/// Throws io::SafetensorsError naming the file and tensor on a missing tensor or a shape
+/// or dtype mismatch.
+template <class Net>
+void read_params_prefixed(Net& net, const io::SafetensorsFile& file, const std::string& prefix) {
+  net.for_each_param_ref([&](const auto& p) {
+    auto q = p;
+    const std::string name = prefix + std::string(p.name);
+    q.name = name;
+    io::read_param(file, q, p.value);
+  });
+}
+
+/// Loads sampling weights into `net` from `path`: either a training checkpoint of
+/// diffuse-train (its EMA weights "ema.<param>", or the raw weights "<param>" when
+/// `use_ema` is false; its metadata diffuse.model must be `model_name`) or a plain
+/// weights file with state_dict names (model_ema.safetensors, or one written by PyTorch).
+/// Returns a description of what was loaded; throws io::DataError or
+/// io::SafetensorsError with a message naming the file.
+template <class Net>
+std::string load_sampling_weights(Net& net, const std::string& path, const std::string& model_name, bool use_ema) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw io::DataError(path, "no such file");
+  if (fs::is_directory(path, ec)) throw io::DataError(path, "is a folder, not a checkpoint or weights file");
+  const io::SafetensorsFile file(path);
+  const auto& meta = file.metadata();
+  const auto format = meta.find("diffuse.format");
+  const bool checkpoint = format != meta.end();
+  if (checkpoint) {
+    if (format->second != train::checkpoint_format)
+      throw io::DataError(path, "checkpoint format '" + format->second + "' is not supported (expected " +
+                                    train::checkpoint_format + ")");
+    const auto m = meta.find("diffuse.model");
+    const std::string saved = m == meta.end() ? "?" : m->second;
+    if (saved != model_name)
+      throw io::DataError(path, "checkpoint of model '" + saved + "', but --model is '" + model_name +
+                                    "' (pass --model " + saved + ")");
+  } else if (!use_ema) {
+    throw io::DataError(path, "--no-ema applies to training checkpoints, but this file holds plain weights");
+  }
+  const std::string prefix = checkpoint && use_ema ? "ema." : "";
+  try {
+    read_params_prefixed(net, file, prefix);
+  } catch (const io::SafetensorsError& e) {
+    throw io::SafetensorsError(std::string(e.what()) + " (not weights of model '" + model_name +
+                               "'? choose the configuration with --model)");
+  }
+  if (!checkpoint) return "weights of " + path;
+  const auto steps = meta.find("diffuse.steps");
+  return std::string(use_ema ? "EMA weights" : "raw (non-EMA) weights") + " of training checkpoint " + path +
+         (steps != meta.end() ? " (step " + steps->second + ")" : "");
+}
+
+}  // namespace diffuse::programs
