@@ -201,6 +201,9 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   if (img2img)
     std::fprintf(stderr, "img2img: %zu image(s) from %s, strength %g: noised to sigma %.4g, then %zu of the %zu steps\n",
                  total, o.init.c_str(), o.strength, sigmas[start], steps - start, steps);
+  if (img2img && start == steps && o.strength > 0)
+    std::fprintf(stderr, "note: strength %g with %zu steps rounds to no step at all (the outputs are the inputs); "
+                         "raise --steps or --strength\n", o.strength, steps);
 
   fs::create_directories(out);
   Tensor<float, Image> all(total);  // every output, for the grid
