@@ -69,6 +69,14 @@ std::string number(double v) {
   return buf;
 }
 
+// A CSV field: quoted when it holds a comma, a quote or a line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
 // A command line that parses but makes no sense.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -263,7 +271,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
     std::fprintf(f, "input,output,ssim\n");
     double mean = 0;
     for (std::size_t j = 0; j < done; ++j) {
-      std::fprintf(f, "%s,%s,%.6f\n", inputs[j].c_str(), names[j].c_str(), ssim[j]);
+      std::fprintf(f, "%s,%s,%.6f\n", csv_field(inputs[j]).c_str(), csv_field(names[j]).c_str(), ssim[j]);
       mean += ssim[j];
     }
     std::fclose(f);
@@ -284,8 +292,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"diffuse-sample: draws images from a trained EDM diffusion model, or reworks given ones (img2img)"};
   app.add_option("--checkpoint", o.checkpoint,
-                 "training checkpoint (checkpoint.safetensors) or weights file (model_ema.safetensors)")
-;
+                 "training checkpoint (checkpoint.safetensors) or weights file (model_ema.safetensors)");
   app.add_option("--model", o.model, "model configuration (" + joined(programs::model_names) + ")")
       ->capture_default_str();
   app.add_flag("--no-ema", o.no_ema, "use a training checkpoint's raw weights instead of their EMA");

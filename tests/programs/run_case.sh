@@ -213,6 +213,11 @@ case $case_name in
     expect_ok "$sample" --checkpoint "$weights" "${tiny[@]}" --count 1 --steps 2 --out "$dir/weights"
     need "$dir/weights/image-0000.png"
     ;;
+  sample_pytorch_weights)  # weights written by PyTorch's twin of edm-tiny (tests/fixtures)
+    fixture=$(cd "$(dirname "$0")/../fixtures" && pwd)/edm_tiny_weights.safetensors
+    expect_ok "$sample" --checkpoint "$fixture" "${tiny[@]}" --count 2 --steps 2 --out "$dir"
+    need "$dir/image-0000.png" "$dir/image-0001.png" "$dir/grid.png"
+    ;;
   sample_img2img_zero)  # strength 0 returns the input
     expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/init" --strength 0 --steps 4 --batch 3 --out "$dir"
     need "$dir/grid.png" "$dir/ssim.csv"
