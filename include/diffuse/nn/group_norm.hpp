@@ -33,9 +33,6 @@ struct SiluBackward {
   }
 };
 
-template <class T>
-using acc_t = double;  // statistics accumulate in double for float and double alike
-
 // Per-image affine coefficients: pre-activation v = x * a[c] + b[c].
 template <class T, std::size_t C, std::size_t G>
 void group_norm_coefficients(const T* stats /*[G][2] mean, rstd*/, const T* gamma, const T* beta,
