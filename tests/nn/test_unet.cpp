@@ -386,6 +386,79 @@ TEST(NnUNet, MatchesPyTorch) {
   EXPECT_EQ(checked, grads.names().size());
 }
 
+// hash_uniform() and deterministic_params() of make_fixtures.py.
+double hash_uniform(std::uint64_t i, std::uint64_t t) {
+  constexpr std::uint64_t m = 0xFFFFFFFF;
+  std::uint64_t h = (i * 2654435761u + t * 40503u + 12345u) & m;
+  h ^= h >> 16;
+  h = (h * 0x45D9F3Bu) & m;
+  h ^= h >> 16;
+  return double(h) / 2147483648.0 - 1.0;
+}
+
+template <class Net>
+void set_deterministic_params(Net& net) {
+  std::size_t t = 0;
+  net.for_each_param_ref([&](const nn::ParamRef<float>& p) {
+    const std::size_t numel = p.value.size();
+    std::vector<float> v(numel);
+    const bool norm_weight = p.name.find("norm") != std::string_view::npos && p.name.ends_with("weight");
+    for (std::size_t i = 0; i < numel; ++i) {
+      const double s = hash_uniform(i, t);
+      if (p.torch_rank >= 2) v[i] = float(s / std::sqrt(double(numel / p.torch_shape[0])));
+      else v[i] = float(norm_weight ? 1 + 0.1 * s : 0.1 * s);
+    }
+    if (p.layout == nn::ParamLayout::conv_hwio) {
+      using kernels::index_t;
+      kernels::oihw_to_hwio(v.data(), p.value.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+                            index_t(p.torch_shape[2]));
+    } else {
+      std::copy(v.begin(), v.end(), p.value.begin());
+    }
+    ++t;
+  });
+}
+
+TEST(NnUNet, MnistSmallMatchesPyTorch) {
+  const io::SafetensorsFile f(std::string(DIFFUSE_FIXTURES_DIR) + "/edm_mnist_small_check.safetensors");
+  auto net = std::make_unique<MnistSmall>(0);
+  set_deterministic_params(*net);
+  constexpr std::size_t n = 2;
+  Tensor<float, MnistSmall::Image> x(n), dout(n), out(n), dx(n);  // C = 1: NCHW and NHWC agree
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x.data()[i] = float(std::sin(0.37 * double(i)));
+    dout.data()[i] = float(std::cos(0.11 * double(i)));
+  }
+  const std::vector<float> c_noise = {-1.2f, 0.5f};
+  net->zero_grad();
+  net->forward(x, c_noise, out);
+  net->backward(dout, dx);
+  const auto want_out = f.read_vector("out", {n, 1, 28, 28});
+  const auto want_dx = f.read_vector("dx", {n, 1, 28, 28});
+  EXPECT_LT(relative_error(std::span<const float>(out.data(), out.size()), want_out), 1e-4);
+  EXPECT_LT(relative_error(std::span<const float>(dx.data(), dx.size()), want_dx), 1e-3);
+  EXPECT_NEAR(dot(out, dout), f.read_vector("loss", {1})[0], 1e-4 * std::abs(f.read_vector("loss", {1})[0]));
+  std::size_t checked = 0;
+  net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
+    std::vector<float> g(p.grad.begin(), p.grad.end());  // PyTorch layout
+    if (p.layout == nn::ParamLayout::conv_hwio) {
+      using kernels::index_t;
+      kernels::hwio_to_oihw(p.grad.data(), g.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+                            index_t(p.torch_shape[2]));
+    }
+    const std::string name(p.name);
+    const std::size_t k = std::min<std::size_t>(16, g.size());
+    const auto head = f.read_vector("grad_head." + name, {k});
+    const float norm = f.read_vector("grad_norm." + name, {1})[0];
+    double sq = 0;
+    for (float v : g) sq += double(v) * double(v);
+    EXPECT_NEAR(std::sqrt(sq), norm, 1e-3 * norm + 1e-7) << name;
+    for (std::size_t i = 0; i < k; ++i) EXPECT_NEAR(g[i], head[i], 1e-3 * norm + 1e-7) << name << "[" << i << "]";
+    ++checked;
+  });
+  EXPECT_EQ(checked, f.names().size() / 2 - 1);  // out, dx, loss + 2 per parameter
+}
+
 TEST(NnUNet, SaveAndLoadParameters) {
   auto a = std::make_unique<TinyF>(21);
   auto b = std::make_unique<TinyF>(22);
