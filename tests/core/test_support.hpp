@@ -9,25 +9,13 @@
 
 #include <diffuse/tensor.hpp>
 
+#include "support/threads.hpp"
+
 namespace diffuse::testing {
 
 /// Sizes that exercise the simd tail for 4, 8 and 16 lanes, and a large one that runs
 /// on several threads.
 inline const std::vector<std::size_t> tail_sizes = {1, 3, 15, 17, 1000003};
-
-/// Runs f() with `threads` OpenMP threads, restoring the previous setting.
-template <class F>
-void with_threads(int threads, F&& f) {
-#if defined(_OPENMP)
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  f();
-  omp_set_num_threads(before);
-#else
-  (void)threads;
-  f();
-#endif
-}
 
 /// |a - b| <= tol * max(1, |b|), with NaN == NaN.
 template <class T>

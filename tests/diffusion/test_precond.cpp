@@ -15,6 +15,8 @@
 #include <diffuse/diffusion/sampler.hpp>
 #include <diffuse/tensor.hpp>
 
+#include "support/threads.hpp"
+
 namespace dd = diffuse::diffusion;
 using diffuse::dyn;
 using diffuse::Shape;
@@ -331,17 +333,11 @@ TEST(Precond, LossSameBitsForOneAndTwoThreadsAndSplitConsistent) {
   auto run = [&](int threads) {
     float loss = 0;
     std::vector<float> grads;
-#if defined(_OPENMP)
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
-#endif
-    p.zero_grad();
-    loss = p.loss(y.view(), std::span<const float>(sigma), noise.view());
-    p.loss_backward();
-#if defined(_OPENMP)
-    omp_set_num_threads(before);
-#endif
-    (void)threads;
+    diffuse::testing::with_threads(threads, [&] {
+      p.zero_grad();
+      loss = p.loss(y.view(), std::span<const float>(sigma), noise.view());
+      p.loss_backward();
+    });
     p.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) { grads.insert(grads.end(), g.begin(), g.end()); });
     return std::pair{loss, grads};
   };

@@ -13,6 +13,7 @@
 #include <diffuse/tensor.hpp>
 
 #include "mixture.hpp"
+#include "support/threads.hpp"
 
 namespace dd = diffuse::diffusion;
 using diffuse::Tensor;
@@ -25,18 +26,7 @@ namespace {
 
 const Mixture mixture{};
 
-template <class F>
-void with_threads(int threads, F&& f) {
-#if defined(_OPENMP)
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  f();
-  omp_set_num_threads(before);
-#else
-  (void)threads;
-  f();
-#endif
-}
+using diffuse::testing::with_threads;
 
 // Checks that the points in x are a sample of `mixture`: for each component, its share,
 // mean and variance per coordinate within `z` standard errors.
