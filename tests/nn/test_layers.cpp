@@ -296,12 +296,12 @@ void check_res_block(const char* what) {
   Tensor<double, typename RB::In> x(N), dx(N);
   Tensor<double, typename RB::Out> y(N), w(N);
   Tensor<double, Shape<dyn, E>> e(N), de(N);
-  std::vector<double> ws(N * RB::workspace_per_image);
+  std::vector<double> ws(N * RB::workspace_per_image), fws(N * RB::forward_workspace_per_image);
   randn(x, 29);
   randn(e, 30);
   randn(w, 31);
   auto run = [&](bool bwd) {
-    rb.forward(x, e, y);
+    rb.forward(x, e, y, fws.data());
     if (bwd) {
       de = 0.0;
       rb.backward(x, e, w, dx, 0.0, de, ws.data());
@@ -315,7 +315,7 @@ void check_res_block(const char* what) {
   expect_gradient(std::string(what) + " de", span_of(e), ge, [&] { return run(false); }, 32);
   // beta = 1 accumulates into dx; de always accumulates.
   dx = 0.25;
-  rb.forward(x, e, y);  // the finite differences left perturbed activations behind
+  rb.forward(x, e, y, fws.data());  // the finite differences left perturbed activations behind
   rb.backward(x, e, w, dx, 1.0, de, ws.data());
   for (std::size_t i = 0; i < gx.size(); ++i) ASSERT_NEAR(dx.data()[i], gx[i] + 0.25, 1e-12);
   for (std::size_t i = 0; i < ge.size(); ++i) ASSERT_NEAR(de.data()[i], 2 * ge[i], 1e-12);

@@ -9,8 +9,11 @@
 //   out = Attention(out) when Heads > 0
 //
 // PyTorch names (in state_dict order): norm0, conv0, affine, norm1, conv1, skip, attn.
-// Keeps SiLU(GN(x)), the first conv's output, (scale, shift), the second activation and
-// (with attention) the pre-attention output; backward takes a scratch area `ws`.
+// Keeps the first conv's output, (scale, shift), the GroupNorm statistics and (with
+// attention) the pre-attention output. The two normalised activations, SiLU(GN(x)) and
+// SiLU(GN(h) (1 + scale) + shift), live in scratch during forward and are recomputed in
+// backward (one cheap GroupNorm pass each) rather than kept: they are a third of the
+// network's activation memory. forward and backward take scratch areas (`ws`).
 #pragma once
 
 #include <type_traits>
@@ -57,10 +60,13 @@ struct ResBlock {
                                              Attn::param_count;
   /// Saved for backward, per image (not counting the output, which the caller owns).
   static constexpr std::size_t activations_per_image =
-      Norm0::activations_per_image + HW * Cin + HW * Cout + 2 * Cout + Norm1::activations_per_image +
-      HW * Cout + (has_attention ? HW * Cout + Attn::activations_per_image : 0);
+      Norm0::activations_per_image + HW * Cout + 2 * Cout + Norm1::activations_per_image +
+      (has_attention ? HW * Cout + Attn::activations_per_image : 0);
   static constexpr std::size_t max_c = Cin > Cout ? Cin : Cout;
-  // Backward scratch: [dr (attention only)] then max(attention's, g + da1 + da0 + dss + GN).
+  /// Scratch per image that forward needs (the normalised activations, one at a time).
+  static constexpr std::size_t forward_workspace_per_image = HW * max_c;
+  // Backward scratch: [dr (attention only)] then max(attention's, g + da1 + da0 + dss + GN
+  // scratch, which also holds the recomputed activations).
   static constexpr std::size_t own_workspace = HW * Cout + HW * Cout + HW * Cin + 2 * Cout + HW * max_c;
   static constexpr std::size_t workspace_per_image =
       (has_attention ? HW * Cout : 0) +
@@ -74,10 +80,8 @@ struct ResBlock {
   [[no_unique_address]] Skip skip;
   [[no_unique_address]] Attn attn;
 
-  Tensor<T, In> a0;    ///< (N,H,W,Cin)  SiLU(GN(x))
   Tensor<T, Out> h1;   ///< (N,H,W,Cout) conv0 output
   Tensor<T, Mod> ss;   ///< (N,2Cout)    scale | shift
-  Tensor<T, Out> a1;   ///< (N,H,W,Cout) SiLU(GN(h1) (1 + scale) + shift)
   Tensor<T, Out> r;    ///< (N,H,W,Cout) block output before attention (attention only)
 
   /// PyTorch default initialisation, in state_dict order.
@@ -91,17 +95,17 @@ struct ResBlock {
     if constexpr (has_attention) attn.init(g);
   }
 
-  /// y = block(x, e). y must not alias x.
+  /// y = block(x, e). y must not alias x. ws: N * forward_workspace_per_image elements.
   void forward(TensorView<const T, In> x /*(N,H,W,Cin)*/, TensorView<const T, EmbShape> e /*(N,E)*/,
-               TensorView<T, Out> y /*(N,H,W,Cout)*/) {
+               TensorView<T, Out> y /*(N,H,W,Cout)*/, T* ws) {
     const std::size_t n = x.batch();
     check_batch(n, e.batch(), "ResBlock::forward");
     check_batch(n, y.batch(), "ResBlock::forward");
-    a0.resize(n);
     h1.resize(n);
     ss.resize(n);
-    a1.resize(n);
     if constexpr (has_attention) r.resize(n);
+    TensorView<T, In> a0(ws, n);   // SiLU(GN(x))
+    TensorView<T, Out> a1(ws, n);  // SiLU(GN(h1) (1 + scale) + shift), after a0 is used
     norm0.forward(x, a0);
     conv0.forward(a0, h1);
     affine.forward(e, ss);
@@ -139,13 +143,19 @@ struct ResBlock {
     TensorView<T, In> da0(take(HW * Cin), n);
     TensorView<T, Mod> dss(take(2 * Cout), n);
     T* gn_ws = take(HW * max_c);
+    // The recomputed activations, one at a time, in GroupNorm's scratch (each is dead
+    // before the next GroupNorm backward needs that scratch).
+    TensorView<T, Out> a1(gn_ws, n);
+    TensorView<T, In> a0(gn_ws, n);
 
     g = dres * T(1 / std::sqrt(2.0));
+    norm1.forward(h1, ss, a1);  // same statistics as in forward
     conv1.backward(a1, g, da1);
     if constexpr (has_skip_conv) skip.backward(x, g, dx, beta);
     else store_or_add(dx, g, beta);
     norm1.backward(h1, ss, da1, da1, T(0), dss, gn_ws);  // da1 becomes dL/dh1 (in place)
     affine.backward(e, dss, de, T(1));
+    norm0.forward(x, a0);
     conv0.backward(a0, da1, da0);
     norm0.backward(x, da0, dx, T(1), gn_ws);
   }

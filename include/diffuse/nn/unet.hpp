@@ -50,10 +50,11 @@ struct UNetStage<T, Cfg, I, StageKind::conv_in> {
   static constexpr std::size_t out_per_image = d.res * d.res * d.cout;
   static constexpr std::size_t activations_per_image = out_per_image;
   static constexpr std::size_t workspace_per_image = 0;
+  static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
   Tensor<T, Out> out, dout;
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x) { layer.forward(x, out); }
+  void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
   void backward(TensorView<const T, In> x, TensorView<T, In>* dx) {
     layer.backward_params(x, dout);
     if (dx) layer.backward_input(dout, *dx);
@@ -73,10 +74,13 @@ struct UNetStage<T, Cfg, I, StageKind::res> {
   static constexpr std::size_t out_per_image = d.res * d.res * d.cout;
   static constexpr std::size_t activations_per_image = out_per_image + Layer::activations_per_image;
   static constexpr std::size_t workspace_per_image = Layer::workspace_per_image;
+  static constexpr std::size_t forward_workspace_per_image = Layer::forward_workspace_per_image;
   Layer layer;
   Tensor<T, Out> out, dout;
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x, TensorView<const T, Shape<dyn, E>> e) { layer.forward(x, e, out); }
+  void forward(TensorView<const T, In> x, TensorView<const T, Shape<dyn, E>> e, T* ws) {
+    layer.forward(x, e, out, ws);
+  }
   void backward(TensorView<const T, In> x, TensorView<const T, Shape<dyn, E>> e, TensorView<T, In> dx, T beta,
                 TensorView<T, Shape<dyn, E>> de, T* ws) {
     layer.backward(x, e, dout, dx, beta, de, ws);
@@ -99,14 +103,16 @@ struct UNetStage<T, Cfg, I, StageKind::res> {
   static constexpr std::size_t out_per_image = R * R * d.cout;
   static constexpr std::size_t activations_per_image = out_per_image + R * R * Ccat + Layer::activations_per_image;
   static constexpr std::size_t workspace_per_image = R * R * Ccat + Layer::workspace_per_image;
+  static constexpr std::size_t forward_workspace_per_image = Layer::forward_workspace_per_image;
   Layer layer;
   Tensor<T, Cat> cat;  ///< (N,R,R,Ch+Cs) concat(h, skip)
   Tensor<T, Out> out, dout;
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x, TensorView<const T, SkipIn> skip, TensorView<const T, Shape<dyn, E>> e) {
+  void forward(TensorView<const T, In> x, TensorView<const T, SkipIn> skip, TensorView<const T, Shape<dyn, E>> e,
+               T* ws) {
     cat.resize(x.batch());
     concat_channels<T, R, R, Ch, Cs>(x, skip, cat);
-    layer.forward(cat, e, out);
+    layer.forward(cat, e, out, ws);
   }
   void backward(TensorView<T, In> dx, T beta_x, TensorView<T, SkipIn> dskip, T beta_skip,
                 TensorView<const T, Shape<dyn, E>> e, TensorView<T, Shape<dyn, E>> de, T* ws) {
@@ -126,10 +132,11 @@ struct UNetStage<T, Cfg, I, StageKind::down> {
   static constexpr std::size_t out_per_image = Out::item_size;
   static constexpr std::size_t activations_per_image = out_per_image;
   static constexpr std::size_t workspace_per_image = 0;
+  static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
   Tensor<T, Out> out, dout;
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x) { layer.forward(x, out); }
+  void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
   void backward(TensorView<const T, In> x, TensorView<T, In> dx, T beta) { layer.backward(x, dout, dx, beta); }
 };
 
@@ -142,10 +149,11 @@ struct UNetStage<T, Cfg, I, StageKind::up> {
   static constexpr std::size_t out_per_image = Out::item_size;
   static constexpr std::size_t activations_per_image = out_per_image + Layer::activations_per_image;
   static constexpr std::size_t workspace_per_image = Layer::workspace_per_image;
+  static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
   Tensor<T, Out> out, dout;
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x) { layer.forward(x, out); }
+  void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
   void backward(TensorView<T, In> dx, T beta, T* ws) { layer.backward(dout, dx, beta, ws); }
 };
 
@@ -158,6 +166,8 @@ struct UNetStages<T, Cfg, std::index_sequence<I...>> {
   static constexpr std::size_t activations = (UNetStage<T, Cfg, I>::activations_per_image + ... + 0);
   static constexpr std::size_t out_grads = (UNetStage<T, Cfg, I>::out_per_image + ... + 0);
   static constexpr std::size_t workspace = std::max({std::size_t(0), UNetStage<T, Cfg, I>::workspace_per_image...});
+  static constexpr std::size_t forward_workspace =
+      std::max({std::size_t(0), UNetStage<T, Cfg, I>::forward_workspace_per_image...});
 };
 
 }  // namespace detail
@@ -191,10 +201,11 @@ class UNet {
   /// Number of parameters (equals the PyTorch model's).
   static constexpr std::size_t param_count =
       Emb::param_count + Stages::params + OutNorm::param_count + OutConv::param_count;
-  /// Elements kept per image by forward for backward (inputs, activations, statistics).
+  /// Elements per image that forward allocates and keeps for backward (inputs,
+  /// activations, statistics, and forward's scratch).
   static constexpr std::size_t activations_per_image =
       R * R * Cimg + 1 + Emb::activations_per_image + Stages::activations + R * R * C +
-      OutNorm::activations_per_image;
+      OutNorm::activations_per_image + Stages::forward_workspace;
   /// Elements per image of the activation-gradient buffers and backward scratch
   /// (allocated on the first backward).
   static constexpr std::size_t gradients_per_image =
@@ -233,6 +244,7 @@ class UNet {
     check_batch(n, out.batch(), "UNet::forward");
     x_.resize(n);
     x_ = x;
+    fws_.resize(n * Stages::forward_workspace);
     emb_.forward(c_noise);
     forward_stages(std::make_index_sequence<stages>{});
     auto& last = std::get<stages - 1>(stages_);
@@ -299,10 +311,12 @@ class UNet {
     s.out.resize(n);
     constexpr StageDesc d = plan[I];
     if constexpr (d.kind == StageKind::res) {
-      if constexpr (d.consumes_skip) s.forward(input_of<I>(), std::get<d.skip_from>(stages_).out, emb_.out);
-      else s.forward(input_of<I>(), emb_.out);
+      if constexpr (d.consumes_skip)
+        s.forward(input_of<I>(), std::get<d.skip_from>(stages_).out, emb_.out, fws_.data());
+      else
+        s.forward(input_of<I>(), emb_.out, fws_.data());
     } else {
-      s.forward(input_of<I>());
+      s.forward(input_of<I>(), fws_.data());
     }
   }
 
@@ -382,7 +396,8 @@ class UNet {
   Tensor<T, Image> x_;   ///< (N,R,R,Cimg) copy of the input
   Tensor<T, Head> head_; ///< (N,R,R,C) SiLU(GN(last decoder output))
   Tensor<T, Shape<dyn, E>> de_;
-  Tensor<T, Shape<dyn, 1>> ws_;  ///< backward scratch, (N * gradients_ws_per_image) elements
+  Tensor<T, Shape<dyn, 1>> ws_;   ///< backward scratch, (N * gradients_ws_per_image) elements
+  Tensor<T, Shape<dyn, 1>> fws_;  ///< forward scratch, (N * Stages::forward_workspace) elements
 };
 
 }  // namespace diffuse::nn
