@@ -10,17 +10,24 @@ import sys
 from collections import defaultdict
 
 runs = defaultdict(list)
-benchmarks = []
+# Fraction of peak per benchmark, against the BM_Peak measured in the same file (piece),
+# since the share of the machine this process gets changes from piece to piece.
+frac = defaultdict(list)
 for path in sys.argv[1:]:
-    benchmarks += json.load(open(path))["benchmarks"]
-for b in benchmarks:
-    if b.get("run_type") != "iteration":
-        continue
-    name = b["run_name"] if "run_name" in b else b["name"]
-    name = re.sub(r"/real_time$", "", name)
-    val = b.get("GFLOPS", b.get("GB/s"))
-    if val is not None:
-        runs[name].append(val)
+    local = defaultdict(list)
+    for b in json.load(open(path))["benchmarks"]:
+        if b.get("run_type") != "iteration":
+            continue
+        name = b["run_name"] if "run_name" in b else b["name"]
+        name = re.sub(r"/(real_time|process_time)$", "", name)
+        val = b.get("GFLOPS", b.get("GB/s"))
+        if val is not None:
+            runs[name].append(val)
+            local[name].append(val)
+    for name, v in local.items():
+        m = re.search(r"threads:(\d)$", name) or re.match(r"BM_(?:Gemm|OpenBLAS_Sgemm)/\d+/(\d)$", name)
+        if m and local.get(f"BM_Peak/{m.group(1)}"):
+            frac[name].append(statistics.median(v) / statistics.median(local[f"BM_Peak/{m.group(1)}"]))
 
 def med(name):
     v = runs.get(name)
@@ -43,7 +50,8 @@ for n in (256, 512, 1024, 2048):
         d, o = med(f"BM_Gemm/{n}/{t}"), med(f"BM_OpenBLAS_Sgemm/{n}/{t}")
         pk = p1 if t == 1 else p2
         ratio = f"{d[0] / o[0]:.2f}" if d and o else "n/a"
-        pct = f"{100 * d[0] / pk:.0f} %" if d else "n/a"
+        f = frac.get(f"BM_Gemm/{n}/{t}")
+        pct = f"{100 * statistics.median(f):.0f} %" if f else "n/a"
         print(f"| {n} | {t} | {fmt(d)} | {pct} | {fmt(o)} | {ratio} |")
 
 print()
@@ -53,14 +61,15 @@ for t in (2, 1):
     if not any(k.endswith(f"threads:{t}") and k.startswith("BM_Conv") for k in runs):
         continue
     pk = p1 if t == 1 else p2
-    print(f"Convolutions, batch 128, {t} thread{'s' if t > 1 else ''} (GFLOP/s median (range), % of the {t}-thread peak):\n")
+    print(f"Convolutions, batch 128, {t} thread{'s' if t > 1 else ''} (GFLOP/s median (range); % of the {t}-thread peak measured next to it):\n")
     print("| conv | forward | % | backward data | % | backward weights | % | all three |")
     print("|---|---|---|---|---|---|---|---|")
     for c in convs:
         cells, times = [], []
         for p in ("fwd", "bwd_data", "bwd_weights"):
             m = med(f"BM_Conv/{c}/{p}/threads:{t}")
-            cells += [fmt(m), f"{100 * m[0] / pk:.0f} %" if m else "n/a"]
+            f = frac.get(f"BM_Conv/{c}/{p}/threads:{t}")
+            cells += [fmt(m), f"{100 * statistics.median(f):.0f} %" if f else "n/a"]
             times.append(1.0 / m[0] if m else float("nan"))
         # All three passes together, counted as 3x forward FLOPs (the oneDNN comparison).
         cells.append(f"{3.0 / sum(times):.0f}")

@@ -3,7 +3,8 @@
 # piece starting only when the machine is quiet (at most QUIET running tasks in
 # /proc/loadavg, this script included), so that timings on a shared 2-core machine are
 # comparable. Every piece measures the FMA peak next to its own kernels.
-#   usage: run_quiet.sh BENCH_BINARY OUT_DIR [THREADS]      (then bench_table.py OUT_DIR/*.json)
+#   usage: [BENCH_ARGS=--cpu_time] run_quiet.sh BENCH_BINARY OUT_DIR [THREADS]
+#   (then bench_table.py OUT_DIR/*.json)
 set -u
 bench=$1; out=$2; threads=${3:-2}; quiet=${QUIET:-2}
 mkdir -p "$out"
@@ -24,7 +25,8 @@ i=0
 for f in "${pieces[@]}"; do
   wait_quiet
   echo "$(date -u +%T) load $(cut -d' ' -f1-4 /proc/loadavg): $f"
-  OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 "$bench" --benchmark_filter="^BM_Peak|$f" \
+  # shellcheck disable=SC2086
+  OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 "$bench" ${BENCH_ARGS:-} --benchmark_filter="^BM_Peak|$f" \
     --benchmark_repetitions=5 --benchmark_display_aggregates_only=true \
     --benchmark_out="$out/piece_$(printf %02d $i).json" --benchmark_out_format=json > /dev/null 2>&1
   i=$((i + 1))
