@@ -128,3 +128,60 @@ TEST(Version, ReportsInstructionSet) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace diffuse;
+
+TEST(Tensor, AssignmentThatResizesMayReadItsOwnStorage) {
+  Tensor<float, Shape<dyn, 4>> x(4);
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i);
+  x = x.items(1, 2) * 2.f;  // the new batch (2) is computed from the old storage
+  ASSERT_EQ(x.batch(), 2u);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x.data()[i], 2.f * static_cast<float>(i + 4));
+}
+
+TEST(Tensor, MovedFromTensorsStayUsable) {
+  Tensor<float, Shape<dyn, 4>> a(4);
+  Tensor<float, Shape<dyn, 4>> b = std::move(a);
+  EXPECT_EQ(a.batch(), 0u);  // NOLINT(bugprone-use-after-move): the state is specified
+  EXPECT_EQ(a.size(), 0u);
+  a = 1.f;  // nothing to write
+  a = b + 1.f;
+  EXPECT_EQ(a.batch(), 4u);
+  Tensor<float, Shape<2, 3>> s;
+  s = 5.f;
+  Tensor<float, Shape<2, 3>> t = std::move(s);
+  EXPECT_EQ(t(1, 2), 5.f);
+  s = 2.f;  // a static shape keeps (zeroed) storage
+  EXPECT_EQ(s(1, 2), 2.f);
+}
+
+TEST(TensorView, SwapRebindsInsteadOfCopying) {
+  Tensor<float, Shape<3>> a, b;
+  a = 1.f;
+  b = 2.f;
+  auto va = a.view(), vb = b.view();
+  using std::swap;
+  swap(va, vb);
+  EXPECT_EQ(va.data(), b.data());
+  EXPECT_EQ(a(0), 1.f);
+  EXPECT_EQ(b(0), 2.f);
+}
+
+TEST(ExprLazy, PerChannelVectorsAreReadAtAssignment) {
+  Tensor<float, Shape<dyn, 2, 4>> x(3);
+  Tensor<float, Shape<4>> b4;
+  Tensor<float, Shape<3>> b3;
+  Tensor<float, Shape<dyn, 2, 3>> y(3);
+  auto e4 = x + per_channel(b4);  // C divides the vector width
+  auto e3 = y + per_channel(b3);  // it does not
+  b4 = 1.f;
+  b3 = 1.f;
+  Tensor<float, Shape<dyn, 2, 4>> r4(e4);
+  Tensor<float, Shape<dyn, 2, 3>> r3(e3);
+  EXPECT_EQ(sum(r4), static_cast<float>(r4.size()));
+  EXPECT_EQ(sum(r3), static_cast<float>(r3.size()));
+}
+
+}  // namespace

@@ -4,7 +4,9 @@
 // The body walks the storage in simd batches, the few elements past the last whole
 // batch are done one by one, and a large tensor is split across OpenMP threads. The
 // split into batch and tail depends only on the size, never on the thread count, so
-// results are bit-identical for any number of threads.
+// results are bit-identical for any number of threads. (They are not bit-identical
+// for any batch size: the tail uses <cmath>, the body xsimd's math, which may differ in
+// the last bit for exp, log, tanh and the like.)
 #pragma once
 
 #include <algorithm>
@@ -64,12 +66,14 @@ void assign(T* dst, std::size_t batch, const E& e) {
                      " to a tensor of shape " + shape_string<S>() + " with batch " +
                      std::to_string(leading));
   const std::size_t n = shape_size<S>(batch);
-  if (e.unsafe_alias(dst, dst + n)) {
+  E tree = e;  // a copy that may read what it needs now (see expr.hpp)
+  tree.prepare();
+  if (tree.unsafe_alias(dst, dst + n)) {
     detail::AlignedBuffer<T> tmp(n);
-    detail::evaluate(tmp.data(), n, e);
+    detail::evaluate(tmp.data(), n, tree);
     std::memcpy(dst, tmp.data(), n * sizeof(T));
   } else {
-    detail::evaluate(dst, n, e);
+    detail::evaluate(dst, n, tree);
   }
 }
 

@@ -4,7 +4,8 @@
 // and how to produce element i (`at(i)`) or the simd batch starting at element i
 // (`load(i)`, i a multiple of the simd width). Nothing is computed until an
 // expression is assigned to a tensor (see assign.hpp), which then evaluates the whole
-// tree in one pass.
+// tree in one pass, after calling `prepare()` on its own copy of the tree (where a node
+// may read what it needs once, at evaluation time, not when the tree was built).
 //
 // Leaves: Ref (a tensor's storage), Scalar (a constant) and ChannelVector (a
 // per-channel vector broadcast along the last, channel axis). Inner nodes: Map<F, ...>
@@ -142,6 +143,7 @@ struct Ref : ExprNode {
   std::size_t items;  // leading extent
 
   std::size_t batch() const noexcept { return items; }
+  void prepare() noexcept {}
   T at(std::size_t i) const noexcept { return ptr[i]; }
   simd<T> load(std::size_t i) const noexcept { return simd<T>::load_unaligned(ptr + i); }
   // Reading the destination itself element for element is safe (x = x * 2 + x);
@@ -163,6 +165,7 @@ struct Scalar : ExprNode {
   T value;
 
   std::size_t batch() const noexcept { return any_batch; }
+  void prepare() noexcept {}
   T at(std::size_t) const noexcept { return value; }
   simd<T> load(std::size_t) const noexcept { return simd<T>(value); }
   bool unsafe_alias(const void*, const void*) const noexcept { return false; }
@@ -177,12 +180,13 @@ struct ChannelVector : ExprNode {
   static constexpr std::size_t W = simd_width<T>;
   const T* ptr;
   // When C divides the vector width, every batch starting at a multiple of W sees the
-  // same lanes: precompute them once.
+  // same lanes: prepare() reads them once per evaluation.
   alignas(tensor_alignment) std::array<T, (W % C == 0) ? W : 1> pattern{};
 
-  explicit ChannelVector(const T* p) : ptr(p) {
+  explicit ChannelVector(const T* p) : ptr(p) {}
+  void prepare() noexcept {
     if constexpr (W % C == 0)
-      for (std::size_t l = 0; l < W; ++l) pattern[l] = p[l % C];
+      for (std::size_t l = 0; l < W; ++l) pattern[l] = ptr[l % C];
   }
   std::size_t batch() const noexcept { return any_batch; }
   T at(std::size_t i) const noexcept { return ptr[i % C]; }
@@ -225,6 +229,9 @@ struct Map : ExprNode {
   }
 
   std::size_t batch() const noexcept { return items; }
+  void prepare() {
+    std::apply([](Args&... a) { (a.prepare(), ...); }, args);
+  }
   value_type at(std::size_t i) const {
     return std::apply([&](const Args&... a) { return f(a.at(i)...); }, args);
   }

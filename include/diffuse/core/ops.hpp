@@ -125,7 +125,7 @@ auto clamp(const X& x, const L& lo, const H& hi) {
 template <TensorLike V>
 auto per_channel(const V& v) {
   using S = typename V::shape;
-  static_assert(S::rank == 1, "diffuse::per_channel: expects a tensor of shape Shape<C>");
+  static_assert(S::rank == 1 && !S::dynamic_batch, "diffuse::per_channel: expects a tensor of shape Shape<C> (C static)");
   return expr::ChannelVector<typename V::value_type, S::extents[0]>(v.data());
 }
 

@@ -9,6 +9,7 @@
 // Streams give independent sequences for the same seed, e.g. one per image index.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -98,9 +99,12 @@ void fill_uniform(X&& t, Generator& g, double lo = 0.0, double hi = 1.0) {
   using T = typename std::remove_cvref_t<X>::value_type;
   T* out = t.data();
   const std::size_t n = t.size();
+  // Rounding to T may reach an end of the interval: keep the values strictly inside.
+  const T inside_lo = std::nextafter(static_cast<T>(lo), static_cast<T>(hi));
+  const T inside_hi = std::nextafter(static_cast<T>(hi), static_cast<T>(lo));
   detail::for_each_block(g, g.take(n), n, [&](std::size_t i, const Philox4x32::Counter& w) {
     for (std::size_t l = 0; l < 4 && i + l < n; ++l)
-      out[i + l] = static_cast<T>(lo + (hi - lo) * detail::open_unit(w[l]));
+      out[i + l] = std::clamp(static_cast<T>(lo + (hi - lo) * detail::open_unit(w[l])), inside_lo, inside_hi);
   });
 }
 

@@ -51,7 +51,9 @@ struct MaxReduce {
 
 // Reduces e over all n elements. Chunk boundaries depend on n alone.
 template <class Op, Expression E>
-typename E::value_type reduce_all(const E& e, std::size_t n) {
+typename E::value_type reduce_all(const E& expression, std::size_t n) {
+  E e = expression;  // a copy that may read what it needs now (see expr.hpp)
+  e.prepare();
   using T = typename E::value_type;
   using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
   constexpr std::size_t W = simd_width<T>;
@@ -96,8 +98,18 @@ std::size_t element_count(const X& x) {
 // Reduces `in` (shape S) along Axes into `out` (shape S without Axes). The input is
 // read in memory order; adjacent axes of the same kind (kept or reduced) are merged,
 // and the innermost merged axis runs in simd.
+template <std::size_t... Axes>
+inline constexpr bool distinct_axes = [] {
+  constexpr std::size_t a[] = {Axes..., 0};
+  for (std::size_t i = 0; i < sizeof...(Axes); ++i)
+    for (std::size_t j = i + 1; j < sizeof...(Axes); ++j)
+      if (a[i] == a[j]) return false;
+  return true;
+}();
+
 template <class Op, class S, std::size_t... Axes, class T>
 void reduce_axes(const T* in, std::size_t batch, T* out) {
+  static_assert(distinct_axes<Axes...>, "diffuse: a reduction lists the same axis twice");
   constexpr std::size_t rank = S::rank;
   constexpr std::array<bool, rank> reduced = [] {
     std::array<bool, rank> r{};
@@ -173,6 +185,8 @@ void reduce_axes(const T* in, std::size_t batch, T* out) {
 
 template <class Op, std::size_t... Axes, TensorLike X, class O>
 void reduce_into(const X& x, O&& out) {
+  static_assert(sizeof...(Axes) > 0, "diffuse: a reduction into a tensor needs the axes to reduce, e.g. sum<1, 2>(x, out)");
+  static_assert(distinct_axes<Axes...>, "diffuse: a reduction lists the same axis twice");
   using S = typename X::shape;
   using OS = drop_axes<S, Axes...>;
   static_assert(check_same_shape<OS, typename std::remove_cvref_t<O>::shape>::value);

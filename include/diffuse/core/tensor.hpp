@@ -116,7 +116,8 @@ class TensorAccess {
 }  // namespace detail
 
 /// A non-owning view of contiguous elements shaped S. T may be const.
-/// Assignment writes elements (like a tensor), it does not rebind the view.
+/// Assignment writes elements (like a tensor), it does not rebind the view: do not
+/// keep views in containers that assign (std::vector::erase) or std::swap them.
 template <class T, class S>
 class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
  public:
@@ -155,6 +156,13 @@ class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
     return *this;
   }
   const TensorView& operator=(const TensorView& src) const { return operator= <TensorView>(src); }
+
+  /// Exchanges what two views refer to (not the elements). Because assignment copies
+  /// elements, use this (found by ADL: `using std::swap; swap(a, b);`), not std::swap.
+  friend void swap(TensorView& a, TensorView& b) noexcept {
+    std::swap(a.data_, b.data_);
+    std::swap(a.batch_, b.batch_);
+  }
 
  private:
   T* data_;
@@ -202,16 +210,30 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
       assign<S>(data(), batch_, expr::Scalar<T>{{}, static_cast<T>(src)});
     } else {
       auto e = as_expr(src);
-      if constexpr (S::dynamic_batch)
-        if (e.batch() != expr::any_batch && e.batch() != batch_) resize(e.batch());
+      if constexpr (S::dynamic_batch) {
+        if (e.batch() != expr::any_batch && e.batch() != batch_) {
+          // Evaluate into new storage before the old is freed: e may read it.
+          Tensor fresh(e.batch());
+          assign<S>(fresh.data(), fresh.batch_, e);
+          return *this = std::move(fresh);
+        }
+      }
       assign<S>(data(), batch_, e);
     }
     return *this;
   }
   Tensor(const Tensor&) = default;
-  Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(const Tensor&) = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  /// A moved-from tensor stays usable: empty with a dynamic batch, zeroed otherwise.
+  Tensor(Tensor&& o) noexcept(S::dynamic_batch) : buffer_(std::move(o.buffer_)), batch_(o.batch_) { o.reset_after_move(); }
+  Tensor& operator=(Tensor&& o) noexcept(S::dynamic_batch) {
+    if (this != &o) {
+      buffer_ = std::move(o.buffer_);
+      batch_ = o.batch_;
+      o.reset_after_move();
+    }
+    return *this;
+  }
 
   TensorView<T, S> view() noexcept { return make_view<T>(); }
   TensorView<const T, S> view() const noexcept { return make_view<const T>(); }
@@ -235,6 +257,11 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
  private:
   friend Access;
   T* raw() const noexcept { return const_cast<T*>(buffer_.data()); }
+
+  void reset_after_move() {
+    if constexpr (S::dynamic_batch) batch_ = 0;
+    else buffer_ = detail::AlignedBuffer<T>(S::static_size);
+  }
 
   template <class U>
   TensorView<U, S> make_view() const noexcept {
