@@ -40,10 +40,13 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
     sudo=(sudo)
+    [ -t 0 ] || sudo=(sudo -n)  # no terminal to ask for a password on: fail instead of waiting
   fi
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+    echo "setup: could not install ${missing[*]} (offline? install them by hand and run again)" >&2
+    exit 1
+  fi
 fi
 
 jobs=$(nproc)

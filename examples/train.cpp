@@ -95,7 +95,7 @@ int run(const Options& o) {
       throw io::DataError(checkpoint, "no checkpoint to resume from in " + o.out);
     const auto meta = train::checkpoint_metadata(checkpoint);
     cfg.seed = std::stoull(meta.at("diffuse.seed"));
-    if (auto b = meta.find("train.batch"); b != meta.end()) cfg.batch = std::stoull(b->second);
+    if (auto b = meta.find("diffuse.batch"); b != meta.end()) cfg.batch = std::stoull(b->second);
   }
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
@@ -107,7 +107,7 @@ int run(const Options& o) {
 
   auto save = [&] {
     train::save_checkpoint(checkpoint, o.model, *model, trainer,
-                           {{"train.batch", std::to_string(cfg.batch)}, {"train.lr", std::to_string(o.lr)},
+                           {{"train.lr", std::to_string(o.lr)},
                             {"train.data", o.data}});
     trainer.ema().swap_with(*model);  // the EMA weights are what sampling uses
     train::export_weights((out / "model_ema.safetensors").string(), model->net());

@@ -128,6 +128,18 @@ TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
   std::filesystem::copy_file(good, cut, std::filesystem::copy_options::overwrite_existing);
   std::filesystem::resize_file(cut, std::filesystem::file_size(good) / 2);
   expect_error_naming([&] { train::load_checkpoint(cut, "edm-tiny", *model, t); }, cut, "truncated");
+  // Another batch size or seed would not continue the same run.
+  {
+    auto cfg = config();
+    cfg.batch = 3;
+    train::Trainer other(*model, data, cfg);
+    expect_error_naming([&] { train::load_checkpoint(good, "edm-tiny", *model, other); }, good,
+                        "trained with batch 2 on 6 images; this one has batch 3 and 6 images");
+    cfg = config();
+    cfg.seed = 77;
+    train::Trainer reseeded(*model, data, cfg);
+    expect_error_naming([&] { train::load_checkpoint(good, "edm-tiny", *model, reseeded); }, good, "seed 5");
+  }
   // Missing.
   expect_error_naming([&] { train::load_checkpoint(temp_path("none"), "edm-tiny", *model, t); }, temp_path("none"), "cannot open");
   EXPECT_EQ(weights(*model), before);

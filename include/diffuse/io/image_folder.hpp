@@ -20,14 +20,17 @@ inline std::vector<std::string> image_files(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) throw DataError(dir, "not a folder");
   std::vector<std::string> files;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file()) continue;
-    std::string ext = entry.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tga" || ext == ".gif")
-      files.push_back(entry.path().string());
+  try {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (!entry.is_regular_file()) continue;
+      std::string ext = entry.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tga" || ext == ".gif")
+        files.push_back(entry.path().string());
+    }
+  } catch (const std::filesystem::filesystem_error& e) {
+    throw DataError(dir, std::string("cannot list the folder: ") + e.code().message());
   }
-  if (ec) throw DataError(dir, "cannot list the folder: " + ec.message());
   if (files.empty()) throw DataError(dir, "no images (.png, .jpg, .jpeg, .bmp, .tga, .gif) in this folder");
   std::sort(files.begin(), files.end());
   return files;

@@ -9,8 +9,9 @@
 // Metadata (strings):
 //   diffuse.format = training-checkpoint-1, diffuse.model = the configuration's name,
 //   diffuse.seed, diffuse.steps, diffuse.optimizer_steps, diffuse.images_seen
-//   (the trainer's counters: with the seed they are its random state), plus whatever
-//   the caller adds (e.g. the command line's settings).
+//   (the trainer's counters: with the seed they are its random state), diffuse.batch and
+//   diffuse.data_size (a run resumes only with the same batch size and data set size,
+//   which fix the images of every step), plus whatever the caller adds.
 //
 // export_weights() writes just the EMA (or current) weights: a file that loads into the
 // PyTorch model with load_state_dict(strict=True).
@@ -109,6 +110,8 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
   w.set_metadata("diffuse.steps", std::to_string(c.steps));
   w.set_metadata("diffuse.optimizer_steps", std::to_string(c.optimizer_steps));
   w.set_metadata("diffuse.images_seen", std::to_string(c.images_seen));
+  w.set_metadata("diffuse.batch", std::to_string(trainer.config().batch));
+  w.set_metadata("diffuse.data_size", std::to_string(trainer.data_size()));
   for (const auto& [k, v] : extra) w.set_metadata(k, v);
   io::write_atomically(path, [&](const std::string& tmp) { w.write(tmp); });
 }
@@ -138,13 +141,33 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   c.steps = detail::metadata_number(f, "diffuse.steps");
   c.optimizer_steps = detail::metadata_number(f, "diffuse.optimizer_steps");
   c.images_seen = detail::metadata_number(f, "diffuse.images_seen");
+  const auto batch = detail::metadata_number(f, "diffuse.batch");
+  const auto data_size = detail::metadata_number(f, "diffuse.data_size");
+  if (batch != trainer.config().batch || data_size != trainer.data_size())
+    throw io::DataError(path, "the run was trained with batch " + std::to_string(batch) + " on " +
+                                  std::to_string(data_size) + " images; this one has batch " +
+                                  std::to_string(trainer.config().batch) + " and " + std::to_string(trainer.data_size()) +
+                                  " images, and would not continue it");
+  if (c.seed != trainer.config().seed)
+    throw io::DataError(path, "the run was trained with seed " + std::to_string(c.seed) + ", this one uses " +
+                                  std::to_string(trainer.config().seed));
+  // Read everything first: a bad tensor halfway leaves the model and trainer untouched.
   auto refs = detail::param_refs(model.net());
-  model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { io::read_param(f, p, p.value); });
-  trainer.for_each_state([&](std::string_view name, std::span<float> v) {
-    nn::ParamRef<float> p = detail::ref_of(refs, name);
+  std::vector<std::vector<float>> staged;
+  auto stage = [&](nn::ParamRef<float> p, std::string_view name, std::size_t size) {
     p.name = name;
-    io::read_param(f, p, v);
-  });
+    staged.emplace_back(size);
+    io::read_param(f, p, std::span<float>(staged.back()));
+  };
+  model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { stage(p, p.name, p.value.size()); });
+  trainer.for_each_state([&](std::string_view name, std::span<float> v) { stage(detail::ref_of(refs, name), name, v.size()); });
+  std::size_t k = 0;
+  auto commit = [&](std::span<float> dst) {
+    std::copy(staged[k].begin(), staged[k].end(), dst.begin());
+    ++k;
+  };
+  model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { commit(p.value); });
+  trainer.for_each_state([&](std::string_view, std::span<float> v) { commit(v); });
   trainer.set_counters(c);
 }
 

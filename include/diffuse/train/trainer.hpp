@@ -85,6 +85,8 @@ class Trainer {
   std::uint64_t batches_per_epoch() const noexcept { return data_.size() / config_.batch; }
   /// Steps taken so far (including skipped ones).
   std::uint64_t steps_done() const noexcept { return step_; }
+  /// Images in the data set (with the batch size, it fixes which images each step uses).
+  std::size_t data_size() const noexcept { return data_.size(); }
   const TrainerConfig& config() const noexcept { return config_; }
   optim::AdamW& optimizer() noexcept { return optimizer_; }
   optim::Ema& ema() noexcept { return ema_; }
