@@ -409,6 +409,7 @@ class SafetensorsWriter {
     f.write(reinterpret_cast<const char*>(&n), 8);
     f.write(h.data(), std::streamsize(h.size()));
     for (const auto& e : entries_) f.write(e.bytes.data(), std::streamsize(e.bytes.size()));
+    f.close();  // flushes: a full disk shows here, not in the destructor
     if (!f) throw SafetensorsError("diffuse::io: error writing " + path);
   }
 
