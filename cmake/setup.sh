@@ -57,7 +57,7 @@ build() {  # configure and build one preset
 
 if [ "$mode" = main ]; then
   build release
-  exec build/release/examples/diffuse-train --model edm-mnist-small --minutes 5 \
+  exec build/release/examples/diffuse-train --model edm-mnist-small --minutes 5 --batch 32 --lr 2e-3 \
     --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --out out/fashion-mnist "$@"
 fi
 

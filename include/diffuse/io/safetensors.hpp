@@ -12,7 +12,7 @@
 // OIHW and diffuse's HWIO using the models' ParamRef visitors.
 //
 // Not here: memory mapping (files are read whole: checkpoints of these models are a few
-// MB), dtypes other than F32 and F64, big-endian hosts.
+// MB), writing dtypes other than F32 and F64 (F16 and BF16 are read), big-endian hosts.
 #pragma once
 
 #include <algorithm>
@@ -66,6 +66,20 @@ inline std::size_t dtype_size(std::string_view dtype) {
   if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
   if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2") return 1;
   return 0;
+}
+
+// IEEE half (F16) and bfloat16 (BF16) to float: BF16 is the top half of a float; F16
+// has 5 exponent bits (bias 15) and 10 mantissa bits, with subnormals, Inf and NaN.
+inline float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(std::uint32_t{h} << 16); }
+inline float f16_to_float(std::uint16_t h) {
+  const std::uint32_t sign = std::uint32_t{h & 0x8000u} << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+  if (exp == 0) {  // zero or subnormal: man * 2^-24
+    const float v = static_cast<float>(man) * 0x1p-24f;
+    return sign ? -v : v;
+  }
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (man << 13));  // Inf, NaN
+  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (man << 13));
 }
 
 // A JSON reader for safetensors headers. Errors carry the byte position.
@@ -271,6 +285,21 @@ class SafetensorsFile {
         throw SafetensorsError("diffuse::io: " + path_ + ": truncated file: tensor '" + name + "' ends at byte " +
                                std::to_string(t.end) + " of the data, which has " + std::to_string(data_.size()));
     }
+    // The format's rule: the tensors tile the data section exactly, without holes or
+    // overlaps, and nothing follows the last one.
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    for (const auto& kv : tensors_) ranges.emplace_back(kv.second.begin, kv.second.end);
+    std::sort(ranges.begin(), ranges.end());
+    std::size_t covered = 0;
+    for (const auto& [b, e] : ranges) {
+      if (b != covered)
+        throw SafetensorsError("diffuse::io: " + path_ + ": corrupt header: tensor data " +
+                               (b < covered ? "overlaps" : "leaves a hole") + " at byte " + std::to_string(b));
+      covered = e;
+    }
+    if (covered != data_.size())
+      throw SafetensorsError("diffuse::io: " + path_ + ": " + std::to_string(data_.size() - covered) +
+                             " bytes of trailing data after the last tensor (a damaged or foreign file?)");
   }
 
   const std::string& path() const noexcept { return path_; }
@@ -317,8 +346,15 @@ class SafetensorsFile {
         std::memcpy(&v, src + 8 * i, 8);
         out[i] = T(v);
       }
+    } else if (t.dtype == "F16" || t.dtype == "BF16") {
+      const bool bf = t.dtype == "BF16";
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t v;
+        std::memcpy(&v, src + 2 * i, 2);
+        out[i] = T(bf ? detail::bf16_to_float(v) : detail::f16_to_float(v));
+      }
     } else {
-      throw SafetensorsError(where + "expected dtype F32 or F64, found " + t.dtype);
+      throw SafetensorsError(where + "expected dtype F32, F64, F16 or BF16, found " + t.dtype);
     }
   }
 
