@@ -40,12 +40,11 @@ void evaluate(T* dst, std::size_t n, const E& e) {
   constexpr std::size_t chunk_vectors = 256;
   const std::ptrdiff_t chunks = static_cast<std::ptrdiff_t>((vectors + chunk_vectors - 1) / chunk_vectors);
   const int threads = n >= parallel_assign_threshold ? available_threads() : 1;
-  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-  for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+  parallel_for(chunks, threads, [&](std::ptrdiff_t c) {
     const std::size_t begin = static_cast<std::size_t>(c) * chunk_vectors * W;
     const std::size_t end = std::min(body, begin + chunk_vectors * W);
     for (std::size_t i = begin; i < end; i += W) e.load(i).store_unaligned(dst + i);
-  }
+  });
   for (std::size_t i = body; i < n; ++i) dst[i] = e.at(i);
 }
 

@@ -5,6 +5,8 @@
 // kernel called from inside a parallel region does not start a nested team.
 #pragma once
 
+#include <cstddef>
+
 #if defined(_OPENMP)
 #include <omp.h>
 #define DIFFUSE_PRAGMA(x) _Pragma(#x)
@@ -32,6 +34,20 @@ inline void set_num_threads(int n) noexcept {
 #else
   (void)n;
 #endif
+}
+
+/// f(i) for i in [0, n), split statically over `threads` threads when threads > 1, a
+/// plain loop otherwise. Branching before the pragma matters beyond speed: entering a
+/// parallel region, even one that runs on a single thread, costs libgomp a heap
+/// allocation, and a training step must not allocate.
+template <class F>
+void parallel_for(std::ptrdiff_t n, int threads, F&& f) {
+  if (threads > 1 && n > 1) {
+    DIFFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t i = 0; i < n; ++i) f(i);
+  } else {
+    for (std::ptrdiff_t i = 0; i < n; ++i) f(i);
+  }
 }
 
 inline int thread_index() noexcept {

@@ -85,9 +85,9 @@ template <class F>
 void for_each_block(const Generator& g, std::uint64_t first, std::size_t n, F&& f) {
   const std::size_t blocks = (n + 3) / 4;
   const int threads = n >= (std::size_t{1} << 15) ? available_threads() : 1;
-  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-  for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(blocks); ++b)
+  parallel_for(static_cast<std::ptrdiff_t>(blocks), threads, [&](std::ptrdiff_t b) {
     f(static_cast<std::size_t>(b) * 4, g.block(first + static_cast<std::uint64_t>(b)));
+  });
 }
 
 }  // namespace detail

@@ -64,8 +64,7 @@ typename E::value_type reduce_all(const E& expression, std::size_t n) {
   const std::size_t chunks = (n + chunk - 1) / chunk;
   std::array<Acc, max_chunks> partial;
   const int threads = n >= parallel_assign_threshold ? available_threads() : 1;
-  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-  for (std::ptrdiff_t c = 0; c < static_cast<std::ptrdiff_t>(chunks); ++c) {
+  parallel_for(static_cast<std::ptrdiff_t>(chunks), threads, [&](std::ptrdiff_t c) {
     const std::size_t begin = static_cast<std::size_t>(c) * chunk;
     const std::size_t end = std::min(n, begin + chunk);
     // Four independent accumulators hide the add latency.
@@ -81,7 +80,7 @@ typename E::value_type reduce_all(const E& expression, std::size_t n) {
     T r = Op::lanes(Op::combine_simd(Op::combine_simd(a0, a1), Op::combine_simd(a2, a3)));
     for (; i < end; ++i) r = Op::combine(r, e.at(i));
     partial[static_cast<std::size_t>(c)] = static_cast<Acc>(r);
-  }
+  });
   Acc total = static_cast<Acc>(Op::template identity<T>());
   for (std::size_t c = 0; c < chunks; ++c) total = Op::combine(total, partial[c]);
   return static_cast<T>(total);
@@ -178,9 +177,9 @@ void reduce_axes(const T* in, std::size_t batch, T* out) {
   const std::size_t per_first = outer_total / first;
   const bool split = dims > 1 && !red[0] && shape_size<S>(batch) >= parallel_assign_threshold;
   const int threads = split ? available_threads() : 1;
-  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-  for (std::ptrdiff_t f = 0; f < static_cast<std::ptrdiff_t>(first); ++f)
+  parallel_for(static_cast<std::ptrdiff_t>(first), threads, [&](std::ptrdiff_t f) {
     for (std::size_t k = 0; k < per_first; ++k) run(static_cast<std::size_t>(f) * per_first + k);
+  });
 }
 
 template <class Op, std::size_t... Axes, TensorLike X, class O>

@@ -42,8 +42,7 @@ inline int image_threads(std::size_t batch, std::size_t item_size) {
 template <class F>
 void for_each_image(std::size_t batch, std::size_t item_size, F&& f) {
   const int threads = image_threads(batch, item_size);
-  DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(batch); ++i) f(static_cast<std::size_t>(i));
+  parallel_for(static_cast<std::ptrdiff_t>(batch), threads, [&](std::ptrdiff_t i) { f(static_cast<std::size_t>(i)); });
 }
 
 }  // namespace detail

@@ -447,8 +447,9 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
   const bool direct = detail::wgrad_direct_ok<T>(s);
   const bool small_tile = co % MRB != 0 && co % MRS == 0;
 
-  DIFFUSE_OMP(parallel num_threads(nt) if (nt > 1))
-  {
+  // Each thread t in [0, nt) takes a pixel range; one thread runs them all when nt == 1
+  // (no parallel region then: entering one makes libgomp allocate).
+  auto work = [&] {
     for (int t = thread_index(); t < nt; t += detail::team_size()) {
       const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
       T* dwt = parts + t * part;
@@ -473,18 +474,23 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
         for (index_t c = 0; c < co; ++c) dbt[c] += row[c];
       }
     }
+  };
+  if (nt > 1) {
+    DIFFUSE_OMP(parallel num_threads(nt))
+    work();
+  } else {
+    work();
   }
   // Reduce the partials (and transpose [Cout][KK] -> [KK][Cout] on the packed path).
   const index_t rs = direct ? co : 1, cs = direct ? 1 : kk;
-  DIFFUSE_OMP(parallel for num_threads(nt) if (nt > 1) schedule(static))
-  for (index_t r = 0; r < kk; ++r) {
+  parallel_for(kk, nt, [&](index_t r) {
     T* out = dw + r * co;
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);
       for (int t = 0; t < nt; ++t) sum += parts[t * part + r * rs + c * cs];
       out[c] = beta == T(0) ? sum : beta * out[c] + sum;
     }
-  }
+  });
   if (db) {
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);

@@ -14,8 +14,7 @@ void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][
                                 index_t n, index_t h, index_t w, index_t c) {
   const int nt = available_threads();
   const index_t rows = n * h;
-  DIFFUSE_OMP(parallel for num_threads(nt) if (nt > 1 && rows * w * c > 16384) schedule(static))
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * w * c > 16384 ? nt : 1, [&](index_t r) {
     const T* src = x + r * w * c;
     T* d0 = y + (2 * r) * (2 * w) * c;  // output rows 2i and 2i+1 of image n are 2r, 2r+1
     T* d1 = d0 + 2 * w * c;
@@ -30,7 +29,7 @@ void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][
         b[c + q] = s[q];
       }
     }
-  }
+  });
 }
 
 /// dx = beta * dx + sum of dy over each 2x2 block (beta == 0 never reads dx).
@@ -39,8 +38,7 @@ void upsample2x_nearest_backward(const T* dy /*[N][2H][2W][C]*/, T* dx /*[N][H][
                                  index_t n, index_t h, index_t w, index_t c, T beta = T(0)) {
   const int nt = available_threads();
   const index_t rows = n * h;
-  DIFFUSE_OMP(parallel for num_threads(nt) if (nt > 1 && rows * w * c > 16384) schedule(static))
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * w * c > 16384 ? nt : 1, [&](index_t r) {
     T* d = dx + r * w * c;
     const T* s0 = dy + (2 * r) * (2 * w) * c;
     const T* s1 = s0 + 2 * w * c;
@@ -53,7 +51,7 @@ void upsample2x_nearest_backward(const T* dy /*[N][2H][2W][C]*/, T* dx /*[N][H][
         o[q] = beta == T(0) ? sum : beta * o[q] + sum;
       }
     }
-  }
+  });
 }
 
 }  // namespace diffuse::kernels

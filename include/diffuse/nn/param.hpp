@@ -170,12 +170,7 @@ namespace detail {
 /// serialised by an if() clause, and a training step must not allocate.
 template <class F>
 void parallel_for(std::size_t n, int threads, F&& f) {
-  if (threads > 1 && n > 1) {
-    DIFFUSE_OMP(parallel for num_threads(threads) schedule(static))
-    for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(n); ++i) f(std::size_t(i));
-  } else {
-    for (std::size_t i = 0; i < n; ++i) f(i);
-  }
+  diffuse::parallel_for(std::ptrdiff_t(n), threads, [&](std::ptrdiff_t i) { f(std::size_t(i)); });
 }
 
 }  // namespace detail

@@ -106,15 +106,14 @@ class AdamW {
       const auto n = static_cast<std::ptrdiff_t>(p.size());
       // Element-wise and independent: the same result for any thread count.
       const int threads = p.size() >= (std::size_t{1} << 16) ? available_threads() : 1;
-      DIFFUSE_OMP(parallel for schedule(static) num_threads(threads) if(threads > 1))
-      for (std::ptrdiff_t i = 0; i < n; ++i) {
+      parallel_for(n, threads, [&](std::ptrdiff_t i) {
         const float gi = g[static_cast<std::size_t>(i)];
         float& pi = p[static_cast<std::size_t>(i)];
         pi *= decay;
         m[i] += one_b1 * (gi - m[i]);  // PyTorch's lerp form of b1 m + (1 - b1) g
         v[i] = v[i] * b2 + one_b2 * gi * gi;
         pi -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
-      }
+      });
     });
     return norm;
   }
