@@ -154,3 +154,42 @@ TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
 }
 
 }  // namespace
+
+namespace {
+
+// The whole training objective of edm-tiny - preconditioning, network and EDM loss - against
+// central finite differences (in float, so on the elements with the largest gradients,
+// where the difference quotient stands well above the loss's rounding).
+TEST(TrainingGradient, EdmTinyLossMatchesFiniteDifferences) {
+  auto model = std::make_unique<Model>(diffusion::Edm{}, 21);
+  Tensor<float, Net::Image> y(2), noise(2);
+  Generator g(8);
+  fill_uniform(y, g, -1, 1);
+  fill_normal(noise, g);
+  const std::vector<float> sigma = {0.4f, 2.5f};
+  auto loss = [&] { return static_cast<double>(model->loss(y.view(), sigma, noise.view())); };
+  model->zero_grad();
+  loss();
+  model->loss_backward();
+  int checked = 0;
+  model->for_each_param([&](std::string_view name, std::span<float> v, std::span<float> grad) {
+    if (checked >= 12 || v.size() < 8) return;
+    std::size_t k = 0;  // the element with the largest gradient of this tensor
+    for (std::size_t i = 1; i < grad.size(); ++i)
+      if (std::abs(grad[i]) > std::abs(grad[k])) k = i;
+    if (std::abs(grad[k]) < 1.0f) return;
+    const float keep = v[k];
+    const float h = 2e-3f * std::max(1.0f, std::abs(keep));
+    v[k] = keep + h;
+    const double up = loss();
+    v[k] = keep - h;
+    const double down = loss();
+    v[k] = keep;
+    const double fd = (up - down) / (2.0 * static_cast<double>(h));
+    EXPECT_NEAR(fd, grad[k], 0.03 * std::abs(grad[k])) << name << "[" << k << "]";
+    ++checked;
+  });
+  EXPECT_GE(checked, 8);
+}
+
+}  // namespace
