@@ -291,6 +291,8 @@ int run(const Options& o, const std::vector<double>& sigmas) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"diffuse-sample: draws images from a trained EDM diffusion model, or reworks given ones (img2img)"};
+  // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoint", o.checkpoint,
                  "training checkpoint (checkpoint.safetensors) or weights file (model_ema.safetensors)");
   app.add_option("--model", o.model, "model configuration (" + joined(programs::model_names) + ")")

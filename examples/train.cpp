@@ -185,6 +185,8 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"diffuse-train: trains an EDM diffusion model on images"};
+  // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--data", o.data, "IDX image file (plain or .gz) or folder of images")->capture_default_str();
   app.add_option("--labels", o.labels, "IDX label file (for class-conditional training)");
   app.add_option("--model", o.model, "model configuration")

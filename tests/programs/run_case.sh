@@ -87,6 +87,11 @@ case $case_name in
     head -n 1 "$dir/stderr" | grep -q '^diffuse ' || fail "stderr does not start with the info line"
     ;;
 
+  train_repeated_option)  # the last occurrence wins: cmake/setup.sh main passes its defaults first
+    expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
+    [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"
+    ;;
+
   # ---- diffuse-train: bad input --------------------------------------------------------
   train_missing_data) expect_error "nope.idx: cannot open" "$train" --data "$data/nope.idx" "${tiny[@]}" --out "$dir" ;;
   train_unreadable_data)  # a path through a file: cannot be opened, even by root
