@@ -90,12 +90,28 @@ struct Ve {
   double training_sigma(Generator& g) const { return sigma_min * std::pow(sigma_max / sigma_min, draw_uniform(g)); }
 };
 
+namespace detail {
+template <class Net>
+struct net_value {
+  using type = float;
+};
+template <class Net>
+  requires requires { typename Net::value_type; }
+struct net_value<Net> {
+  using type = typename Net::value_type;
+};
+}  // namespace detail
+
+/// The element type of a network: Net::value_type, float when it does not say.
+template <class Net>
+using net_value_t = typename detail::net_value<Net>::type;
+
 /// What Precond needs of a network (the UNet's interface; see the file-top comment of
 /// nn/unet.hpp): images in and out of the same shape, one c_noise per image, a backward
 /// that accumulates parameter gradients.
 template <class Net>
-concept Network = requires(Net& net, TensorView<const float, typename Net::Image> x, std::span<const float> c,
-                           TensorView<float, typename Net::Image> out) {
+concept Network = requires(Net& net, TensorView<const net_value_t<Net>, typename Net::Image> x,
+                           std::span<const net_value_t<Net>> c, TensorView<net_value_t<Net>, typename Net::Image> out) {
   net.forward(x, c, out);
   net.backward(x);
   net.zero_grad();
@@ -109,6 +125,7 @@ class Precond {
 
  public:
   using Image = typename Net::Image;  // (N, H, W, C)
+  using T = net_value_t<Net>;         // float; double for gradient checks
   static constexpr std::size_t item_size = Image::item_size;
 
   Precond() = default;
@@ -122,7 +139,7 @@ class Precond {
 
   /// out = D(x; sigma_i) for each image i.
   /// x, out: (N, H, W, C); sigma: [N]. out may be x.
-  void forward(TensorView<const float, Image> x, std::span<const float> sigma, TensorView<float, Image> out) {
+  void forward(TensorView<const T, Image> x, std::span<const T> sigma, TensorView<T, Image> out) {
     const std::size_t n = x.batch();
     if (sigma.size() != n || out.batch() != n)
       throw ShapeError("diffuse::diffusion::Precond::forward: " + std::to_string(n) + " images, " +
@@ -131,22 +148,22 @@ class Precond {
     loss_batch_ = 0;  // a loss() in progress sets it again after this forward
     for (std::size_t i = 0; i < n; ++i) {
       const Coefficients c = policy_.coefficients(sigma[i]);
-      c_skip_[i] = static_cast<float>(c.c_skip);
-      c_out_[i] = static_cast<float>(c.c_out);
-      c_in_[i] = static_cast<float>(c.c_in);
-      c_noise_[i] = static_cast<float>(c.c_noise);
+      c_skip_[i] = static_cast<T>(c.c_skip);
+      c_out_[i] = static_cast<T>(c.c_out);
+      c_in_[i] = static_cast<T>(c.c_in);
+      c_noise_[i] = static_cast<T>(c.c_noise);
     }
-    const float* xp = x.data();
-    float* in = x_in_.data();
+    const T* xp = x.data();
+    T* in = x_in_.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const float a = c_in_[i];
+      const T a = c_in_[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) in[k] = a * xp[k];
     });
-    net_.forward(TensorView<const float, Image>(x_in_.view()), std::span<const float>(c_noise_), f_.view());
-    const float* f = f_.data();
-    float* o = out.data();
+    net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), f_.view());
+    const T* f = f_.data();
+    T* o = out.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const float a = c_skip_[i], b = c_out_[i];
+      const T a = c_skip_[i], b = c_out_[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) o[k] = a * xp[k] + b * f[k];
     });
     forward_batch_ = n;
@@ -154,73 +171,73 @@ class Precond {
 
   /// Backward of the last forward(): given dL/dD (N, H, W, C), feeds dL/dF = c_out dL/dD into
   /// the network's backward (which accumulates its parameter gradients).
-  void backward(TensorView<const float, Image> dout) {
+  void backward(TensorView<const T, Image> dout) {
     check_backward(dout.batch());
-    const float* d = dout.data();
-    float* g = grad_f_.data();
+    const T* d = dout.data();
+    T* g = grad_f_.data();
     detail::for_each_image(forward_batch_, item_size, [&](std::size_t i) {
-      const float b = c_out_[i];
+      const T b = c_out_[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = b * d[k];
     });
-    net_.backward(TensorView<const float, Image>(grad_f_.view()));
+    net_.backward(TensorView<const T, Image>(grad_f_.view()));
   }
 
   /// The denoiser the samplers call: out = D(x; sigma) with one sigma for every image.
-  void operator()(TensorView<const float, Image> x, float sigma, TensorView<float, Image> out) {
+  void operator()(TensorView<const T, Image> x, T sigma, TensorView<T, Image> out) {
     sigma_all_.assign(x.batch(), sigma);
-    forward(x, std::span<const float>(sigma_all_), out);
+    forward(x, std::span<const T>(sigma_all_), out);
   }
 
   /// The training loss of a batch (EDM's): mean over images i of
   /// lambda(sigma_i) * sum_pixels (D(y_i + sigma_i n_i; sigma_i) - y_i)^2.
   /// y: clean images (N, H, W, C); sigma: [N]; noise: unit normal (N, H, W, C), scaled by
   /// sigma_i here. Runs the forward pass; loss_backward() then gives the gradients.
-  float loss(TensorView<const float, Image> y, std::span<const float> sigma, TensorView<const float, Image> noise) {
+  T loss(TensorView<const T, Image> y, std::span<const T> sigma, TensorView<const T, Image> noise) {
     const std::size_t n = y.batch();
     if (noise.batch() != n || sigma.size() != n)
       throw ShapeError("diffuse::diffusion::Precond::loss: " + std::to_string(n) + " images, " +
                        std::to_string(sigma.size()) + " sigmas, " + std::to_string(noise.batch()) + " noise images");
     prepare(n);
-    const float* yp = y.data();
-    const float* np = noise.data();
-    float* xn = x_noisy_.data();
+    const T* yp = y.data();
+    const T* np = noise.data();
+    T* xn = x_noisy_.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const float s = sigma[i];
+      const T s = sigma[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) xn[k] = yp[k] + s * np[k];
     });
-    forward(TensorView<const float, Image>(x_noisy_.view()), sigma, denoised_.view());
-    float* r = denoised_.data();  // becomes the residual D - y
+    forward(TensorView<const T, Image>(x_noisy_.view()), sigma, denoised_.view());
+    T* r = denoised_.data();  // becomes the residual D - y
     detail::for_each_image(n, item_size, [&](std::size_t i) {
       double ss = 0.0;  // per image, in a fixed order: same bits for any thread count
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) {
         r[k] -= yp[k];
         ss += static_cast<double>(r[k]) * r[k];
       }
-      weight_[i] = static_cast<float>(policy_.loss_weight(sigma[i]));
-      loss_image_[i] = static_cast<float>(weight_[i] * ss);
+      weight_[i] = static_cast<T>(policy_.loss_weight(sigma[i]));
+      loss_image_[i] = static_cast<T>(weight_[i] * ss);
     });
     double total = 0.0;
     for (std::size_t i = 0; i < n; ++i) total += loss_image_[i];
     loss_batch_ = n;
-    return static_cast<float>(total / static_cast<double>(n));
+    return static_cast<T>(total / static_cast<double>(n));
   }
 
   /// Per-image losses lambda_i ||D_i - y_i||^2 of the last loss() call.
-  std::span<const float> loss_per_image() const { return {loss_image_.data(), loss_batch_}; }
+  std::span<const T> loss_per_image() const { return {loss_image_.data(), loss_batch_}; }
 
   /// Backward of the last loss(), times `scale` (dL/dloss; e.g. 1/k to average k micro-
   /// batches): dL/dF_i = scale * 2 lambda_i c_out_i (D_i - y_i) / N into the network.
-  void loss_backward(float scale = 1.f) {
+  void loss_backward(T scale = 1.f) {
     if (loss_batch_ == 0 || loss_batch_ != forward_batch_)
       throw std::logic_error("diffuse::diffusion::Precond::loss_backward: call loss() first");
     const std::size_t n = loss_batch_;
-    const float* r = denoised_.data();
-    float* g = grad_f_.data();
+    const T* r = denoised_.data();
+    T* g = grad_f_.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const float a = static_cast<float>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
+      const T a = static_cast<T>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = a * r[k];
     });
-    net_.backward(TensorView<const float, Image>(grad_f_.view()));
+    net_.backward(TensorView<const T, Image>(grad_f_.view()));
   }
 
   /// The optimiser's and checkpoints' view of the parameters: the network's.
@@ -252,10 +269,10 @@ class Precond {
 
   Policy policy_{};
   Net net_{};
-  Tensor<float, Image> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
-  Tensor<float, Image> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
-  std::vector<float> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_;  // [N]
-  std::vector<float> sigma_all_;
+  Tensor<T, Image> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
+  Tensor<T, Image> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
+  std::vector<T> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_;  // [N]
+  std::vector<T> sigma_all_;
   std::size_t forward_batch_ = 0, loss_batch_ = 0;
 };
 

@@ -189,6 +189,7 @@ class UNet {
 
   /// A batch of images, NHWC.
   using Image = Shape<dyn, R, R, Cimg>;
+  using value_type = T;
 
  private:
   using Stages = detail::UNetStages<T, Cfg, std::make_index_sequence<stages>>;
