@@ -29,13 +29,54 @@ inline std::string info_line() {
 /// The model configurations the programs know, by the names of the reference models.
 inline const std::vector<std::string> model_names = {"edm-mnist-small", "edm-tiny"};
 
-/// Calls f.template operator()<Cfg>() with the configuration called `name`.
+/// Classes of the programs' class-conditional models: labels 0-9, as in MNIST and
+/// Fashion-MNIST. (The library takes any number: nn::UNetConfig::classes.)
+inline constexpr std::size_t label_classes = 10;
+
+/// `c` with `classes` classes.
+constexpr nn::UNetConfig with_classes(nn::UNetConfig c, std::size_t classes) {
+  c.classes = classes;
+  return c;
+}
+
+/// Calls f.template operator()<Cfg>() with the configuration called `name`, class-
+/// conditional (label_classes classes) when `conditional`.
 template <class F>
-decltype(auto) with_model(const std::string& name, F&& f) {
-  if (name == "edm-tiny") return f.template operator()<nn::edm_tiny>();
-  if (name != "edm-mnist-small")
+decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
+  if (name != "edm-mnist-small" && name != "edm-tiny")
     throw std::invalid_argument("unknown model '" + name + "' (known: edm-mnist-small, edm-tiny)");
-  return f.template operator()<nn::edm_mnist_small>();
+  const bool tiny = name == "edm-tiny";
+  if (conditional)
+    return tiny ? f.template operator()<with_classes(nn::edm_tiny, label_classes)>()
+                : f.template operator()<with_classes(nn::edm_mnist_small, label_classes)>();
+  return tiny ? f.template operator()<nn::edm_tiny>() : f.template operator()<nn::edm_mnist_small>();
+}
+
+/// The guidance scale the programs use unless told otherwise (diffusion::Guided).
+inline constexpr double default_guidance = 2.0;
+
+/// Classes of the model whose weights are in `file` (0: unconditional): a training
+/// checkpoint's metadata diffuse.classes, or the shape of map_label.weight (C, classes)
+/// in a plain weights file.
+inline std::size_t classes_of(const io::SafetensorsFile& file) {
+  const auto& meta = file.metadata();
+  if (auto it = meta.find("diffuse.classes"); it != meta.end()) {
+    const std::string& v = it->second;
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+      throw io::DataError(file.path(), "metadata diffuse.classes is not a number: '" + v + "'");
+    return std::stoull(v);
+  }
+  if (!file.contains("map_label.weight")) return 0;
+  const auto& shape = file.info("map_label.weight").shape;
+  return shape.size() == 2 ? shape[1] : 0;
+}
+
+/// classes_of() the weights file at `path`; 0 when there is no such file (loading it
+/// then reports that).
+inline std::size_t weights_classes(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return 0;
+  return classes_of(io::SafetensorsFile(path));
 }
 
 /// Training images from an IDX file (plain or .gz; optional IDX labels) or a folder of

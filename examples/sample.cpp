@@ -5,6 +5,7 @@
 //
 //   diffuse-sample --checkpoint runs/fashion/checkpoint.safetensors --count 16 --out samples
 //   diffuse-sample --checkpoint runs/fashion/model_ema.safetensors --init photos/ --strength 0.5
+//   diffuse-sample --checkpoint runs/classes/checkpoint.safetensors --class 7 --guidance 2
 //
 // Image i of a run uses the noise of (seed, i), so the images do not depend on --batch.
 #include <CLI/CLI.hpp>
@@ -14,9 +15,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 
+#include <diffuse/diffusion/guidance.hpp>
 #include <diffuse/diffusion/precond.hpp>
 #include <diffuse/diffusion/sampler.hpp>
 #include <diffuse/io/image.hpp>
@@ -49,6 +52,8 @@ struct Options {
   double sigma_max = 0;
   double eta = -1;       // < 0: the sampler's own (1 for euler_ancestral, 0 for ddim)
   double churn = 0;
+  int label = -1;        // --class; -1: none
+  double guidance = programs::default_guidance;
   int threads = 0;
   bool no_ema = false;
   bool resize = false;
@@ -114,6 +119,9 @@ void check_options(const Options& o, const CLI::App& app) {
   if (app.count("--churn") && o.sampler != "euler" && o.sampler != "heun")
     throw UsageError("--churn applies to the samplers euler and heun, not " + o.sampler);
   if (app.count("--churn") && !(o.churn >= 0)) throw UsageError("--churn must not be negative");
+  if (app.count("--class") && o.label < 0) throw UsageError("--class must not be negative");
+  if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
+  if (app.count("--guidance") && !(o.guidance >= 0)) throw UsageError("--guidance must not be negative");
 }
 
 // The n sigmas of the chosen schedule, then 0.
@@ -199,6 +207,8 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   auto model = std::make_unique<Model>(diffusion::Edm{}, 0);
   const std::string loaded = programs::load_sampling_weights(model->net(), o.checkpoint, o.model, !o.no_ema);
   std::fprintf(stderr, "model %s: %s\n", o.model.c_str(), loaded.c_str());
+  if (o.label >= 0)
+    std::fprintf(stderr, "class %d of %zu, classifier-free guidance %g\n", o.label, Cfg.classes, o.guidance);
 
   // img2img starts at sigmas[start]: strength 1 from sigma_max, 0 at sigma = 0 (unchanged).
   const std::size_t start = img2img ? static_cast<std::size_t>(std::lround((1.0 - o.strength) * double(steps))) : 0;
@@ -217,9 +227,10 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   Tensor<float, Image> all(total);  // every output, for the grid
   std::vector<double> ssim(total, 0.0);
   std::size_t evaluations = 0;
+  std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
   auto denoise = [&](TensorView<const float, Image> x, float sigma, TensorView<float, Image> d) {
     ++evaluations;
-    (*model)(x, sigma, d);
+    (*guided)(x, sigma, d);
   };
   diffusion::NoCallback callback;
   programs::install_stop_handler();
@@ -232,6 +243,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
     for (std::size_t first = 0; first < total && !programs::stop_requested; first += batch) {
       const std::size_t b = std::min(batch, total - first);
       x.resize(b);
+      guided.emplace(*model, std::vector<int>(b, o.label), o.guidance);
       const auto t0 = Clock::now();
       diffusion::NoiseSource<Image> noise(o.seed, first, b);  // image i: the streams of (seed, i)
       noise.draw(x.view());
@@ -309,6 +321,10 @@ int main(int argc, char** argv) {
   app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)");
   app.add_option("--eta", o.eta, "noise of euler_ancestral (default 1) and ddim (default 0)");
   app.add_option("--churn", o.churn, "EDM's S_churn for euler and heun (default 0: deterministic)");
+  app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)");
+  app.add_option("--guidance", o.guidance,
+                 "with --class: classifier-free guidance scale (1: plain conditional, 0: unconditional)")
+      ->capture_default_str();
   app.add_option("--init", o.init, "img2img: an image file, or a folder of images, to start from");
   app.add_option("--strength", o.strength, "img2img: how much to change, 0 (nothing) to 1 (all)")
       ->capture_default_str();
@@ -324,7 +340,18 @@ int main(int argc, char** argv) {
   try {
     check_options(o, app);
     const std::vector<double> sigmas = schedule_sigmas(o);
-    return diffuse::programs::with_model(o.model, [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o, sigmas); });
+    const std::size_t classes = diffuse::programs::weights_classes(o.checkpoint);
+    if (o.label >= 0 && classes == 0)
+      throw UsageError("--class needs a class-conditional model, but " + o.checkpoint +
+                       " was trained without labels (diffuse-train --labels)");
+    if (o.label >= 0 && static_cast<std::size_t>(o.label) >= classes)
+      throw UsageError("--class " + std::to_string(o.label) + " is not a class of the model (0.." +
+                       std::to_string(classes - 1) + ")");
+    if (classes != 0 && classes != diffuse::programs::label_classes)
+      throw diffuse::io::DataError(o.checkpoint, "a model with " + std::to_string(classes) + " classes; the programs take " +
+                                                     std::to_string(diffuse::programs::label_classes));
+    return diffuse::programs::with_model(o.model, classes > 0,
+                                         [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o, sigmas); });
   } catch (const UsageError& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
     return 2;

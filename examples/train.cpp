@@ -1,6 +1,7 @@
 // diffuse-train: trains an EDM diffusion model on a folder of images or an IDX data set
 // (MNIST, Fashion-MNIST), writing a progress line, a JSON-lines log, sample grids and
 // checkpoints into the output folder. Ctrl-C saves a checkpoint; --resume goes on.
+// With --labels it trains a class-conditional model for classifier-free guidance.
 //
 //   diffuse-train --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 //                 --model edm-mnist-small --minutes 5 --out runs/fashion
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 
+#include <diffuse/diffusion/guidance.hpp>
 #include <diffuse/diffusion/precond.hpp>
 #include <diffuse/diffusion/sampler.hpp>
 #include <diffuse/io/image.hpp>
@@ -40,6 +42,7 @@ struct Options {
   int threads = 0;           // 0: OpenMP's default
   std::uint64_t seed = 0;
   double ema_half_life = 0.5;  // millions of images (EDM: 0.5)
+  double label_dropout = 0.1;
   std::uint64_t sample_every = 500;
   std::uint64_t checkpoint_every = 1000;
   std::uint64_t log_every = 10;
@@ -90,6 +93,7 @@ int run(const Options& o) {
   cfg.optimizer.lr = o.lr;
   cfg.optimizer.warmup_steps = o.warmup;
   cfg.ema.half_life_images = o.ema_half_life * 1e6;
+  cfg.label_dropout = o.label_dropout;
   if (o.resume) {  // a resumed run keeps the seed and batch it started with
     if (!fs::exists(checkpoint))
       throw io::DataError(checkpoint, "no checkpoint to resume from in " + o.out);
@@ -113,18 +117,26 @@ int run(const Options& o) {
     train::export_weights((out / "model_ema.safetensors").string(), model->net());
     trainer.ema().swap_with(*model);
   };
+  // A class-conditional model draws whole rows, one column per class.
+  constexpr std::size_t classes = Cfg.classes;
+  const std::size_t sample_count = classes ? (o.sample_count + classes - 1) / classes * classes : o.sample_count;
   auto write_samples = [&](const std::string& name) {
-    Tensor<float, typename Net::Image> x(o.sample_count);
+    Tensor<float, typename Net::Image> x(sample_count);
+    const diffusion::Heun<diffusion::KarrasSigmas> heun{.steps = 18};
     trainer.ema().swap_with(*model);
-    diffusion::Heun<diffusion::KarrasSigmas>{.steps = 18}.sample(*model, x.view(), 1234);
+    std::vector<int> labels(sample_count, -1);
+    for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
+    heun.sample(diffusion::Guided(*model, labels, programs::default_guidance), x.view(), 1234);
     trainer.ema().swap_with(*model);
-    io::write_png((out / name).string(), io::image_grid(TensorView<const float, typename Net::Image>(x.view())));
+    io::write_png((out / name).string(),
+                  io::image_grid(TensorView<const float, typename Net::Image>(x.view()), classes));
   };
 
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
   if (!log) throw io::DataError(log_path, "cannot write the log");
-  std::fprintf(log, "{\"info\":\"%s\",\"model\":\"%s\",\"batch\":%zu,\"seed\":%llu}\n", programs::info_line().c_str(),
-               o.model.c_str(), cfg.batch, static_cast<unsigned long long>(cfg.seed));
+  std::fprintf(log, "{\"info\":\"%s\",\"model\":\"%s\",\"classes\":%zu,\"batch\":%zu,\"seed\":%llu}\n",
+               programs::info_line().c_str(), o.model.c_str(), classes, cfg.batch,
+               static_cast<unsigned long long>(cfg.seed));
 
   const std::uint64_t first_step = trainer.steps_done();
   std::uint64_t last_step = o.steps ? o.steps : ~std::uint64_t{0};
@@ -188,7 +200,10 @@ int main(int argc, char** argv) {
   // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--data", o.data, "IDX image file (plain or .gz) or folder of images")->capture_default_str();
-  app.add_option("--labels", o.labels, "IDX label file (for class-conditional training)");
+  app.add_option("--labels", o.labels, "IDX label file: train a class-conditional model (classes 0-9)");
+  app.add_option("--label-dropout", o.label_dropout,
+                 "with --labels: fraction of images shown without their label (for guidance)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--model", o.model, "model configuration")
       ->check(CLI::IsMember(diffuse::programs::model_names))->capture_default_str();
   app.add_option("--out", o.out, "output folder (checkpoint, log, samples)")->capture_default_str();
@@ -218,12 +233,13 @@ int main(int argc, char** argv) {
   if (o.threads > 0) diffuse::set_num_threads(o.threads);
   std::fprintf(stderr, "%s\n", diffuse::programs::info_line().c_str());
   if (info) return 0;
-  if (!o.labels.empty()) {
-    std::fprintf(stderr, "diffuse-train: error: class-conditional training (--labels) is not available yet\n");
+  if (app.count("--label-dropout") && o.labels.empty()) {
+    std::fprintf(stderr, "diffuse-train: error: --label-dropout goes with --labels (class-conditional training)\n");
     return 2;
   }
   try {
-    return diffuse::programs::with_model(o.model, [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o); });
+    return diffuse::programs::with_model(o.model, !o.labels.empty(),
+                                         [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "diffuse-train: error: %s\n", e.what());
     return 1;

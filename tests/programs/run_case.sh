@@ -70,6 +70,9 @@ case $case_name in
     "$testkit" idx "$data/bad-magic.idx" 4 28 28 bad-magic
     "$testkit" idx "$data/truncated.idx" 4 28 28 truncated
     "$testkit" idx "$data/big.idx" 4 32 32
+    "$testkit" labels "$data/train-labels.idx" 16 10
+    "$testkit" labels "$data/labels-12.idx" 16 12
+    "$testkit" labels "$data/labels-short.idx" 8 10
     for i in 0 1 2 3; do "$testkit" png "$data/init/in$i.png" 28 28 "$i"; done
     "$testkit" png "$data/big/big.png" 32 32 1
     "$testkit" png "$data/mixed/a.png" 28 28 1
@@ -106,6 +109,17 @@ case $case_name in
   train_other_config)  # resuming edm-tiny's checkpoint as edm-mnist-small
     cp "$ckpt" "$dir/checkpoint.safetensors"
     expect_error "checkpoint of model 'edm-tiny'" "$train" --data "$data/train.idx" --out "$dir" --resume ;;
+  train_labels_out_of_range)
+    expect_error "image 10 has label 10, but the model has 10 classes" \
+      "$train" --data "$data/train.idx" --labels "$data/labels-12.idx" "${tiny[@]}" --batch 4 --out "$dir" ;;
+  train_labels_count)
+    expect_error "8 labels for 16 images" "$train" --data "$data/train.idx" --labels "$data/labels-short.idx" "${tiny[@]}" --out "$dir" ;;
+  train_labels_with_folder)
+    expect_error "--labels goes with an IDX image file" "$train" --data "$data/init" --labels "$data/train-labels.idx" "${tiny[@]}" --out "$dir" ;;
+  train_label_dropout_without_labels)
+    expect_error "--label-dropout goes with --labels" "$train" --data "$data/train.idx" --label-dropout 0.2 "${tiny[@]}" --out "$dir" ;;
+  train_label_dropout_range)
+    expect_error "--label-dropout" "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" --label-dropout 1.5 "${tiny[@]}" --out "$dir" ;;
   train_negative_steps) expect_error "--steps" "$train" --data "$data/train.idx" "${tiny[@]}" --steps -3 --out "$dir" ;;
   train_batch_zero) expect_error "--batch" "$train" --data "$data/train.idx" "${tiny[@]}" --batch 0 --out "$dir" ;;
   train_unknown_option) expect_error "--bogus" "$train" --bogus ;;
@@ -217,6 +231,30 @@ case $case_name in
     grep -q 'raw (non-EMA) weights' "$dir/stderr" || fail "--no-ema did not load the raw weights"
     expect_ok "$sample" --checkpoint "$weights" "${tiny[@]}" --count 1 --steps 2 --out "$dir/weights"
     need "$dir/weights/image-0000.png"
+    ;;
+  sample_class_unconditional) expect_error "--class needs a class-conditional model" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --class 3 ;;
+  sample_guidance_without_class) expect_error "--guidance goes with --class" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --guidance 3 ;;
+  class_conditional)  # --labels trains a conditional model; --class and --guidance sample from it
+    expect_ok "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --steps 3 --batch 4 \
+      --out "$dir/run" --sample-every 0
+    need "$dir/run/checkpoint.safetensors" "$dir/run/model_ema.safetensors" "$dir/run/samples.png"
+    grep -q '"classes":10' "$dir/run/log.jsonl" || fail "the log does not record 10 classes"
+    for src in checkpoint model_ema; do
+      expect_ok "$sample" --checkpoint "$dir/run/$src.safetensors" "${tiny[@]}" --class 3 --guidance 2.5 --count 2 \
+        --steps 3 --out "$dir/$src"
+      need "$dir/$src/image-0001.png"
+      grep -q 'class 3 of 10, classifier-free guidance 2.5' "$dir/stderr" || fail "no class line ($src)"
+    done
+    expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" "${tiny[@]}" --count 2 --steps 3 --out "$dir/none"
+    ! "$testkit" compare "$dir/none/image-0000.png" "$dir/checkpoint/image-0000.png" 0 >/dev/null ||
+      fail "--class made no difference"
+    expect_error "--class 10 is not a class of the model (0..9)" \
+      "$sample" --checkpoint "$dir/run/checkpoint.safetensors" "${tiny[@]}" --class 10
+    expect_error "checkpoint of a model with 10 classes (class-conditional), but this one has no classes" \
+      "$train" --data "$data/train.idx" "${tiny[@]}" --batch 4 --out "$dir/run" --resume
+    expect_ok "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --steps 4 --batch 4 \
+      --out "$dir/run" --resume --sample-every 0
+    grep -q 'resumed from .* at step 3' "$dir/stderr" || fail "did not resume at step 3"
     ;;
   sample_pytorch_weights)  # weights written by PyTorch's twin of edm-tiny (tests/fixtures)
     fixture=$(cd "$(dirname "$0")/../fixtures" && pwd)/edm_tiny_weights.safetensors

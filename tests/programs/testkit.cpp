@@ -2,6 +2,7 @@
 //
 //   testkit idx PATH N H W [bad-magic|truncated]   an IDX image file of N H x W images
 //                                                   (blobs that differ per image)
+//   testkit labels PATH N CLASSES                   an IDX label file: image i has label i % CLASSES
 //   testkit png PATH H W [SEED]                     one grey H x W test image
 //   testkit compare A.png B.png MAXDIFF             same size, every byte within MAXDIFF
 //   testkit ssim A.png B.png                        prints the SSIM of two grey images
@@ -58,6 +59,15 @@ int idx(const std::string& path, std::size_t n, std::size_t h, std::size_t w, co
   return f ? 0 : 2;
 }
 
+int labels(const std::string& path, std::size_t n, std::size_t classes) {
+  std::ofstream f(path, std::ios::binary);
+  const char magic[4] = {0, 0, 0x08, 1};
+  f.write(magic, 4);
+  be32(f, std::uint32_t(n));
+  for (std::size_t i = 0; i < n; ++i) f.put(char(i % classes));
+  return f ? 0 : 2;
+}
+
 diffuse::io::Image8 grey(const std::string& path) {
   diffuse::io::Image8 img = diffuse::io::read_image(path, 1);
   return img;
@@ -94,6 +104,7 @@ int main(int argc, char** argv) {
   try {
     if (a.size() >= 5 && a[0] == "idx")
       return idx(a[1], std::stoul(a[2]), std::stoul(a[3]), std::stoul(a[4]), a.size() > 5 ? a[5] : "");
+    if (a.size() == 4 && a[0] == "labels") return labels(a[1], std::stoul(a[2]), std::stoul(a[3]));
     if (a.size() >= 4 && a[0] == "png") {
       const std::size_t h = std::stoul(a[2]), w = std::stoul(a[3]);
       diffuse::io::write_png(a[1], {h, w, 1, pattern(h, w, a.size() > 4 ? unsigned(std::stoul(a[4])) : 0u)});
@@ -105,6 +116,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "testkit: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: testkit idx|png|compare|ssim ...\n");
+  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim ...\n");
   return 2;
 }

@@ -26,6 +26,21 @@ Images images() {
   return Images(std::move(x));
 }
 
+// edm-tiny with 10 classes, and images labelled 0, 1, 2, ...
+constexpr nn::UNetConfig tiny_classes = [] {
+  nn::UNetConfig c = nn::edm_tiny;
+  c.classes = 10;
+  return c;
+}();
+using CondModel = diffusion::EDMPrecond<nn::UNet<tiny_classes>>;
+
+Images labelled_images() {
+  Tensor<float, Net::Image> x(6);
+  Generator g(4);
+  fill_uniform(x, g, -1, 1);
+  return Images(std::move(x), {0, 1, 2, 3, 4, 5});
+}
+
 train::TrainerConfig config() {
   train::TrainerConfig c;
   c.batch = 2;
@@ -34,7 +49,8 @@ train::TrainerConfig config() {
   return c;
 }
 
-std::vector<float> weights(Model& m) {
+template <class M>
+std::vector<float> weights(M& m) {
   std::vector<float> w;
   m.for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { w.insert(w.end(), v.begin(), v.end()); });
   return w;
@@ -82,6 +98,31 @@ TEST(Checkpoint, ResumingFromAFileIsBitIdentical) {
   a.ema().for_each_param([&](std::string_view, std::span<float> v) { ema_a.insert(ema_a.end(), v.begin(), v.end()); });
   c.ema().for_each_param([&](std::string_view, std::span<float> v) { ema_c.insert(ema_c.end(), v.begin(), v.end()); });
   EXPECT_EQ(std::memcmp(ema_a.data(), ema_c.data(), ema_a.size() * sizeof(float)), 0);
+}
+
+// The same through a class-conditional model: labels and their dropout are part of the
+// run's random state (seed and step), so resuming still changes nothing.
+TEST(Checkpoint, ConditionalRunResumesBitIdentically) {
+  const auto data = labelled_images();
+  auto cfg = config();
+  cfg.label_dropout = 0.5;
+  auto straight = std::make_unique<CondModel>();
+  train::Trainer a(*straight, data, cfg);
+  for (int s = 0; s < 4; ++s) a.step();
+  const std::string path = temp_path("resume-cond.safetensors");
+  {
+    auto first = std::make_unique<CondModel>();
+    train::Trainer b(*first, data, cfg);
+    for (int s = 0; s < 2; ++s) b.step();
+    train::save_checkpoint(path, "edm-tiny", *first, b);
+  }
+  auto resumed = std::make_unique<CondModel>(diffusion::Edm{}, 999);
+  train::Trainer c(*resumed, data, cfg);
+  train::load_checkpoint(path, "edm-tiny", *resumed, c);
+  for (int s = 0; s < 2; ++s) c.step();
+  const auto want = weights(*straight), got = weights(*resumed);
+  ASSERT_EQ(want.size(), got.size());
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
 }
 
 TEST(Checkpoint, ExportedWeightsLoadIntoAFreshNetwork) {
@@ -139,6 +180,20 @@ TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
     cfg.seed = 77;
     train::Trainer reseeded(*model, data, cfg);
     expect_error_naming([&] { train::load_checkpoint(good, "edm-tiny", *model, reseeded); }, good, "seed 5");
+  }
+  // A class-conditional model does not take an unconditional checkpoint, nor the reverse.
+  {
+    const auto labelled = labelled_images();
+    auto cond = std::make_unique<CondModel>();
+    train::Trainer tc(*cond, labelled, config());
+    expect_error_naming([&] { train::load_checkpoint(good, "edm-tiny", *cond, tc); }, good,
+                        "checkpoint of a model with no classes (unconditional), but this one has 10 classes");
+    tc.step();
+    const std::string cond_path = temp_path("cond.safetensors");
+    train::save_checkpoint(cond_path, "edm-tiny", *cond, tc);
+    EXPECT_EQ(train::checkpoint_metadata(cond_path).at("diffuse.classes"), "10");
+    expect_error_naming([&] { train::load_checkpoint(cond_path, "edm-tiny", *model, t); }, cond_path,
+                        "checkpoint of a model with 10 classes (class-conditional), but this one has no classes");
   }
   // Missing.
   expect_error_naming([&] { train::load_checkpoint(temp_path("none"), "edm-tiny", *model, t); }, temp_path("none"), "cannot open");

@@ -21,12 +21,14 @@
 // batch); it makes the loss and its gradient scale with the image size.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -106,9 +108,22 @@ struct net_value<Net> {
 template <class Net>
 using net_value_t = typename detail::net_value<Net>::type;
 
+namespace detail {
+template <class Net>
+struct net_classes : std::integral_constant<std::size_t, 0> {};
+template <class Net>
+  requires requires { Net::classes; }
+struct net_classes<Net> : std::integral_constant<std::size_t, Net::classes> {};
+}  // namespace detail
+
+/// Classes of a class-conditional network (Net::classes), 0 when it has none.
+template <class Net>
+inline constexpr std::size_t net_classes_v = detail::net_classes<Net>::value;
+
 /// What Precond needs of a network (the UNet's interface; see the file-top comment of
 /// nn/unet.hpp): images in and out of the same shape, one c_noise per image, a backward
-/// that accumulates parameter gradients.
+/// that accumulates parameter gradients. A class-conditional one (Net::classes > 0) also
+/// has forward(x, c_noise, labels, out).
 template <class Net>
 concept Network = requires(Net& net, TensorView<const net_value_t<Net>, typename Net::Image> x,
                            std::span<const net_value_t<Net>> c, TensorView<net_value_t<Net>, typename Net::Image> out) {
@@ -127,6 +142,8 @@ class Precond {
   using Image = typename Net::Image;  // (N, H, W, C)
   using T = net_value_t<Net>;         // float; double for gradient checks
   static constexpr std::size_t item_size = Image::item_size;
+  /// Classes of a class-conditional network, 0 for an unconditional one.
+  static constexpr std::size_t classes = net_classes_v<Net>;
 
   Precond() = default;
   /// Constructs the network in place from `net_args`.
@@ -140,10 +157,17 @@ class Precond {
   /// out = D(x; sigma_i) for each image i.
   /// x, out: (N, H, W, C); sigma: [N]. out may be x.
   void forward(TensorView<const T, Image> x, std::span<const T> sigma, TensorView<T, Image> out) {
+    forward(x, sigma, {}, out);
+  }
+  /// out = D(x; sigma_i, label_i) for a class-conditional network: labels holds one class
+  /// per image (-1: no label), or is empty for no labels at all.
+  void forward(TensorView<const T, Image> x, std::span<const T> sigma, std::span<const int> labels,
+               TensorView<T, Image> out) {
     const std::size_t n = x.batch();
-    if (sigma.size() != n || out.batch() != n)
+    if (sigma.size() != n || out.batch() != n || (!labels.empty() && labels.size() != n))
       throw ShapeError("diffuse::diffusion::Precond::forward: " + std::to_string(n) + " images, " +
-                       std::to_string(sigma.size()) + " sigmas, output batch " + std::to_string(out.batch()));
+                       std::to_string(sigma.size()) + " sigmas, " + std::to_string(labels.size()) +
+                       " labels, output batch " + std::to_string(out.batch()));
     prepare(n);
     loss_batch_ = 0;  // a loss() in progress sets it again after this forward
     for (std::size_t i = 0; i < n; ++i) {
@@ -159,7 +183,13 @@ class Precond {
       const T a = c_in_[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) in[k] = a * xp[k];
     });
-    net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), f_.view());
+    if constexpr (classes > 0)
+      net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), labels, f_.view());
+    else if (std::any_of(labels.begin(), labels.end(), [](int k) { return k >= 0; }))
+      throw std::invalid_argument("diffuse::diffusion::Precond::forward: class labels given to a network "
+                                  "without classes");
+    else
+      net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), f_.view());
     const T* f = f_.data();
     T* o = out.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {
@@ -193,6 +223,11 @@ class Precond {
   /// y: clean images (N, H, W, C); sigma: [N]; noise: unit normal (N, H, W, C), scaled by
   /// sigma_i here. Runs the forward pass; loss_backward() then gives the gradients.
   T loss(TensorView<const T, Image> y, std::span<const T> sigma, TensorView<const T, Image> noise) {
+    return loss(y, sigma, noise, {});
+  }
+  /// The loss of a class-conditional network, image i denoised given labels[i] (-1: none).
+  T loss(TensorView<const T, Image> y, std::span<const T> sigma, TensorView<const T, Image> noise,
+         std::span<const int> labels) {
     const std::size_t n = y.batch();
     if (noise.batch() != n || sigma.size() != n)
       throw ShapeError("diffuse::diffusion::Precond::loss: " + std::to_string(n) + " images, " +
@@ -205,7 +240,7 @@ class Precond {
       const T s = sigma[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) xn[k] = yp[k] + s * np[k];
     });
-    forward(TensorView<const T, Image>(x_noisy_.view()), sigma, denoised_.view());
+    forward(TensorView<const T, Image>(x_noisy_.view()), sigma, labels, denoised_.view());
     T* r = denoised_.data();  // becomes the residual D - y
     detail::for_each_image(n, item_size, [&](std::size_t i) {
       double ss = 0.0;  // per image, in a fixed order: same bits for any thread count

@@ -1,5 +1,7 @@
 // The noise embedding of the UNet: a sinusoidal embedding of c_noise with C channels,
 // then the MLP Linear(C -> E), SiLU, Linear(E -> E), SiLU (EDM / DDPM++ "map_layer0/1").
+// A class-conditional network (L > 0 classes) adds its label embedding to the sinusoidal
+// features before the MLP (EDM's "map_label", label_embedding.hpp).
 //
 //   freqs_i = (1/10000)^(i / (C/2)), i = 0 .. C/2 - 1
 //   emb     = [cos(c_noise * freqs), sin(c_noise * freqs)]        (C channels)
@@ -9,7 +11,10 @@
 
 #include <cmath>
 #include <span>
+#include <type_traits>
+#include <vector>
 
+#include "diffuse/nn/label_embedding.hpp"
 #include "diffuse/nn/linear.hpp"
 #include "diffuse/nn/silu.hpp"
 
@@ -33,15 +38,25 @@ void sinusoidal_embedding(std::span<const T> c_noise /*[N]*/, TensorView<T, Shap
   }
 }
 
-/// c_noise (N) -> e (N, E): sinusoidal(C), Linear(C, E), SiLU, Linear(E, E), SiLU.
-template <class T, std::size_t C, std::size_t E>
+namespace detail {
+struct NoLabels {
+  static constexpr std::size_t param_count = 0;
+};
+}  // namespace detail
+
+/// (c_noise, label) (N) -> e (N, E): sinusoidal(C) [+ label embedding], Linear(C, E), SiLU,
+/// Linear(E, E), SiLU. L: number of classes, 0 for an unconditional network.
+template <class T, std::size_t C, std::size_t E, std::size_t L = 0>
 struct NoiseEmbedding {
   using Emb = Shape<dyn, C>;
   using Hid = Shape<dyn, E>;
-  static constexpr std::size_t param_count = Linear<T, C, E>::param_count + Linear<T, E, E>::param_count;
-  static constexpr std::size_t activations_per_image = C + 4 * E;
-  static constexpr std::size_t workspace_per_image = 2 * E;
+  using Labels = std::conditional_t<(L > 0), LabelEmbedding<T, (L > 0 ? L : 1), C>, detail::NoLabels>;
+  static constexpr std::size_t param_count =
+      Labels::param_count + Linear<T, C, E>::param_count + Linear<T, E, E>::param_count;
+  static constexpr std::size_t activations_per_image = C + 4 * E + (L > 0 ? 1 : 0);
+  static constexpr std::size_t workspace_per_image = 2 * E + (L > 0 ? C : 0);
 
+  [[no_unique_address]] Labels map_label;
   Linear<T, C, E> map_layer0;
   Linear<T, E, E> map_layer1;
   Tensor<T, Emb> emb;   ///< (N, C) sinusoidal
@@ -49,14 +64,17 @@ struct NoiseEmbedding {
   Tensor<T, Hid> a0;    ///< (N, E) silu(h0)
   Tensor<T, Hid> h1;    ///< (N, E) map_layer1 output
   Tensor<T, Hid> out;   ///< (N, E) silu(h1): the embedding every ResBlock reads
+  std::vector<int> labels_;  ///< the last forward's labels (empty: none)
 
   void init(Generator& g) {
+    if constexpr (L > 0) map_label.init(g);
     map_layer0.init(g);
     map_layer1.init(g);
   }
 
-  /// Computes `out` for the batch (allocates only when the batch size changes).
-  void forward(std::span<const T> c_noise /*[N]*/) {
+  /// Computes `out` for the batch (allocates only when the batch size changes). labels:
+  /// one per image (-1: none), or empty for none at all; checked by the caller.
+  void forward(std::span<const T> c_noise /*[N]*/, std::span<const int> labels = {}) {
     const std::size_t n = c_noise.size();
     emb.resize(n);
     h0.resize(n);
@@ -64,6 +82,10 @@ struct NoiseEmbedding {
     h1.resize(n);
     out.resize(n);
     sinusoidal_embedding<T, C>(c_noise, emb);
+    if constexpr (L > 0) {
+      labels_.assign(labels.begin(), labels.end());  // kept for backward
+      if (!labels.empty()) map_label.forward(labels, emb);
+    }
     map_layer0.forward(emb, h0);
     SiLU<T, Hid>::forward(h0, a0);
     map_layer1.forward(a0, h1);
@@ -77,11 +99,20 @@ struct NoiseEmbedding {
     SiLU<T, Hid>::backward(h1, de, d1);
     map_layer1.backward(a0, d1, d0);
     SiLU<T, Hid>::backward(h0, d0, d0);
+    if constexpr (L > 0) {
+      if (!labels_.empty()) {
+        TensorView<T, Emb> demb(ws + 2 * n * E, n);
+        map_layer0.backward(emb, d0, demb);
+        map_label.backward(labels_, demb);
+        return;
+      }
+    }
     map_layer0.backward_params(emb, d0);
   }
 
   template <class F>
   void visit_params(F& f, ParamName& name) {
+    if constexpr (L > 0) detail::visit_child(f, name, "map_label", map_label);
     detail::visit_child(f, name, "map_layer0", map_layer0);
     detail::visit_child(f, name, "map_layer1", map_layer1);
   }

@@ -4,8 +4,8 @@
 // the first forward for a batch size (and the gradient buffers on the first backward),
 // then reuses them: a training step allocates nothing in steady state.
 //
-//   image x (N,R,R,Cimg), c_noise (N)
-//   e   = NoiseEmbedding(c_noise)                              (N, E), E = emb_mult * C
+//   image x (N,R,R,Cimg), c_noise (N), class labels (N; only if Cfg.classes > 0)
+//   e   = NoiseEmbedding(c_noise, labels)                      (N, E), E = emb_mult * C
 //   enc: conv_in, per level `blocks` ResBlocks (+ attention), Downsample between levels;
 //        every encoder output is kept as a skip
 //   mid: ResBlock + attention, ResBlock
@@ -13,7 +13,7 @@
 //        UpsampleConv between levels
 //   out = Conv3x3(SiLU(GN(h)))                                 (N, R, R, Cimg)
 //
-// PyTorch state_dict names: map_layer0.*, map_layer1.*, enc.<i>.*, mid.<i>.*, dec.<i>.*,
+// PyTorch state_dict names: [map_label.weight,] map_layer0.*, map_layer1.*, enc.<i>.*, mid.<i>.*, dec.<i>.*,
 // out_norm.*, out_conv.* (tests/fixtures/make_fixtures.py builds the same module tree).
 // Not here: the preconditioning (diffusion/precond.hpp), the loss, the optimiser.
 #pragma once
@@ -184,7 +184,9 @@ class UNet {
   static constexpr std::size_t Cimg = Cfg.image_channels;
   static constexpr std::size_t C = Cfg.channels;
   static constexpr std::size_t E = Cfg.emb_mult * Cfg.channels;
-  static constexpr auto plan = unet_plan<Cfg>;
+  /// Classes of a class-conditional network, 0 for an unconditional one.
+  static constexpr std::size_t classes = Cfg.classes;
+  static constexpr auto plan = unet_plan<without_classes(Cfg)>;
   static constexpr std::size_t stages = plan.size();
 
   /// A batch of images, NHWC.
@@ -192,8 +194,8 @@ class UNet {
   using value_type = T;
 
  private:
-  using Stages = detail::UNetStages<T, Cfg, std::make_index_sequence<stages>>;
-  using Emb = NoiseEmbedding<T, C, E>;
+  using Stages = detail::UNetStages<T, without_classes(Cfg), std::make_index_sequence<stages>>;
+  using Emb = NoiseEmbedding<T, C, E, Cfg.classes>;
   using Head = Shape<dyn, R, R, C>;
   using OutNorm = GroupNormSiLU<T, R, R, C, groups_for(Cfg, C)>;
   using OutConv = Conv3x3<T, C, Cimg, R, R>;
@@ -240,13 +242,24 @@ class UNet {
   /// out = F(x, c_noise); keeps what backward needs. out may not alias x.
   void forward(TensorView<const T, Image> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
                TensorView<T, Image> out /*(N,R,R,Cimg)*/) {
+    forward(x, c_noise, {}, out);
+  }
+  /// out = F(x, c_noise, labels): labels holds one class per image, -1 for "no label"
+  /// (the unconditional model of classifier-free guidance); empty means no labels at
+  /// all. A label outside [-1, classes) throws std::invalid_argument.
+  void forward(TensorView<const T, Image> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
+               std::span<const int> labels /*[N] or empty*/, TensorView<T, Image> out /*(N,R,R,Cimg)*/) {
     const std::size_t n = x.batch();
     check_batch(n, c_noise.size(), "UNet::forward (c_noise)");
     check_batch(n, out.batch(), "UNet::forward");
+    if (!labels.empty()) {
+      check_batch(n, labels.size(), "UNet::forward (labels)");
+      check_labels(labels, classes, "UNet::forward");
+    }
     x_.resize(n);
     x_ = x;
     fws_.resize(n * Stages::forward_workspace);
-    emb_.forward(c_noise);
+    emb_.forward(c_noise, labels);
     forward_stages(std::make_index_sequence<stages>{});
     auto& last = std::get<stages - 1>(stages_);
     head_.resize(n);

@@ -23,6 +23,9 @@ struct UNetConfig {
   bool mid_attention = true;       ///< attention between the two middle ResBlocks
   std::size_t heads = 1;           ///< attention heads
   std::size_t emb_mult = 4;        ///< noise embedding E = emb_mult * C
+  /// Classes of a class-conditional network (0: unconditional). Its label embedding is
+  /// added to the noise embedding; label -1 means "no label" (classifier-free guidance).
+  std::size_t classes = 0;
   /// GroupNorm groups of a layer with `ch` channels: `groups` if non-zero, otherwise
   /// min(max_groups, ch / group_width).
   std::size_t groups = 0;
@@ -47,6 +50,14 @@ inline constexpr UNetConfig edm_tiny{
     .attn_resolutions = {14, 0, 0, 0, 0, 0, 0, 0},
     .groups = 2,
 };
+
+/// The same configuration without classes: the body of the network (every stage but the
+/// embedding) does not depend on them, so conditional and unconditional variants share
+/// its types (and the compiler builds them once).
+constexpr UNetConfig without_classes(UNetConfig c) {
+  c.classes = 0;
+  return c;
+}
 
 /// Number of levels of a configuration (entries of channel_mult before the first 0).
 constexpr std::size_t levels_of(const UNetConfig& c) {

@@ -11,7 +11,9 @@
 //   diffuse.seed, diffuse.steps, diffuse.optimizer_steps, diffuse.images_seen
 //   (the trainer's counters: with the seed they are its random state), diffuse.batch and
 //   diffuse.data_size (a run resumes only with the same batch size and data set size,
-//   which fix the images of every step), plus whatever the caller adds.
+//   which fix the images of every step), diffuse.classes (0 for an unconditional model;
+//   a checkpoint loads only into a model with as many classes), plus whatever the caller
+//   adds.
 //
 // export_weights() writes just the EMA (or current) weights: a file that loads into the
 // PyTorch model with load_state_dict(strict=True).
@@ -88,7 +90,17 @@ inline std::uint64_t metadata_number(const io::SafetensorsFile& f, const std::st
   }
 }
 
+// As metadata_number, `fallback` when the key is absent (files of older versions).
+inline std::uint64_t metadata_number_or(const io::SafetensorsFile& f, const std::string& key, std::uint64_t fallback) {
+  return f.metadata().count(key) ? metadata_number(f, key) : fallback;
+}
+
 }  // namespace detail
+
+/// "10 classes (class-conditional)" or "no classes (unconditional)".
+inline std::string classes_text(std::size_t classes) {
+  return classes ? std::to_string(classes) + " classes (class-conditional)" : "no classes (unconditional)";
+}
 
 /// Writes the complete training state of `model` (a Precond around a network) and
 /// `trainer` to `path`, atomically. `model_name` identifies the configuration.
@@ -112,6 +124,7 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
   w.set_metadata("diffuse.images_seen", std::to_string(c.images_seen));
   w.set_metadata("diffuse.batch", std::to_string(trainer.config().batch));
   w.set_metadata("diffuse.data_size", std::to_string(trainer.data_size()));
+  w.set_metadata("diffuse.classes", std::to_string(Trainer<Model, Source>::classes));
   for (const auto& [k, v] : extra) w.set_metadata(k, v);
   io::write_atomically(path, [&](const std::string& tmp) { w.write(tmp); });
 }
@@ -136,6 +149,11 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   const std::string saved_model = model_it == f.metadata().end() ? "?" : model_it->second;
   if (saved_model != model_name)
     throw io::DataError(path, "checkpoint of model '" + saved_model + "', but this run uses '" + model_name + "'");
+  constexpr std::size_t classes = Trainer<Model, Source>::classes;
+  const auto saved_classes = detail::metadata_number_or(f, "diffuse.classes", 0);
+  if (saved_classes != classes)
+    throw io::DataError(path, "checkpoint of a model with " + classes_text(saved_classes) + ", but this one has " +
+                                  classes_text(classes));
   typename Trainer<Model, Source>::Counters c;
   c.seed = detail::metadata_number(f, "diffuse.seed");
   c.steps = detail::metadata_number(f, "diffuse.steps");

@@ -2,8 +2,9 @@
 // backward, AdamW, EMA; a NaN/Inf guard; and a state that resumes bit-identically.
 //
 // Everything random in step s is derived from (seed, s): the epoch's shuffle from
-// (seed, epoch) and the sigma and noise of batch slot b from (seed, b, s) through
-// diffusion::draw_training_noise.
+// (seed, epoch), the sigma and noise of batch slot b from (seed, b, s) through
+// diffusion::draw_training_noise, and (class-conditional models) whether slot b's label is
+// dropped from (seed, label_stream | b, s).
 // So the trainer's random state is just the seed and the step counter, a run resumed at
 // step s continues exactly as the uninterrupted run would, and the numbers do not
 // depend on the thread count.
@@ -44,6 +45,10 @@ struct TrainerConfig {
   optim::AdamWConfig optimizer{.lr = 1e-3, .weight_decay = 0.0, .warmup_steps = 0};
   optim::EmaHalfLife ema{};
   int max_bad_steps = 5;  ///< non-finite steps in a row before TrainingError
+  /// Class-conditional models: probability that an image is shown without its label
+  /// (-1), so the model also learns the unconditional denoiser that classifier-free
+  /// guidance needs (EDM and Ho & Salimans use 0.1-0.2).
+  double label_dropout = 0.1;
 };
 
 /// What one step did.
@@ -59,7 +64,9 @@ struct StepReport {
 };
 
 /// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
-/// zero_grad(), policy().training_sigma()) on images from `Source`.
+/// zero_grad(), policy().training_sigma()) on images from `Source`. A class-conditional
+/// model (Model::classes > 0) is trained on the source's labels, which must all be classes
+/// of the model.
 template <class Model, ImageSource Source>
 class Trainer {
  public:
@@ -68,16 +75,26 @@ class Trainer {
   static_assert(std::is_same_v<Image, typename Source::Image>,
                 "diffuse::train::Trainer: the data set's image shape differs from the model's");
 
-  // The shuffle's stream, far from the per-image streams 0 .. batch-1 of the noise.
+  // The shuffle's and the label dropout's streams, far from the per-image streams
+  // 0 .. batch-1 of the noise.
   static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t label_stream = std::uint64_t{1} << 61;
+  /// Classes of the model (0: unconditional; the labels of the data are then unused).
+  static constexpr std::size_t classes = [] {
+    if constexpr (requires { Model::classes; }) return std::size_t{Model::classes};
+    else return std::size_t{0};
+  }();
 
   Trainer(Model& model, const Source& data, TrainerConfig config)
       : model_(model), data_(data), config_(config), optimizer_(config.optimizer), ema_(model),
-        images_(config.batch), noise_(config.batch), sigma_(config.batch) {
+        images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, -1) {
     if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
     if (data.size() < config.batch)
       throw std::invalid_argument("diffuse::train::Trainer: the data set has " + std::to_string(data.size()) +
                                   " images, fewer than one batch of " + std::to_string(config.batch));
+    if (!(config.label_dropout >= 0.0 && config.label_dropout <= 1.0))
+      throw std::invalid_argument("diffuse::train::Trainer: label_dropout must be in [0, 1]");
+    if constexpr (classes > 0) check_labels();
     optimizer_.init(model);
   }
 
@@ -104,7 +121,15 @@ class Trainer {
     StepReport r;
     r.step = s + 1;
     r.epoch = epoch;
-    r.loss = model_.loss(images_.view(), sigma_, noise_.view());
+    if constexpr (classes > 0) {
+      for (std::size_t i = 0; i < b; ++i) {
+        Generator g(config_.seed, label_stream | i, s);
+        labels_[i] = diffusion::draw_uniform(g) < config_.label_dropout ? -1 : data_.label(order_[first + i]);
+      }
+      r.loss = model_.loss(images_.view(), sigma_, noise_.view(), labels_);
+    } else {
+      r.loss = model_.loss(images_.view(), sigma_, noise_.view());
+    }
     model_.zero_grad();
     if (std::isfinite(r.loss)) {
       model_.loss_backward();
@@ -171,6 +196,20 @@ class Trainer {
   }
 
  private:
+  // Every image of the data set must have a label the model knows.
+  void check_labels() const {
+    for (std::size_t i = 0; i < data_.size(); ++i) {
+      const int k = data_.label(i);
+      if (k < 0 || static_cast<std::size_t>(k) >= classes)
+        throw std::invalid_argument(
+            k < 0 ? "diffuse::train::Trainer: the model is class-conditional but image " + std::to_string(i) +
+                        " of the data set has no label"
+                  : "diffuse::train::Trainer: image " + std::to_string(i) + " has label " + std::to_string(k) +
+                        ", but the model has " + std::to_string(classes) + " classes (0.." +
+                        std::to_string(classes - 1) + ")");
+    }
+  }
+
   // The order of epoch e: a Fisher-Yates shuffle drawn from (seed, e).
   void shuffle_for(std::uint64_t epoch) {
     if (epoch == shuffled_epoch_) return;
@@ -193,6 +232,7 @@ class Trainer {
   optim::Ema ema_;
   Tensor<float, Image> images_, noise_;
   std::vector<float> sigma_;
+  std::vector<int> labels_;
   std::vector<std::size_t> order_;
   std::uint64_t shuffled_epoch_ = ~std::uint64_t{0};
   std::uint64_t step_ = 0, images_seen_ = 0;

@@ -1,0 +1,77 @@
+// Class labels for a class-conditional UNet: EDM's "map_label", a bias-free
+// Linear(L -> C) applied to sqrt(L) * one_hot(label), added to the sinusoidal noise
+// features before the embedding MLP.
+//
+// Label -1 means "no label" and adds nothing. That is the unconditional model of
+// classifier-free guidance (Ho & Salimans 2022): training drops labels to -1 with some
+// probability, and sampling mixes D(x; sigma, -1) with D(x; sigma, k). Without a bias,
+// "no label" is exactly the zero one-hot vector, as in EDM's label dropout.
+//
+// The weight is stored [C][L] like torch.nn.Linear(L, C, bias=False).weight.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "diffuse/nn/param.hpp"
+
+namespace diffuse::nn {
+
+/// Throws std::invalid_argument unless every label is -1 or in [0, classes).
+inline void check_labels(std::span<const int> labels, std::size_t classes, const char* what) {
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const int k = labels[i];
+    if (k < -1 || (k >= 0 && static_cast<std::size_t>(k) >= classes))
+      throw std::invalid_argument(std::string("diffuse::nn::") + what + ": label " + std::to_string(k) +
+                                  " of image " + std::to_string(i) + " is not a class of this model (" +
+                                  (classes ? "0.." + std::to_string(classes - 1) + ", or -1 for none"
+                                           : "it has no classes; use -1") +
+                                  ")");
+  }
+}
+
+/// emb[n] += sqrt(L) W[:, label[n]] for every image with a label.  emb: (N, C).
+template <class T, std::size_t L, std::size_t C>
+struct LabelEmbedding {
+  static_assert(L > 0, "diffuse::nn::LabelEmbedding: needs at least one class");
+  static constexpr std::size_t param_count = C * L;
+
+  Param<T, Shape<C, L>> weight;
+
+  /// PyTorch's default for Linear(L, C): U(-1/sqrt(L), 1/sqrt(L)).
+  void init(Generator& g) { init_uniform(weight, g, 1.0 / std::sqrt(static_cast<double>(L))); }
+
+  /// Adds the labels' embeddings to emb. Labels must have been checked (check_labels).
+  void forward(std::span<const int> labels /*[N]*/, TensorView<T, Shape<dyn, C>> emb /*(N,C)*/) const {
+    check_batch(labels.size(), emb.batch(), "LabelEmbedding::forward");
+    const T scale = static_cast<T>(std::sqrt(static_cast<double>(L)));
+    const T* w = weight.value.data();
+    for (std::size_t n = 0; n < labels.size(); ++n) {
+      if (labels[n] < 0) continue;
+      T* e = emb.data() + n * C;
+      for (std::size_t c = 0; c < C; ++c) e[c] += scale * w[c * L + static_cast<std::size_t>(labels[n])];
+    }
+  }
+
+  /// weight.grad[:, label[n]] += sqrt(L) demb[n].
+  void backward(std::span<const int> labels /*[N]*/, TensorView<const T, Shape<dyn, C>> demb /*(N,C)*/) {
+    check_batch(labels.size(), demb.batch(), "LabelEmbedding::backward");
+    const T scale = static_cast<T>(std::sqrt(static_cast<double>(L)));
+    T* g = weight.grad.data();
+    for (std::size_t n = 0; n < labels.size(); ++n) {
+      if (labels[n] < 0) continue;
+      const T* d = demb.data() + n * C;
+      for (std::size_t c = 0; c < C; ++c) g[c * L + static_cast<std::size_t>(labels[n])] += scale * d[c];
+    }
+  }
+
+  template <class F>
+  void visit_params(F& f, ParamName& name) {
+    detail::visit_param(f, name, "weight", weight);
+  }
+};
+
+}  // namespace diffuse::nn
