@@ -2,9 +2,10 @@
 # The one set-up script behind the README's two commands.
 #
 #   cmake/setup.sh main [options]   install what is missing, build, then train
-#                                   edm-mnist-small on Fashion-MNIST for 5 minutes and
-#                                   write sample grids to out/fashion-mnist (options go
-#                                   to diffuse-train, e.g. --minutes 60)
+#                                   edm-mnist-small on Fashion-MNIST and its labels (a
+#                                   class-conditional model) for 5 minutes and write
+#                                   sample grids to out/fashion-mnist (options go to
+#                                   diffuse-train, e.g. --minutes 60)
 #   cmake/setup.sh test             install what is missing, build, run the whole test
 #                                   suite (release and ASan + UBSan builds, consumer test)
 #
@@ -57,8 +58,10 @@ build() {  # configure and build one preset
 
 if [ "$mode" = main ]; then
   build release
+  fashion=/usr/share/datasets/fashion-mnist
   exec build/release/examples/diffuse-train --model edm-mnist-small --minutes 5 --batch 32 --lr 2e-3 \
-    --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --out out/fashion-mnist "$@"
+    --data $fashion/train-images-idx3-ubyte.gz --labels $fashion/train-labels-idx1-ubyte.gz \
+    --out out/fashion-mnist "$@"
 fi
 
 build release

@@ -53,7 +53,7 @@ decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
 }
 
 /// The guidance scale the programs use unless told otherwise (diffusion::Guided).
-inline constexpr double default_guidance = 2.0;
+inline constexpr double default_guidance = 3.0;
 
 /// Classes of the model whose weights are in `file` (0: unconditional): a training
 /// checkpoint's metadata diffuse.classes, or the shape of map_label.weight (C, classes)
