@@ -10,6 +10,7 @@
 
 #include <diffuse/diffusion/precond.hpp>
 #include <diffuse/tensor.hpp>
+#include <diffuse/train/evaluate.hpp>
 #include <diffuse/train/trainer.hpp>
 
 namespace {
@@ -125,6 +126,18 @@ TEST(TrainerLabels, LabelsFollowTheSeedAndStep) {
   train::Trainer t3(m3, data, other);
   for (int s = 0; s < 20; ++s) t3.step();
   EXPECT_NE(m1.net().seen, m3.net().seen);
+}
+
+// Evaluation denoises every image given its own label (never dropped).
+TEST(TrainerLabels, EvaluationUsesTheLabels) {
+  const RecordingImages data{{2, 0, 1, 1, 0}, {}};
+  Model model;
+  train::EvalConfig cfg;
+  cfg.sigmas = {0.5, 2.0};
+  cfg.batch = 2;
+  train::evaluate_loss(model, data, cfg);
+  const std::vector<int> want = {2, 0, 1, 1, 0, 2, 0, 1, 1, 0};
+  EXPECT_EQ(model.net().seen, want);
 }
 
 std::string error_of(const Images& data, double dropout = 0.1) {

@@ -29,7 +29,8 @@ struct EvalConfig {
 };
 
 /// Mean per-image EDM loss (lambda(sigma) ||D(y + sigma n; sigma) - y||^2) over the images
-/// of `data` and the noise levels of `cfg`; one entry per level, in order.
+/// of `data` and the noise levels of `cfg`; one entry per level, in order. A class-
+/// conditional model denoises each image given its label (-1, no label, where it has none).
 template <class Model, ImageSource Source>
 std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, const EvalConfig& cfg = {}) {
   using Image = typename Model::Image;
@@ -39,6 +40,11 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
   const std::size_t b = std::min(cfg.batch, n);
   Tensor<float, Image> y(b), noise(b);
   std::vector<float> sigma(b);
+  std::vector<int> labels(b, -1);
+  constexpr bool conditional = [] {
+    if constexpr (requires { Model::classes; }) return Model::classes > 0;
+    else return false;
+  }();
   for (std::size_t k = 0; k < cfg.sigmas.size(); ++k) {
     double total = 0.0;
     for (std::size_t first = 0; first < n; first += b) {
@@ -50,9 +56,12 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
         Generator g(cfg.seed, first + i, k);
         fill_normal(nv.item(i), g);
         sigma[i] = static_cast<float>(cfg.sigmas[k]);
+        labels[i] = data.label(first + i);
       }
-      model.loss(TensorView<const float, Image>(yv), std::span<const float>(sigma.data(), m),
-                 TensorView<const float, Image>(nv));
+      const TensorView<const float, Image> y_in(yv), n_in(nv);
+      const std::span<const float> s_in(sigma.data(), m);
+      if constexpr (conditional) model.loss(y_in, s_in, n_in, std::span<const int>(labels.data(), m));
+      else model.loss(y_in, s_in, n_in);
       for (float l : model.loss_per_image()) total += l;
     }
     result[k] = total / static_cast<double>(n);
