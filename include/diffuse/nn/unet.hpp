@@ -290,10 +290,11 @@ class UNet {
 
   template <class F>
   void visit_params(F& f, ParamName& name) {
-    emb_.visit_params(f, name);
-    visit_stages(f, name, std::make_index_sequence<stages>{});
-    detail::visit_child(f, name, "out_norm", out_norm_);
-    detail::visit_child(f, name, "out_conv", out_conv_);
+    ParamVisitor<T> v(f);  // one compiled walk over the layers serves every visitor
+    emb_.visit_params(v, name);
+    visit_stages(v, name, std::make_index_sequence<stages>{});
+    detail::visit_child(v, name, "out_norm", out_norm_);
+    detail::visit_child(v, name, "out_conv", out_conv_);
   }
 
   /// Stage I of the body (see unet_plan), for tests and inspection.
