@@ -229,7 +229,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   std::size_t evaluations = 0;
   std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
   auto denoise = [&](TensorView<const float, Image> x, float sigma, TensorView<float, Image> d) {
-    ++evaluations;
+    evaluations += guided->network_passes();
     (*guided)(x, sigma, d);
   };
   diffusion::NoCallback callback;

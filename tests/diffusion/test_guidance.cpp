@@ -44,6 +44,7 @@ TEST(Guidance, MixesConditionalAndUnconditionalPerImage) {
   guided(x, 0.5f, out);
   EXPECT_EQ(model.calls, 1);
   EXPECT_EQ(model.last_batch, 6u);  // conditional and unconditional in one batch
+  EXPECT_EQ(guided.network_passes(), 2u);
   for (std::size_t i = 0; i < 3; ++i)
     for (std::size_t k = 0; k < 4; ++k) {
       const float xv = x.data()[i * 4 + k];
@@ -59,6 +60,7 @@ TEST(Guidance, NeedsOnePassWithoutAMix) {
   diffusion::Guided plain(model, {1, 2}, 1.0);  // w = 1: the conditional denoiser
   plain(x, 1.f, out);
   EXPECT_EQ(model.last_batch, 2u);
+  EXPECT_EQ(plain.network_passes(), 1u);
   EXPECT_FLOAT_EQ(out.data()[4], FakeModel::d(0, 1.f, 2, 0));
   diffusion::Guided none(model, {-1, -1}, 5.0);  // nothing to guide towards
   none(x, 1.f, out);

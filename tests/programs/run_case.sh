@@ -244,6 +244,7 @@ case $case_name in
         --steps 3 --out "$dir/$src"
       need "$dir/$src/image-0001.png"
       grep -q 'class 3 of 10, classifier-free guidance 2.5' "$dir/stderr" || fail "no class line ($src)"
+      grep -q '10 network evaluations per image' "$dir/stderr" || fail "guidance should evaluate twice per step ($src)"
     done
     expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" "${tiny[@]}" --count 2 --steps 3 --out "$dir/none"
     ! "$testkit" compare "$dir/none/image-0000.png" "$dir/checkpoint/image-0000.png" 0 >/dev/null ||

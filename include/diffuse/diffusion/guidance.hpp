@@ -50,6 +50,8 @@ class Guided {
   }
 
   std::span<const int> labels() const noexcept { return labels_; }
+  /// Network evaluations per image and call: 2 when guiding, else 1.
+  std::size_t network_passes() const noexcept { return both_ ? 2 : 1; }
   double scale() const noexcept { return scale_; }
 
   /// out = D_w(x; sigma, labels) for the batch.
