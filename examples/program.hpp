@@ -60,22 +60,18 @@ inline constexpr double default_guidance = 3.0;
 /// in a plain weights file.
 inline std::size_t classes_of(const io::SafetensorsFile& file) {
   const auto& meta = file.metadata();
-  if (auto it = meta.find("diffuse.classes"); it != meta.end()) {
-    const std::string& v = it->second;
-    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-      throw io::DataError(file.path(), "metadata diffuse.classes is not a number: '" + v + "'");
-    return std::stoull(v);
-  }
+  if (meta.count("diffuse.classes")) return train::detail::metadata_number(file, "diffuse.classes");
   if (!file.contains("map_label.weight")) return 0;
   const auto& shape = file.info("map_label.weight").shape;
   return shape.size() == 2 ? shape[1] : 0;
 }
 
-/// classes_of() the weights file at `path`; 0 when there is no such file (loading it
-/// then reports that).
+/// classes_of() the weights file at `path`; a missing file or a folder is an io::DataError.
 inline std::size_t weights_classes(const std::string& path) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return 0;
+  if (!fs::exists(path, ec)) throw io::DataError(path, "no such file");
+  if (fs::is_directory(path, ec)) throw io::DataError(path, "is a folder, not a checkpoint or weights file");
   return classes_of(io::SafetensorsFile(path));
 }
 

@@ -43,6 +43,7 @@ struct Options {
   std::uint64_t seed = 0;
   double ema_half_life = 0.5;  // millions of images (EDM: 0.5)
   double label_dropout = 0.1;
+  bool label_dropout_given = false;  // else a resumed run keeps its own
   std::uint64_t sample_every = 500;
   std::uint64_t checkpoint_every = 1000;
   std::uint64_t log_every = 10;
@@ -100,6 +101,8 @@ int run(const Options& o) {
     const auto meta = train::checkpoint_metadata(checkpoint);
     cfg.seed = std::stoull(meta.at("diffuse.seed"));
     if (auto b = meta.find("diffuse.batch"); b != meta.end()) cfg.batch = std::stoull(b->second);
+    if (auto p = meta.find("train.label_dropout"); p != meta.end() && !o.label_dropout_given)
+      cfg.label_dropout = std::stod(p->second);
   }
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
@@ -112,13 +115,16 @@ int run(const Options& o) {
   auto save = [&] {
     train::save_checkpoint(checkpoint, o.model, *model, trainer,
                            {{"train.lr", std::to_string(o.lr)},
-                            {"train.data", o.data}});
+                            {"train.data", o.data},
+                            {"train.label_dropout", std::to_string(cfg.label_dropout)}});
     trainer.ema().swap_with(*model);  // the EMA weights are what sampling uses
     train::export_weights((out / "model_ema.safetensors").string(), model->net());
     trainer.ema().swap_with(*model);
   };
-  // A class-conditional model draws whole rows, one column per class.
+  // A class-conditional model draws whole rows, one column per class, guided unless it
+  // never saw an image without its label (then it has no unconditional model to guide from).
   constexpr std::size_t classes = Cfg.classes;
+  const double guidance = cfg.label_dropout > 0 ? programs::default_guidance : 1.0;
   const std::size_t sample_count = classes ? (o.sample_count + classes - 1) / classes * classes : o.sample_count;
   auto write_samples = [&](const std::string& name) {
     Tensor<float, typename Net::Image> x(sample_count);
@@ -126,7 +132,7 @@ int run(const Options& o) {
     trainer.ema().swap_with(*model);
     std::vector<int> labels(sample_count, -1);
     for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
-    heun.sample(diffusion::Guided(*model, labels, programs::default_guidance), x.view(), 1234);
+    heun.sample(diffusion::Guided(*model, labels, guidance), x.view(), 1234);
     trainer.ema().swap_with(*model);
     io::write_png((out / name).string(),
                   io::image_grid(TensorView<const float, typename Net::Image>(x.view()), classes));
@@ -237,7 +243,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "diffuse-train: error: --label-dropout goes with --labels (class-conditional training)\n");
     return 2;
   }
+  o.label_dropout_given = app.count("--label-dropout") > 0;
   try {
+    const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();
+    if (o.resume && std::filesystem::exists(checkpoint)) {  // say how to resume a run with(out) labels
+      const std::size_t classes = diffuse::programs::weights_classes(checkpoint);
+      if (classes > 0 && o.labels.empty())
+        throw diffuse::io::DataError(checkpoint, "the run was trained with labels (" + std::to_string(classes) +
+                                                     " classes): pass --labels FILE to resume it");
+      if (classes == 0 && !o.labels.empty())
+        throw diffuse::io::DataError(checkpoint, "the run was trained without labels: resume it without --labels");
+    }
     return diffuse::programs::with_model(o.model, !o.labels.empty(),
                                          [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o); });
   } catch (const std::exception& e) {

@@ -232,6 +232,10 @@ case $case_name in
     expect_ok "$sample" --checkpoint "$weights" "${tiny[@]}" --count 1 --steps 2 --out "$dir/weights"
     need "$dir/weights/image-0000.png"
     ;;
+  train_resume_with_labels)  # the shared run was trained without labels
+    cp -r "$work/train" "$dir/run"
+    expect_error "the run was trained without labels: resume it without --labels" \
+      "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --out "$dir/run" --resume ;;
   sample_class_unconditional) expect_error "--class needs a class-conditional model" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --class 3 ;;
   sample_guidance_without_class) expect_error "--guidance goes with --class" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --guidance 3 ;;
   class_conditional)  # --labels trains a conditional model; --class and --guidance sample from it
@@ -251,8 +255,9 @@ case $case_name in
       fail "--class made no difference"
     expect_error "--class 10 is not a class of the model (0..9)" \
       "$sample" --checkpoint "$dir/run/checkpoint.safetensors" "${tiny[@]}" --class 10
-    expect_error "checkpoint of a model with 10 classes (class-conditional), but this one has no classes" \
+    expect_error "the run was trained with labels (10 classes): pass --labels FILE to resume it" \
       "$train" --data "$data/train.idx" "${tiny[@]}" --batch 4 --out "$dir/run" --resume
+    expect_error "no such file" "$sample" --checkpoint "$dir/run/nope.safetensors" "${tiny[@]}" --class 3
     expect_ok "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --steps 4 --batch 4 \
       --out "$dir/run" --resume --sample-every 0
     grep -q 'resumed from .* at step 3' "$dir/stderr" || fail "did not resume at step 3"

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/label_embedding.hpp"
 
 namespace diffuse::diffusion {
 
@@ -36,11 +38,9 @@ class Guided {
 
   Guided(Model& model, std::vector<int> labels, double scale)
       : model_(model), labels_(std::move(labels)), scale_(scale) {
-    for (int k : labels_)
-      if (k < -1 || (k >= 0 && static_cast<std::size_t>(k) >= Model::classes))
-        throw std::invalid_argument(
-            "diffuse::diffusion::Guided: class " + std::to_string(k) + " is not a class of this model (" +
-            (Model::classes ? "0.." + std::to_string(Model::classes - 1) + ", or -1 for none" : "it has none") + ")");
+    nn::check_labels(labels_, Model::classes, "diffuse::diffusion::Guided");
+    if (!std::isfinite(scale_))
+      throw std::invalid_argument("diffuse::diffusion::Guided: the guidance scale must be finite");
     const bool any_label = std::any_of(labels_.begin(), labels_.end(), [](int k) { return k >= 0; });
     both_ = any_label && scale_ != 1.0;
     if (both_) {

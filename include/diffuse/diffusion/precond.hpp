@@ -36,6 +36,7 @@
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/diffusion/noise.hpp"
+#include "diffuse/nn/label_embedding.hpp"
 
 namespace diffuse::diffusion {
 
@@ -108,18 +109,6 @@ struct net_value<Net> {
 template <class Net>
 using net_value_t = typename detail::net_value<Net>::type;
 
-namespace detail {
-template <class Net>
-struct net_classes : std::integral_constant<std::size_t, 0> {};
-template <class Net>
-  requires requires { Net::classes; }
-struct net_classes<Net> : std::integral_constant<std::size_t, Net::classes> {};
-}  // namespace detail
-
-/// Classes of a class-conditional network (Net::classes), 0 when it has none.
-template <class Net>
-inline constexpr std::size_t net_classes_v = detail::net_classes<Net>::value;
-
 /// What Precond needs of a network (the UNet's interface; see the file-top comment of
 /// nn/unet.hpp): images in and out of the same shape, one c_noise per image, a backward
 /// that accumulates parameter gradients. A class-conditional one (Net::classes > 0) also
@@ -143,7 +132,7 @@ class Precond {
   using T = net_value_t<Net>;         // float; double for gradient checks
   static constexpr std::size_t item_size = Image::item_size;
   /// Classes of a class-conditional network, 0 for an unconditional one.
-  static constexpr std::size_t classes = net_classes_v<Net>;
+  static constexpr std::size_t classes = nn::classes_v<Net>;
 
   Precond() = default;
   /// Constructs the network in place from `net_args`.
@@ -183,13 +172,13 @@ class Precond {
       const T a = c_in_[i];
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) in[k] = a * xp[k];
     });
-    if constexpr (classes > 0)
-      net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), labels, f_.view());
-    else if (std::any_of(labels.begin(), labels.end(), [](int k) { return k >= 0; }))
-      throw std::invalid_argument("diffuse::diffusion::Precond::forward: class labels given to a network "
-                                  "without classes");
-    else
-      net_.forward(TensorView<const T, Image>(x_in_.view()), std::span<const T>(c_noise_), f_.view());
+    const TensorView<const T, Image> in_view(x_in_.view());
+    if constexpr (requires { net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view()); }) {
+      net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view());  // checks the labels
+    } else {
+      nn::check_labels(labels, 0, "diffuse::diffusion::Precond::forward");  // a network without classes
+      net_.forward(in_view, std::span<const T>(c_noise_), f_.view());
+    }
     const T* f = f_.data();
     T* o = out.data();
     detail::for_each_image(n, item_size, [&](std::size_t i) {

@@ -254,7 +254,7 @@ class UNet {
     check_batch(n, out.batch(), "UNet::forward");
     if (!labels.empty()) {
       check_batch(n, labels.size(), "UNet::forward (labels)");
-      check_labels(labels, classes, "UNet::forward");
+      check_labels(labels, classes, "diffuse::nn::UNet::forward");
     }
     x_.resize(n);
     x_ = x;

@@ -10,6 +10,7 @@
 
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/label_embedding.hpp"
 #include "diffuse/train/image_source.hpp"
 
 namespace diffuse::train {
@@ -41,10 +42,12 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
   Tensor<float, Image> y(b), noise(b);
   std::vector<float> sigma(b);
   std::vector<int> labels(b, -1);
-  constexpr bool conditional = [] {
-    if constexpr (requires { Model::classes; }) return Model::classes > 0;
-    else return false;
-  }();
+  constexpr bool conditional = nn::classes_v<Model> > 0;
+  if constexpr (conditional) {  // up front, so that an error names the image's index in `data`
+    std::vector<int> all(n);
+    for (std::size_t i = 0; i < n; ++i) all[i] = data.label(i);
+    nn::check_labels(all, nn::classes_v<Model>, "diffuse::train::evaluate_loss");
+  }
   for (std::size_t k = 0; k < cfg.sigmas.size(); ++k) {
     double total = 0.0;
     for (std::size_t first = 0; first < n; first += b) {

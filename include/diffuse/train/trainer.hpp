@@ -27,6 +27,7 @@
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/diffusion/noise.hpp"
+#include "diffuse/nn/label_embedding.hpp"
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/train/image_source.hpp"
@@ -80,10 +81,7 @@ class Trainer {
   static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
   static constexpr std::uint64_t label_stream = std::uint64_t{1} << 61;
   /// Classes of the model (0: unconditional; the labels of the data are then unused).
-  static constexpr std::size_t classes = [] {
-    if constexpr (requires { Model::classes; }) return std::size_t{Model::classes};
-    else return std::size_t{0};
-  }();
+  static constexpr std::size_t classes = nn::classes_v<Model>;
 
   Trainer(Model& model, const Source& data, TrainerConfig config)
       : model_(model), data_(data), config_(config), optimizer_(config.optimizer), ema_(model),
