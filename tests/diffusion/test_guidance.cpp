@@ -72,6 +72,8 @@ TEST(Guidance, RejectsLabelsAndBatchesThatDoNotFit) {
   FakeModel model;
   EXPECT_THROW(diffusion::Guided(model, {3}, 2.0), std::invalid_argument);
   EXPECT_THROW(diffusion::Guided(model, {-2}, 2.0), std::invalid_argument);
+  EXPECT_THROW(diffusion::Guided(model, {0}, std::nan("")), std::invalid_argument);
+  EXPECT_THROW(diffusion::Guided(model, {0}, HUGE_VAL), std::invalid_argument);
   diffusion::Guided g(model, {0, 1}, 2.0);
   Tensor<float, Image> x(3), out(3);
   EXPECT_THROW(g(x, 1.f, out), ShapeError);

@@ -138,6 +138,14 @@ TEST(TrainerLabels, EvaluationUsesTheLabels) {
   train::evaluate_loss(model, data, cfg);
   const std::vector<int> want = {2, 0, 1, 1, 0, 2, 0, 1, 1, 0};
   EXPECT_EQ(model.net().seen, want);
+  // A label the model does not have is named by its index in the data set.
+  const RecordingImages bad{{0, 1, 2, 1, 7}, {}};
+  try {
+    train::evaluate_loss(model, bad, cfg);
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("label 7 of image 4"), std::string::npos) << e.what();
+  }
 }
 
 std::string error_of(const Images& data, double dropout = 0.1) {
