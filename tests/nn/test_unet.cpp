@@ -17,6 +17,7 @@
 #include <diffuse/io/safetensors.hpp>
 
 #include "gradcheck.hpp"
+#include "support/threads.hpp"
 
 // ---- allocation counting ------------------------------------------------------------
 // While counting is on, every malloc-family call (the library's tensors and scratch use
@@ -284,6 +285,34 @@ TEST(NnUNet, ImagesAreIndependentOfBatchSize) {
   net->forward(x3, c, out3);
   net->forward(x2, std::span<const float>(c.data(), 2), out2);
   for (std::size_t i = 0; i < out2.size(); ++i) ASSERT_NEAR(out2.data()[i], out3.data()[i], 1e-5);
+}
+
+// Every reduction has an order fixed by the sizes (the convolution weight gradients sum
+// their pixels in ranges that do not depend on the threads), so a forward and backward
+// give the same bits on one thread and on two.
+TEST(NnUNet, SameBitsForAnyThreadCount) {
+  std::vector<float> result[2];
+  for (int threads : {1, 2}) {
+    diffuse::testing::with_threads(threads, [&] {
+      auto net = std::make_unique<TinyF>(3);
+      Tensor<float, TinyF::Image> x(6), out(6), dout(6), dx(6);
+      Generator g(8);
+      fill_normal(x, g);
+      fill_normal(dout, g);
+      const std::vector<float> c = {-1.f, -0.5f, 0.f, 0.3f, 0.7f, 1.2f};
+      net->zero_grad();
+      net->forward(x, c, out);
+      net->backward(dout, dx);
+      auto& r = result[threads - 1];
+      r.assign(out.begin(), out.end());
+      r.insert(r.end(), dx.begin(), dx.end());
+      net->for_each_param([&](std::string_view, std::span<float>, std::span<float> grad) {
+        r.insert(r.end(), grad.begin(), grad.end());
+      });
+    });
+  }
+  ASSERT_EQ(result[0].size(), result[1].size());
+  EXPECT_EQ(std::memcmp(result[0].data(), result[1].data(), result[0].size() * sizeof(float)), 0);
 }
 
 TEST(NnUNet, OtherConfiguration) {

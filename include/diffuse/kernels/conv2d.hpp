@@ -12,7 +12,8 @@
 //                    kernel and padding k-1-pad; otherwise dcol = dy * w^T per image and
 //                    a col2im scatter-add (depth Cout)
 //   backward weights dw^T (Cout x KK)  = dy^T (Cout x P) * im2col(x) (P x KK)     depth P,
-//                    P split across threads with private partial sums
+//                    P split into at most 16 ranges fixed by the sizes, partial sums
+//                    added in order (same bits for any thread count)
 // im2col is never materialised: the packing functors read x directly.
 //
 // Overwrite or accumulate: every output takes beta; out = beta * out + result, and
@@ -437,21 +438,24 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
   using detail::Tiling;
   const index_t kk = s.kk(), co = s.cout, p = std::max<index_t>(s.pixels(), 0);
   if (kk <= 0 || co <= 0) return;
-  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(available_threads(),
-                                                                          p / 64 + 1)));
-  // Per thread: partial dw (HWIO [KK][Cout] on the direct path, [Cout][KK] on the packed
+  // The pixels are summed in `np` ranges whose number depends on the sizes alone (about
+  // 256 pixels or more each, at most 16): the partial sums and the order they are added in
+  // are then the same for any thread count, and so are the bits of dw and db.
+  const int np = static_cast<int>(std::clamp<index_t>(p / 256, 1, 16));
+  const int nt = std::min(available_threads(), np);
+  // Per range: partial dw (HWIO [KK][Cout] on the direct path, [Cout][KK] on the packed
   // path), then partial db [Cout].
   const index_t part = co * kk + co;
-  T* parts = detail::thread_scratch<T, 3>(static_cast<std::size_t>(part * nt));
+  T* parts = detail::thread_scratch<T, 3>(static_cast<std::size_t>(part * np));
   constexpr int MRS = Tiling<T>::MR_SMALL, MRB = Tiling<T>::MR;
   const bool direct = detail::wgrad_direct_ok<T>(s);
   const bool small_tile = co % MRB != 0 && co % MRS == 0;
 
-  // Each thread t in [0, nt) takes a pixel range; one thread runs them all when nt == 1
-  // (no parallel region then: entering one makes libgomp allocate).
+  // The threads share the ranges; one thread runs them all when nt == 1 (no parallel
+  // region then: entering one makes libgomp allocate).
   auto work = [&] {
-    for (int t = thread_index(); t < nt; t += detail::team_size()) {
-      const index_t p0 = p * t / nt, p1 = p * (t + 1) / nt;
+    for (int t = thread_index(); t < np; t += detail::team_size()) {
+      const index_t p0 = p * t / np, p1 = p * (t + 1) / np;
       T* dwt = parts + t * part;
       T* dbt = dwt + co * kk;
       if (direct) {
@@ -487,14 +491,14 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/
     T* out = dw + r * co;
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);
-      for (int t = 0; t < nt; ++t) sum += parts[t * part + r * rs + c * cs];
+      for (int t = 0; t < np; ++t) sum += parts[t * part + r * rs + c * cs];
       out[c] = beta == T(0) ? sum : beta * out[c] + sum;
     }
   });
   if (db) {
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);
-      for (int t = 0; t < nt; ++t) sum += parts[t * part + co * kk + c];
+      for (int t = 0; t < np; ++t) sum += parts[t * part + co * kk + c];
       db[c] = beta == T(0) ? sum : beta * db[c] + sum;
     }
   }
