@@ -33,12 +33,6 @@ inline const std::vector<std::string> model_names = {"edm-mnist-small", "edm-tin
 /// Fashion-MNIST. (The library takes any number: nn::UNetConfig::classes.)
 inline constexpr std::size_t label_classes = 10;
 
-/// `c` with `classes` classes.
-constexpr nn::UNetConfig with_classes(nn::UNetConfig c, std::size_t classes) {
-  c.classes = classes;
-  return c;
-}
-
 /// Calls f.template operator()<Cfg>() with the configuration called `name`, class-
 /// conditional (label_classes classes) when `conditional`.
 template <class F>
@@ -47,8 +41,8 @@ decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
     throw std::invalid_argument("unknown model '" + name + "' (known: edm-mnist-small, edm-tiny)");
   const bool tiny = name == "edm-tiny";
   if (conditional)
-    return tiny ? f.template operator()<with_classes(nn::edm_tiny, label_classes)>()
-                : f.template operator()<with_classes(nn::edm_mnist_small, label_classes)>();
+    return tiny ? f.template operator()<nn::with_classes(nn::edm_tiny, label_classes)>()
+                : f.template operator()<nn::with_classes(nn::edm_mnist_small, label_classes)>();
   return tiny ? f.template operator()<nn::edm_tiny>() : f.template operator()<nn::edm_mnist_small>();
 }
 

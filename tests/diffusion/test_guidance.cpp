@@ -82,11 +82,7 @@ TEST(Guidance, RejectsLabelsAndBatchesThatDoNotFit) {
 // The real thing: edm-tiny with 10 classes inside EDM's preconditioning. Scale 1 is the
 // conditional denoiser and scale 0 the unconditional one, image by image; and a guided
 // sampler run is reproducible and differs from the unguided one.
-constexpr nn::UNetConfig tiny_classes = [] {
-  nn::UNetConfig c = nn::edm_tiny;
-  c.classes = 10;
-  return c;
-}();
+constexpr nn::UNetConfig tiny_classes = nn::with_classes(nn::edm_tiny, 10);
 using Cond = diffusion::EDMPrecond<nn::UNet<tiny_classes>>;
 
 TEST(Guidance, ScalesOneAndZeroAreTheConditionalAndUnconditionalModel) {

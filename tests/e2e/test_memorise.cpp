@@ -32,11 +32,7 @@ using Images = train::TensorImages<28, 28, 1>;
 constexpr std::size_t kImages = 3;
 constexpr std::uint64_t kSteps = 1500;  // about 65 s on two cores (AVX-512)
 
-constexpr nn::UNetConfig edm_tiny_classes = [] {
-  nn::UNetConfig c = nn::edm_tiny;
-  c.classes = kImages;
-  return c;
-}();
+constexpr nn::UNetConfig edm_tiny_classes = nn::with_classes(nn::edm_tiny, kImages);
 using Model = diffusion::EDMPrecond<nn::UNet<nn::edm_tiny>>;
 using ClassModel = diffusion::EDMPrecond<nn::UNet<edm_tiny_classes>>;
 

@@ -11,6 +11,7 @@
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/reference/conv2d.hpp"
+#include "support/finite_difference.hpp"
 #include "test_util.hpp"
 
 namespace k = diffuse::kernels;
@@ -145,13 +146,7 @@ TEST(ConvGradCheck, CentralDifferences) {
       const double h = 1e-6;
       auto check = [&](std::vector<double>& v, const std::vector<double>& grad, const char* what) {
         for (std::size_t i = 0; i < v.size(); i += 1 + v.size() / 23) {
-          const double keep = v[i];
-          v[i] = keep + h;
-          const double lp = loss();
-          v[i] = keep - h;
-          const double lm = loss();
-          v[i] = keep;
-          const double fd = (lp - lm) / (2 * h);
+          const double fd = diffuse::testing::central_difference(v[i], loss, h);
           EXPECT_NEAR(grad[i], fd, 1e-6 * std::max(1.0, std::abs(fd)))
               << what << "[" << i << "] " << describe(s);
         }

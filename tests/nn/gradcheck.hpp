@@ -16,6 +16,8 @@
 
 #include <diffuse/unet.hpp>
 
+#include "support/finite_difference.hpp"
+
 namespace diffuse::nn_test {
 
 /// Indices of up to `max` elements of a span of n (all of them when n <= max), spread out.
@@ -39,13 +41,7 @@ void expect_gradient(const std::string& what, std::span<double> values, std::spa
   ASSERT_EQ(values.size(), analytic.size()) << what;
   int failures = 0;
   for (std::size_t i : sample_indices(values.size(), max_checks)) {
-    const double old = values[i];
-    values[i] = old + h;
-    const double lp = loss();
-    values[i] = old - h;
-    const double lm = loss();
-    values[i] = old;
-    const double numeric = (lp - lm) / (2 * h);
+    const double numeric = diffuse::testing::central_difference(values[i], loss, h);
     const double a = analytic[i];
     const double scale = std::max({1e-3, std::abs(a), std::abs(numeric)});
     if (!(std::abs(a - numeric) <= tol * scale) && failures++ < 5)
@@ -69,6 +65,17 @@ void expect_param_gradients(const std::string& what, Model& model, Run&& run, st
   ASSERT_FALSE(grads.empty());
   for (std::size_t k = 0; k < grads.size(); ++k)
     expect_gradient(what + " " + grads[k].first, values[k], grads[k].second, [&] { return run(false); }, max_checks);
+}
+
+/// max |a - b| / max |b| (or max |a - b| when b is all zeros): the error of a against a
+/// reference b relative to the reference's scale.
+inline double relative_error(std::span<const float> a, std::span<const float> b) {
+  double e = 0, r = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    e = std::max(e, std::abs(double(a[i]) - double(b[i])));
+    r = std::max(r, std::abs(double(b[i])));
+  }
+  return r > 0 ? e / r : e;
 }
 
 /// sum(a * b) over two equally sized ranges.

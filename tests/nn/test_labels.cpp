@@ -18,11 +18,7 @@ namespace {
 using namespace diffuse;
 using namespace diffuse::nn_test;
 
-constexpr nn::UNetConfig tiny_classes = [] {
-  nn::UNetConfig c = nn::edm_tiny;
-  c.classes = 10;
-  return c;
-}();
+constexpr nn::UNetConfig tiny_classes = nn::with_classes(nn::edm_tiny, 10);
 using CondD = nn::UNet<tiny_classes, double>;
 using CondF = nn::UNet<tiny_classes, float>;
 using PlainF = nn::UNet<nn::edm_tiny, float>;
@@ -108,21 +104,13 @@ TEST(NnLabels, MatchesPyTorch) {
   ASSERT_EQ(labels[1], -1);  // the fixture mixes labelled and unlabelled images
   net->zero_grad();
   net->forward(x, c_noise, labels, out);
-  auto rel = [](std::span<const float> a, std::span<const float> b) {
-    double e = 0, r = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      e = std::max(e, double(std::abs(a[i] - b[i])));
-      r = std::max(r, double(std::abs(b[i])));
-    }
-    return e / r;
-  };
-  EXPECT_LT(rel({out.data(), out.size()}, {want_out.data(), want_out.size()}), 1e-4);
+  EXPECT_LT(relative_error({out.data(), out.size()}, {want_out.data(), want_out.size()}), 1e-4);
   net->backward(dout, dx);
-  EXPECT_LT(rel({dx.data(), dx.size()}, {want_dx.data(), want_dx.size()}), 1e-3);
+  EXPECT_LT(relative_error({dx.data(), dx.size()}, {want_dx.data(), want_dx.size()}), 1e-3);
   net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
     if (p.name != "map_label.weight" && p.name != "map_layer0.weight") return;
     const auto want = fix.read_vector("grad." + std::string(p.name), {p.torch_shape[0], p.torch_shape[1]});
-    EXPECT_LT(rel(p.grad, want), 1e-3) << p.name;
+    EXPECT_LT(relative_error(p.grad, want), 1e-3) << p.name;
   });
 }
 

@@ -374,16 +374,6 @@ TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
 
 // ---- PyTorch parity (fixtures from tests/fixtures/make_fixtures.py) ---------------------
 
-// max |a - b| / max |b| over a tensor.
-double relative_error(std::span<const float> a, std::span<const float> b) {
-  double e = 0, r = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    e = std::max(e, std::abs(double(a[i]) - double(b[i])));
-    r = std::max(r, std::abs(double(b[i])));
-  }
-  return r > 0 ? e / r : e;
-}
-
 TEST(NnUNet, MatchesPyTorch) {
   const std::string dir = DIFFUSE_FIXTURES_DIR;
   auto net = std::make_unique<TinyF>(0);

@@ -51,13 +51,17 @@ inline constexpr UNetConfig edm_tiny{
     .groups = 2,
 };
 
+/// The same configuration with `classes` classes (0: unconditional), e.g.
+/// `UNet<with_classes(edm_mnist_small, 10)>`.
+constexpr UNetConfig with_classes(UNetConfig c, std::size_t classes) {
+  c.classes = classes;
+  return c;
+}
+
 /// The same configuration without classes: the body of the network (every stage but the
 /// embedding) does not depend on them, so conditional and unconditional variants share
 /// its types (and the compiler builds them once).
-constexpr UNetConfig without_classes(UNetConfig c) {
-  c.classes = 0;
-  return c;
-}
+constexpr UNetConfig without_classes(const UNetConfig& c) { return with_classes(c, 0); }
 
 /// Number of levels of a configuration (entries of channel_mult before the first 0).
 constexpr std::size_t levels_of(const UNetConfig& c) {
