@@ -199,6 +199,37 @@ TYPED_TEST(Expr, PerChannelBroadcast) {
   }
 }
 
+// Per-item broadcast: one value per item of the batch, for item sizes that are a
+// multiple of the simd width (16 x 16) and that are not (3 x 5 x C).
+template <class T, class S>
+void check_per_item(std::size_t batch) {
+  Tensor<T, S> x(batch), y(batch);
+  Generator g(11);
+  fill_uniform(x, g, -1, 1);
+  std::vector<T> a(batch), b(batch);
+  for (std::size_t i = 0; i < batch; ++i) {
+    a[i] = T(0.5) + T(i);
+    b[i] = -T(i) / T(3);
+  }
+  y = per_item<S>(a) * x + per_item<S>(b);
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const std::size_t n = i / S::item_size;
+    ASSERT_TRUE(close<T>(y.data()[i], a[n] * x.data()[i] + b[n], tolerance<T>)) << "batch=" << batch << " i=" << i;
+  }
+  // A vector of another length than the batch is a ShapeError, not a wrong read.
+  std::vector<T> short_vector(batch + 1);
+  EXPECT_THROW(y = per_item<S>(short_vector) * x, ShapeError);
+}
+
+TYPED_TEST(Expr, PerItemBroadcast) {
+  using T = TypeParam;
+  for (std::size_t batch : {1, 2, 7}) {
+    check_per_item<T, Shape<dyn, 16, 16>>(batch);
+    check_per_item<T, Shape<dyn, 3, 5, 3>>(batch);
+    check_per_item<T, Shape<dyn, 3, 5, 1>>(batch);
+  }
+}
+
 TYPED_TEST(Expr, ThreadCountDoesNotChangeBits) {
   using T = TypeParam;
   const std::size_t n = 1000003;

@@ -20,10 +20,6 @@
 
 namespace diffuse {
 
-/// Below this many elements an assignment runs on one thread: starting a team costs
-/// more than the work.
-inline constexpr std::size_t parallel_assign_threshold = std::size_t{1} << 16;
-
 namespace detail {
 
 // Static check that an expression of shape ES may be stored into a tensor of shape S.
@@ -39,7 +35,7 @@ void evaluate(T* dst, std::size_t n, const E& e) {
   // same simd body and the same scalar tail.
   constexpr std::size_t chunk_vectors = 256;
   const std::ptrdiff_t chunks = static_cast<std::ptrdiff_t>((vectors + chunk_vectors - 1) / chunk_vectors);
-  const int threads = n >= parallel_assign_threshold ? available_threads() : 1;
+  const int threads = threads_for(n);
   parallel_for(chunks, threads, [&](std::ptrdiff_t c) {
     const std::size_t begin = static_cast<std::size_t>(c) * chunk_vectors * W;
     const std::size_t end = std::min(body, begin + chunk_vectors * W);

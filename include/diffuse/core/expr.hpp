@@ -7,8 +7,9 @@
 // tree in one pass, after calling `prepare()` on its own copy of the tree (where a node
 // may read what it needs once, at evaluation time, not when the tree was built).
 //
-// Leaves: Ref (a tensor's storage), Scalar (a constant) and ChannelVector (a
-// per-channel vector broadcast along the last, channel axis). Inner nodes: Map<F, ...>
+// Leaves: Ref (a tensor's storage), Scalar (a constant), ChannelVector (a
+// per-channel vector broadcast along the last, channel axis) and ItemVector (one value
+// per item of the batch, e.g. per image, broadcast over the item). Inner nodes: Map<F, ...>
 // applies a function object from functors.hpp to its children.
 #pragma once
 
@@ -209,6 +210,36 @@ struct ChannelVector : ExprNode {
     const T* b = static_cast<const T*>(begin);
     const T* e = static_cast<const T*>(end);
     return ptr < e && b < ptr + C;
+  }
+};
+
+/// One value per item of a batch of shape S (N items, N = the vector's length),
+/// broadcast over the item: element i of the result takes value[i / S::item_size].
+template <class T, class S>
+struct ItemVector : ExprNode {
+  using value_type = T;
+  using shape = S;
+  static constexpr std::size_t W = simd_width<T>;
+  static constexpr std::size_t K = S::item_size;
+  const T* ptr;
+  std::size_t items;
+
+  std::size_t batch() const noexcept { return items; }
+  void prepare() noexcept {}
+  T at(std::size_t i) const noexcept { return ptr[i / K]; }
+  simd<T> load(std::size_t i) const noexcept {
+    if constexpr (K % W == 0) {
+      return simd<T>(ptr[i / K]);  // a whole batch lies inside one item
+    } else {
+      alignas(tensor_alignment) T lanes[W];
+      for (std::size_t l = 0; l < W; ++l) lanes[l] = ptr[(i + l) / K];
+      return simd<T>::load_aligned(lanes);
+    }
+  }
+  bool unsafe_alias(const void* begin, const void* end) const noexcept {
+    const T* b = static_cast<const T*>(begin);
+    const T* e = static_cast<const T*>(end);
+    return ptr < e && b < ptr + items;
   }
 };
 

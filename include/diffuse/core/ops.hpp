@@ -1,12 +1,14 @@
 // The element-wise vocabulary: operators, math functions, where/clamp and the
-// per-channel broadcast. Each returns an unevaluated expression node.
+// per-channel and per-item broadcasts. Each returns an unevaluated expression node.
 //
 //   y = silu(a * x + b);                 // a, b scalars; x a tensor
 //   h = (h - per_channel(mean)) * per_channel(inv_std);
 //   g = where(x > 0.f, g, 0.f);
 #pragma once
 
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include "diffuse/core/expr.hpp"
 #include "diffuse/core/functors.hpp"
@@ -127,6 +129,24 @@ auto per_channel(const V& v) {
   using S = typename V::shape;
   static_assert(S::rank == 1 && !S::dynamic_batch, "diffuse::per_channel: expects a tensor of shape Shape<C> (C static)");
   return expr::ChannelVector<typename V::value_type, S::extents[0]>(v.data());
+}
+
+/// One value per item of a batch of shape S (Shape<dyn, ...>), broadcast over the item:
+/// `out = per_item<Image>(c_skip) * x + per_item<Image>(c_out) * f` scales image i of x
+/// by c_skip[i]. `v` has one value per item (its size is the batch); it must stay alive
+/// until the expression is assigned.
+template <class S, class T>
+auto per_item(std::span<const T> v) {
+  static_assert(S::dynamic_batch, "diffuse::per_item: expects a batch shape Shape<dyn, ...>");
+  return expr::ItemVector<T, S>{{}, v.data(), v.size()};
+}
+template <class S, class T>
+auto per_item(std::span<T> v) {
+  return per_item<S>(std::span<const T>(v));
+}
+template <class S, class T>
+auto per_item(const std::vector<T>& v) {
+  return per_item<S>(std::span<const T>(v));
 }
 
 /// `y += e` and friends for tensors and views.

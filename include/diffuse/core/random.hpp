@@ -84,7 +84,7 @@ inline double open_unit(std::uint32_t u) noexcept { return (static_cast<double>(
 template <class F>
 void for_each_block(const Generator& g, std::uint64_t first, std::size_t n, F&& f) {
   const std::size_t blocks = (n + 3) / 4;
-  const int threads = n >= (std::size_t{1} << 15) ? available_threads() : 1;
+  const int threads = threads_for(n);
   parallel_for(static_cast<std::ptrdiff_t>(blocks), threads, [&](std::ptrdiff_t b) {
     f(static_cast<std::size_t>(b) * 4, g.block(first + static_cast<std::uint64_t>(b)));
   });

@@ -63,7 +63,7 @@ typename E::value_type reduce_all(const E& expression, std::size_t n) {
   chunk = (chunk + 4 * W - 1) / (4 * W) * (4 * W);
   const std::size_t chunks = (n + chunk - 1) / chunk;
   std::array<Acc, max_chunks> partial;
-  const int threads = n >= parallel_assign_threshold ? available_threads() : 1;
+  const int threads = threads_for(n);
   parallel_for(static_cast<std::ptrdiff_t>(chunks), threads, [&](std::ptrdiff_t c) {
     const std::size_t begin = static_cast<std::size_t>(c) * chunk;
     const std::size_t end = std::min(n, begin + chunk);
@@ -175,8 +175,7 @@ void reduce_axes(const T* in, std::size_t batch, T* out) {
   // distinct outputs and adds in the same order as a single thread would.
   const std::size_t first = dims > 1 ? ext[0] : 1;
   const std::size_t per_first = outer_total / first;
-  const bool split = dims > 1 && !red[0] && shape_size<S>(batch) >= parallel_assign_threshold;
-  const int threads = split ? available_threads() : 1;
+  const int threads = dims > 1 && !red[0] ? threads_for(shape_size<S>(batch)) : 1;
   parallel_for(static_cast<std::ptrdiff_t>(first), threads, [&](std::ptrdiff_t f) {
     for (std::size_t k = 0; k < per_first; ++k) run(static_cast<std::size_t>(f) * per_first + k);
   });

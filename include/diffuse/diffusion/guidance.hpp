@@ -46,6 +46,7 @@ class Guided {
     if (both_) {
       both_labels_ = labels_;
       both_labels_.resize(2 * labels_.size(), -1);
+      for (int k : labels_) extra_.push_back(k < 0 ? T(0) : static_cast<T>(scale_ - 1.0));
     }
   }
 
@@ -73,18 +74,10 @@ class Guided {
     sigma_.assign(2 * n, sigma);
     model_.forward(TensorView<const T, Image>(x2_.view()), std::span<const T>(sigma_),
                    std::span<const int>(both_labels_), d2_.view());
-    const T w = static_cast<T>(scale_);
-    const T* cond = d2_.data();
-    const T* uncond = d2_.data() + m;
-    T* o = out.data();
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t b = i * Image::item_size, e = b + Image::item_size;
-      if (labels_[i] < 0) {
-        std::copy(cond + b, cond + e, o + b);
-      } else {
-        for (std::size_t k = b; k < e; ++k) o[k] = uncond[k] + w * (cond[k] - uncond[k]);
-      }
-    }
+    // out = uncond + w_i (cond - uncond) written as cond + (w_i - 1)(cond - uncond), so
+    // that an image without a label (w_i = 1) gets exactly its conditional estimate.
+    const auto cond = d2_.items(0, n), uncond = d2_.items(n, n);
+    out = cond + per_item<Image>(extra_) * (cond - uncond);
   }
 
  private:
@@ -93,7 +86,7 @@ class Guided {
   double scale_;
   bool both_ = false;
   Tensor<T, Image> x2_, d2_;
-  std::vector<T> sigma_;
+  std::vector<T> sigma_, extra_;  // extra_: w_i - 1 for each image
 };
 
 }  // namespace diffuse::diffusion

@@ -28,25 +28,6 @@
 
 namespace diffuse::diffusion {
 
-namespace detail {
-
-// Work below this many elements stays on one thread (thread start-up costs more).
-inline constexpr std::size_t parallel_images_threshold = std::size_t{1} << 15;
-
-inline int image_threads(std::size_t batch, std::size_t item_size) {
-  return batch > 1 && batch * item_size >= parallel_images_threshold ? available_threads() : 1;
-}
-
-// Calls f(i) for every image i in [0, batch), on several threads for large batches.
-// f must only touch image i: the result is then the same for any thread count.
-template <class F>
-void for_each_image(std::size_t batch, std::size_t item_size, F&& f) {
-  const int threads = image_threads(batch, item_size);
-  parallel_for(static_cast<std::ptrdiff_t>(batch), threads, [&](std::ptrdiff_t i) { f(static_cast<std::size_t>(i)); });
-}
-
-}  // namespace detail
-
 /// One uniform number in (0, 1), from one whole block of `g` (double precision).
 inline double draw_uniform(Generator& g) noexcept {
   return diffuse::detail::open_unit(g.block(g.take(4))[0]);
@@ -80,7 +61,7 @@ class NoiseSource {
     if (out.batch() != gens_.size())
       throw ShapeError("diffuse::diffusion::NoiseSource: batch " + std::to_string(out.batch()) +
                        " differs from the source's " + std::to_string(gens_.size()));
-    detail::for_each_image(gens_.size(), Image::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
+    parallel_for_items(gens_.size(), Image::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
   }
 
   /// Skips `draws` draws (as if draw() had been called that many times).
@@ -103,7 +84,7 @@ void draw_training_noise(const Policy& policy, std::uint64_t seed, std::uint64_t
   if (sigma.size() != noise.batch())
     throw ShapeError("diffuse::diffusion::draw_training_noise: " + std::to_string(sigma.size()) + " sigmas for " +
                      std::to_string(noise.batch()) + " images");
-  detail::for_each_image(noise.batch(), Image::item_size, [&](std::size_t i) {
+  parallel_for_items(noise.batch(), Image::item_size, [&](std::size_t i) {
     Generator g(seed, first_image + i, step << 32);
     sigma[i] = static_cast<float>(policy.training_sigma(g));
     fill_normal(noise.item(i), g);

@@ -166,12 +166,7 @@ class Precond {
       c_in_[i] = static_cast<T>(c.c_in);
       c_noise_[i] = static_cast<T>(c.c_noise);
     }
-    const T* xp = x.data();
-    T* in = x_in_.data();
-    detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const T a = c_in_[i];
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) in[k] = a * xp[k];
-    });
+    x_in_ = per_item<Image>(c_in_) * x;
     const TensorView<const T, Image> in_view(x_in_.view());
     if constexpr (requires { net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view()); }) {
       net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view());  // checks the labels
@@ -179,12 +174,7 @@ class Precond {
       nn::check_labels(labels, 0, "diffuse::diffusion::Precond::forward");  // a network without classes
       net_.forward(in_view, std::span<const T>(c_noise_), f_.view());
     }
-    const T* f = f_.data();
-    T* o = out.data();
-    detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const T a = c_skip_[i], b = c_out_[i];
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) o[k] = a * xp[k] + b * f[k];
-    });
+    out = per_item<Image>(c_skip_) * x + per_item<Image>(c_out_) * f_;
     forward_batch_ = n;
   }
 
@@ -192,12 +182,7 @@ class Precond {
   /// the network's backward (which accumulates its parameter gradients).
   void backward(TensorView<const T, Image> dout) {
     check_backward(dout.batch());
-    const T* d = dout.data();
-    T* g = grad_f_.data();
-    detail::for_each_image(forward_batch_, item_size, [&](std::size_t i) {
-      const T b = c_out_[i];
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = b * d[k];
-    });
+    grad_f_ = per_item<Image>(std::span<const T>(c_out_.data(), forward_batch_)) * dout;
     net_.backward(TensorView<const T, Image>(grad_f_.view()));
   }
 
@@ -222,16 +207,11 @@ class Precond {
       throw ShapeError("diffuse::diffusion::Precond::loss: " + std::to_string(n) + " images, " +
                        std::to_string(sigma.size()) + " sigmas, " + std::to_string(noise.batch()) + " noise images");
     prepare(n);
-    const T* yp = y.data();
-    const T* np = noise.data();
-    T* xn = x_noisy_.data();
-    detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const T s = sigma[i];
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) xn[k] = yp[k] + s * np[k];
-    });
+    x_noisy_ = y + per_item<Image>(sigma) * noise;
     forward(TensorView<const T, Image>(x_noisy_.view()), sigma, labels, denoised_.view());
+    const T* yp = y.data();
     T* r = denoised_.data();  // becomes the residual D - y
-    detail::for_each_image(n, item_size, [&](std::size_t i) {
+    parallel_for_items(n, item_size, [&](std::size_t i) {
       double ss = 0.0;  // per image, in a fixed order: same bits for any thread count
       for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) {
         r[k] -= yp[k];
@@ -255,12 +235,9 @@ class Precond {
     if (loss_batch_ == 0 || loss_batch_ != forward_batch_)
       throw std::logic_error("diffuse::diffusion::Precond::loss_backward: call loss() first");
     const std::size_t n = loss_batch_;
-    const T* r = denoised_.data();
-    T* g = grad_f_.data();
-    detail::for_each_image(n, item_size, [&](std::size_t i) {
-      const T a = static_cast<T>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) g[k] = a * r[k];
-    });
+    for (std::size_t i = 0; i < n; ++i)
+      grad_scale_[i] = static_cast<T>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
+    grad_f_ = per_item<Image>(grad_scale_) * denoised_;
     net_.backward(TensorView<const T, Image>(grad_f_.view()));
   }
 
@@ -280,7 +257,7 @@ class Precond {
     grad_f_.resize(n);
     x_noisy_.resize(n);
     denoised_.resize(n);
-    for (auto* v : {&c_skip_, &c_out_, &c_in_, &c_noise_, &weight_, &loss_image_}) v->resize(n);
+    for (auto* v : {&c_skip_, &c_out_, &c_in_, &c_noise_, &weight_, &loss_image_, &grad_scale_}) v->resize(n);
     sigma_all_.reserve(n);
     loss_batch_ = 0;
   }
@@ -295,7 +272,7 @@ class Precond {
   Net net_{};
   Tensor<T, Image> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
   Tensor<T, Image> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
-  std::vector<T> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_;  // [N]
+  std::vector<T> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_, grad_scale_;  // [N]
   std::vector<T> sigma_all_;
   std::size_t forward_batch_ = 0, loss_batch_ = 0;
 };

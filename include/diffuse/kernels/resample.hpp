@@ -12,9 +12,8 @@ namespace diffuse::kernels {
 template <class T>
 void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][C]*/,
                                 index_t n, index_t h, index_t w, index_t c) {
-  const int nt = available_threads();
   const index_t rows = n * h;
-  parallel_for(rows, rows * w * c > 16384 ? nt : 1, [&](index_t r) {
+  parallel_for(rows, threads_for(std::size_t(5 * rows * w * c)), [&](index_t r) {
     const T* src = x + r * w * c;
     T* d0 = y + (2 * r) * (2 * w) * c;  // output rows 2i and 2i+1 of image n are 2r, 2r+1
     T* d1 = d0 + 2 * w * c;
@@ -36,9 +35,8 @@ void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][
 template <class T>
 void upsample2x_nearest_backward(const T* dy /*[N][2H][2W][C]*/, T* dx /*[N][H][W][C]*/,
                                  index_t n, index_t h, index_t w, index_t c, T beta = T(0)) {
-  const int nt = available_threads();
   const index_t rows = n * h;
-  parallel_for(rows, rows * w * c > 16384 ? nt : 1, [&](index_t r) {
+  parallel_for(rows, threads_for(std::size_t(5 * rows * w * c)), [&](index_t r) {
     T* d = dx + r * w * c;
     const T* s0 = dy + (2 * r) * (2 * w) * c;
     const T* s1 = s0 + 2 * w * c;

@@ -143,8 +143,7 @@ struct Attention {
   // Softmax of each P-long row of one head's (N, P, P) block, rows of image i at
   // A + i * Heads * P * P.
   static void softmax_rows(T* A, std::size_t n) {
-    const int nt = n * P * P > 16384 ? available_threads() : 1;
-    detail::parallel_for(n * P, nt, [&](std::size_t r) {
+    parallel_for(n * P, threads_for(2 * n * P * P), [&](std::size_t r) {
       T* row = A + (r / P) * Heads * P * P + (r % P) * P;
       T m = row[0];
       for (std::size_t j = 1; j < P; ++j) m = std::max(m, row[j]);
@@ -159,8 +158,7 @@ struct Attention {
   }
   // dS = A * (dA - sum_j A dA), row by row, in place over dA.
   static void softmax_rows_backward(const T* A, T* dA, std::size_t n) {
-    const int nt = n * P * P > 16384 ? available_threads() : 1;
-    detail::parallel_for(n * P, nt, [&](std::size_t r) {
+    parallel_for(n * P, threads_for(2 * n * P * P), [&](std::size_t r) {
       const std::size_t off = (r / P) * Heads * P * P + (r % P) * P;
       const T* a = A + off;
       T* d = dA + off;

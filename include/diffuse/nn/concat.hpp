@@ -19,8 +19,7 @@ void concat_channels(TensorView<const T, Shape<dyn, H, W, Ca>> a, TensorView<con
   const T* pa = a.data();
   const T* pb = b.data();
   T* po = out.data();
-  const int nt = pixels * (Ca + Cb) > 65536 ? available_threads() : 1;
-  detail::parallel_for(pixels, nt, [&](std::size_t p) {
+  parallel_for(pixels, threads_for(pixels * (Ca + Cb)), [&](std::size_t p) {
     std::copy_n(pa + p * Ca, Ca, po + p * (Ca + Cb));
     std::copy_n(pb + p * Cb, Cb, po + p * (Ca + Cb) + Ca);
   });
@@ -39,8 +38,7 @@ void concat_channels_backward(TensorView<const T, Shape<dyn, H, W, Ca + Cb>> dou
   T* pa = da.data();
   T* pb = db.data();
   const bool add_a = beta_a != T(0), add_b = beta_b != T(0);
-  const int nt = pixels * (Ca + Cb) > 65536 ? available_threads() : 1;
-  detail::parallel_for(pixels, nt, [&](std::size_t p) {
+  parallel_for(pixels, threads_for(pixels * (Ca + Cb)), [&](std::size_t p) {
     const T* src = g + p * (Ca + Cb);
     T* x = pa + p * Ca;
     T* y = pb + p * Cb;

@@ -55,8 +55,7 @@ void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats
   static_assert(C % G == 0, "diffuse::nn::GroupNorm: channels must be divisible by groups");
   constexpr std::size_t CG = C / G;
   const double count = double(hw * CG);
-  const int nt = n > 1 && n * hw * C >= 16384 ? available_threads() : 1;
-  parallel_for(n, nt, [&](std::size_t i) {
+    parallel_for_items(n, 2 * hw * C, [&](std::size_t i) {
     const T* xi = x + i * hw * C;
     double s[C] = {};
     for (std::size_t p = 0; p < hw; ++p)
@@ -100,11 +99,10 @@ void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/
                          std::size_t hw) {
   constexpr std::size_t CG = C / G;
   const double count = double(hw * CG);
-  const int nt = n > 1 && n * hw * C >= 16384 ? available_threads() : 1;
-  // Each image leaves its per-channel sums in its own scratch slot; they are added to the
+    // Each image leaves its per-channel sums in its own scratch slot; they are added to the
   // parameter gradients in image order afterwards, so the result is the same for any
   // thread count.
-  parallel_for(n, nt, [&](std::size_t i) {
+  parallel_for_items(n, 2 * hw * C, [&](std::size_t i) {
     const T* xi = x + i * hw * C;
     const T* dyi = dy + i * hw * C;
     const T* st = stats + i * G * 2;

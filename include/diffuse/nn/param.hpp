@@ -185,18 +185,6 @@ void store_or_add(const V& dst, const E& e, typename V::value_type beta) {
   else dst += e;
 }
 
-namespace detail {
-
-/// f(i) for i in [0, n), on `threads` OpenMP threads when threads > 1. A serial loop
-/// otherwise: libgomp allocates a team for every parallel region it enters, even one
-/// serialised by an if() clause, and a training step must not allocate.
-template <class F>
-void parallel_for(std::size_t n, int threads, F&& f) {
-  diffuse::parallel_for(std::ptrdiff_t(n), threads, [&](std::ptrdiff_t i) { f(std::size_t(i)); });
-}
-
-}  // namespace detail
-
 /// Throws ShapeError unless the two batch sizes agree.
 inline void check_batch(std::size_t a, std::size_t b, const char* what) {
   if (a != b)

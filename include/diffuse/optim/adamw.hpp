@@ -105,7 +105,7 @@ class AdamW {
       float* v = s.exp_avg_sq.data();
       const auto n = static_cast<std::ptrdiff_t>(p.size());
       // Element-wise and independent: the same result for any thread count.
-      const int threads = p.size() >= (std::size_t{1} << 16) ? available_threads() : 1;
+      const int threads = threads_for(p.size());
       parallel_for(n, threads, [&](std::ptrdiff_t i) {
         const float gi = g[static_cast<std::size_t>(i)];
         float& pi = p[static_cast<std::size_t>(i)];
