@@ -12,7 +12,6 @@
 #include <CLI/CLI.hpp>
 #include <diffuse/io/idx.hpp>
 #include <diffuse/io/image_folder.hpp>
-#include <diffuse/io/safetensors.hpp>
 #include <diffuse/train/checkpoint.hpp>
 #include <diffuse/train/image_source.hpp>
 #include <diffuse/unet.hpp>
@@ -48,26 +47,6 @@ decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
 
 /// The guidance scale the programs use unless told otherwise (diffusion::Guided).
 inline constexpr double default_guidance = 3.0;
-
-/// Classes of the model whose weights are in `file` (0: unconditional): a training
-/// checkpoint's metadata diffuse.classes, or the shape of map_label.weight (C, classes)
-/// in a plain weights file.
-inline std::size_t classes_of(const io::SafetensorsFile& file) {
-  const auto& meta = file.metadata();
-  if (meta.count("diffuse.classes")) return train::detail::metadata_number(file, "diffuse.classes");
-  if (!file.contains("map_label.weight")) return 0;
-  const auto& shape = file.info("map_label.weight").shape;
-  return shape.size() == 2 ? shape[1] : 0;
-}
-
-/// classes_of() the weights file at `path`; a missing file or a folder is an io::DataError.
-inline std::size_t weights_classes(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw io::DataError(path, "no such file");
-  if (fs::is_directory(path, ec)) throw io::DataError(path, "is a folder, not a checkpoint or weights file");
-  return classes_of(io::SafetensorsFile(path));
-}
 
 /// Training images from an IDX file (plain or .gz; optional IDX labels) or a folder of
 /// image files (resized to the model's size when `resize`, else rejected).
@@ -144,61 +123,6 @@ inline int parse_command_line(CLI::App& app, int argc, char** argv, const char* 
     std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
     return 2;
   }
-}
-
-/// Reads every parameter of `net` from the tensors "<prefix><state_dict name>" of `file`
-/// (PyTorch names and layouts; prefix "ema." reads a training checkpoint's EMA weights).
-/// Throws io::SafetensorsError naming the file and tensor on a missing tensor or a shape
-/// or dtype mismatch.
-template <class Net>
-void read_params_prefixed(Net& net, const io::SafetensorsFile& file, const std::string& prefix) {
-  net.for_each_param_ref([&](const auto& p) {
-    auto q = p;
-    const std::string name = prefix + std::string(p.name);
-    q.name = name;
-    io::read_param(file, q, p.value);
-  });
-}
-
-/// Loads sampling weights into `net` from `path`: either a training checkpoint of
-/// diffuse-train (its EMA weights "ema.<param>", or the raw weights "<param>" when
-/// `use_ema` is false; its metadata diffuse.model must be `model_name`) or a plain
-/// weights file with state_dict names (model_ema.safetensors, or one written by PyTorch).
-/// Returns a description of what was loaded; throws io::DataError or
-/// io::SafetensorsError with a message naming the file.
-template <class Net>
-std::string load_sampling_weights(Net& net, const std::string& path, const std::string& model_name, bool use_ema) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw io::DataError(path, "no such file");
-  if (fs::is_directory(path, ec)) throw io::DataError(path, "is a folder, not a checkpoint or weights file");
-  const io::SafetensorsFile file(path);
-  const auto& meta = file.metadata();
-  const auto format = meta.find("diffuse.format");
-  const bool checkpoint = format != meta.end();
-  if (checkpoint) {
-    if (format->second != train::checkpoint_format)
-      throw io::DataError(path, "checkpoint format '" + format->second + "' is not supported (expected " +
-                                    train::checkpoint_format + ")");
-    const auto m = meta.find("diffuse.model");
-    const std::string saved = m == meta.end() ? "?" : m->second;
-    if (saved != model_name)
-      throw io::DataError(path, "checkpoint of model '" + saved + "', but --model is '" + model_name +
-                                    "' (pass --model " + saved + ")");
-  } else if (!use_ema) {
-    throw io::DataError(path, "--no-ema applies to training checkpoints, but this file holds plain weights");
-  }
-  const std::string prefix = checkpoint && use_ema ? "ema." : "";
-  try {
-    read_params_prefixed(net, file, prefix);
-  } catch (const io::SafetensorsError& e) {
-    throw io::SafetensorsError(std::string(e.what()) + " (not weights of model '" + model_name +
-                               "'? choose the configuration with --model)");
-  }
-  if (!checkpoint) return "weights of " + path;
-  const auto steps = meta.find("diffuse.steps");
-  return std::string(use_ema ? "EMA weights" : "raw (non-EMA) weights") + " of training checkpoint " + path +
-         (steps != meta.end() ? " (step " + steps->second + ")" : "");
 }
 
 }  // namespace diffuse::programs

@@ -25,6 +25,7 @@
 #include <diffuse/io/image.hpp>
 #include <diffuse/io/image_folder.hpp>
 #include <diffuse/metrics/ssim.hpp>
+#include <diffuse/train/checkpoint.hpp>
 
 #include "program.hpp"
 
@@ -205,7 +206,12 @@ int run(const Options& o, const std::vector<double>& sigmas) {
     }
 
   auto model = std::make_unique<Model>(diffusion::Edm{}, 0);
-  const std::string loaded = programs::load_sampling_weights(model->net(), o.checkpoint, o.model, !o.no_ema);
+  std::string loaded;
+  try {
+    loaded = train::load_sampling_weights(model->net(), o.checkpoint, o.model, !o.no_ema);
+  } catch (const io::SafetensorsError& e) {
+    throw io::SafetensorsError(std::string(e.what()) + " (choose the configuration with --model)");
+  }
   std::fprintf(stderr, "model %s: %s\n", o.model.c_str(), loaded.c_str());
   if (o.label >= 0)
     std::fprintf(stderr, "class %d of %zu, classifier-free guidance %g\n", o.label, Cfg.classes, o.guidance);
@@ -249,20 +255,17 @@ int run(const Options& o, const std::vector<double>& sigmas) {
       noise.draw(x.view());
       const auto s0 = static_cast<float>(run_sigmas[0]);
       if (img2img) {
-        const float* y = init.data() + first * Image::item_size;
-        float* p = x.data();
-        for (std::size_t k = 0; k < b * Image::item_size; ++k) p[k] = y[k] + s0 * p[k];
+        x = init.items(first, b) + s0 * x;
       } else {
         x = x * s0;
       }
       sampler.run(denoise, x.view(), run_sigmas, noise, callback);
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
       seconds += dt;
-      std::copy(x.data(), x.data() + b * Image::item_size, all.data() + first * Image::item_size);
+      all.items(first, b) = clamp(x, -1.f, 1.f);
       for (std::size_t i = 0; i < b; ++i) {
         const std::size_t j = first + i;
-        float* img = all.data() + j * Image::item_size;
-        for (std::size_t k = 0; k < Image::item_size; ++k) img[k] = std::clamp(img[k], -1.f, 1.f);
+        const float* img = all.data() + j * Image::item_size;
         io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Item>(all.item(j))));
         if (img2img) {
           ssim[j] = metrics::ssim(init.data() + j * Image::item_size, img, R, R, C);
@@ -340,7 +343,13 @@ int main(int argc, char** argv) {
   try {
     check_options(o, app);
     const std::vector<double> sigmas = schedule_sigmas(o);
-    const std::size_t classes = diffuse::programs::weights_classes(o.checkpoint);
+    const diffuse::train::CheckpointInfo saved = diffuse::train::read_checkpoint_info(o.checkpoint);
+    if (saved.training_checkpoint && saved.model != o.model)
+      throw diffuse::io::DataError(o.checkpoint, "checkpoint of model '" + saved.model + "', but --model is '" + o.model +
+                                                     "' (pass --model " + saved.model + ")");
+    if (!saved.training_checkpoint && o.no_ema)
+      throw diffuse::io::DataError(o.checkpoint, "--no-ema applies to training checkpoints, but this file holds plain weights");
+    const std::size_t classes = saved.classes;
     if (o.label >= 0 && classes == 0)
       throw UsageError("--class needs a class-conditional model, but " + o.checkpoint +
                        " was trained without labels (diffuse-train --labels)");

@@ -98,11 +98,10 @@ int run(const Options& o) {
   if (o.resume) {  // a resumed run keeps the seed and batch it started with
     if (!fs::exists(checkpoint))
       throw io::DataError(checkpoint, "no checkpoint to resume from in " + o.out);
-    const auto meta = train::checkpoint_metadata(checkpoint);
-    cfg.seed = std::stoull(meta.at("diffuse.seed"));
-    if (auto b = meta.find("diffuse.batch"); b != meta.end()) cfg.batch = std::stoull(b->second);
-    if (auto p = meta.find("train.label_dropout"); p != meta.end() && !o.label_dropout_given)
-      cfg.label_dropout = std::stod(p->second);
+    const train::CheckpointInfo saved = train::read_checkpoint_info(checkpoint);
+    cfg.seed = saved.seed;
+    if (saved.batch) cfg.batch = saved.batch;
+    if (const auto p = saved.number(train::keys::label_dropout); p && !o.label_dropout_given) cfg.label_dropout = *p;
   }
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
@@ -114,12 +113,11 @@ int run(const Options& o) {
 
   auto save = [&] {
     train::save_checkpoint(checkpoint, o.model, *model, trainer,
-                           {{"train.lr", std::to_string(o.lr)},
-                            {"train.data", o.data},
-                            {"train.label_dropout", std::to_string(cfg.label_dropout)}});
-    trainer.ema().swap_with(*model);  // the EMA weights are what sampling uses
+                           {{train::keys::lr, std::to_string(o.lr)},
+                            {train::keys::data, o.data},
+                            {train::keys::label_dropout, std::to_string(cfg.label_dropout)}});
+    const optim::EmaApplied ema_weights(trainer.ema(), *model);  // the weights sampling uses
     train::export_weights((out / "model_ema.safetensors").string(), model->net());
-    trainer.ema().swap_with(*model);
   };
   // A class-conditional model draws whole rows, one column per class, guided unless it
   // never saw an image without its label (then it has no unconditional model to guide from).
@@ -129,11 +127,10 @@ int run(const Options& o) {
   auto write_samples = [&](const std::string& name) {
     Tensor<float, typename Net::Image> x(sample_count);
     const diffusion::Heun<diffusion::KarrasSigmas> heun{.steps = 18};
-    trainer.ema().swap_with(*model);
-    std::vector<int> labels(sample_count, -1);
+    std::vector<int> labels(sample_count, nn::no_label);
     for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
+    const optim::EmaApplied ema_weights(trainer.ema(), *model);
     heun.sample(diffusion::Guided(*model, labels, guidance), x.view(), 1234);
-    trainer.ema().swap_with(*model);
     io::write_png((out / name).string(),
                   io::image_grid(TensorView<const float, typename Net::Image>(x.view()), classes));
   };
@@ -247,7 +244,7 @@ int main(int argc, char** argv) {
   try {
     const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();
     if (o.resume && std::filesystem::exists(checkpoint)) {  // say how to resume a run with(out) labels
-      const std::size_t classes = diffuse::programs::weights_classes(checkpoint);
+      const std::size_t classes = diffuse::train::read_checkpoint_info(checkpoint).classes;
       if (classes > 0 && o.labels.empty())
         throw diffuse::io::DataError(checkpoint, "the run was trained with labels (" + std::to_string(classes) +
                                                      " classes): pass --labels FILE to resume it");

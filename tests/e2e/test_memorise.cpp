@@ -117,7 +117,7 @@ TEST(EndToEnd, EdmTinyMemorisesThreeImages) {
   const double seconds = seconds_since(t0);
 
   // Evaluate and sample with the averaged weights.
-  trainer.ema().swap_with(*model);
+  const optim::EmaApplied ema_weights(trainer.ema(), *model);
   const double final_loss = train::evaluate_loss(*model, images);
   Tensor<float, Image> samples(16);
   diffusion::Heun<diffusion::KarrasSigmas>{.steps = 18}.sample(*model, samples.view(), /*seed=*/7);
@@ -168,7 +168,7 @@ TEST(EndToEnd, EdmTinyDrawsTheGuidedClass) {
 
   // w = 2 rather than 1, so that every denoiser call mixes the conditional and unconditional
   // estimates (w = 1 is the conditional denoiser alone).
-  trainer.ema().swap_with(*model);
+  const optim::EmaApplied ema_weights(trainer.ema(), *model);
   std::vector<int> labels;
   for (std::size_t k = 0; k < kImages; ++k) labels.insert(labels.end(), per_class, static_cast<int>(k));
   Tensor<float, Image> samples(labels.size());

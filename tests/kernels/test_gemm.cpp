@@ -1,5 +1,5 @@
-// Tests of kernels/gemm.hpp (plain, transposed, strided, epilogue, batched), resample.hpp
-// and layout.hpp against their naive twins in kernels/reference/.
+// Tests of kernels/gemm.hpp (plain, transposed, strided, epilogue, batched) and
+// resample.hpp against their naive twins in kernels/reference/.
 #include <gtest/gtest.h>
 
 #include <tuple>
@@ -7,7 +7,6 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/gemm.hpp"
-#include "diffuse/kernels/layout.hpp"
 #include "diffuse/kernels/reference/gemm.hpp"
 #include "diffuse/kernels/reference/resample.hpp"
 #include "diffuse/kernels/resample.hpp"
@@ -151,22 +150,6 @@ TYPED_TEST(Gemm, UpsampleNearestForwardBackward) {
       }
     }
   }
-}
-
-TEST(Layout, RoundTripsAndMatchesDefinition) {
-  const index_t n = 2, c = 3, h = 4, w = 5, co = 6, ci = 3, kk = 3;
-  auto a = random_vector<float>(std::size_t(n * c * h * w), 1);
-  std::vector<float> nhwc(a.size()), back(a.size());
-  k::nchw_to_nhwc(a.data(), nhwc.data(), n, c, h, w);
-  EXPECT_EQ(nhwc[((1 * h + 2) * w + 3) * c + 1], a[((1 * c + 1) * h + 2) * w + 3]);
-  k::nhwc_to_nchw(nhwc.data(), back.data(), n, c, h, w);
-  EXPECT_EQ(back, a);
-  auto wt = random_vector<float>(std::size_t(co * ci * kk * kk), 2);
-  std::vector<float> hwio(wt.size()), wback(wt.size());
-  k::oihw_to_hwio(wt.data(), hwio.data(), co, ci, kk);
-  EXPECT_EQ(hwio[((2 * kk + 1) * ci + 2) * co + 4], wt[((4 * ci + 2) * kk + 2) * kk + 1]);
-  k::hwio_to_oihw(hwio.data(), wback.data(), co, ci, kk);
-  EXPECT_EQ(wback, wt);
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include <diffuse/io/safetensors.hpp>
-#include <diffuse/kernels/layout.hpp>
 
 #include "gradcheck.hpp"
 
@@ -84,14 +83,14 @@ TEST(NnLabels, MatchesPyTorch) {
   const io::SafetensorsFile weights(dir + "/edm_tiny_weights.safetensors");
   const io::SafetensorsFile fix(dir + "/edm_tiny_labels.safetensors");
   net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
-    io::read_param(p.name == "map_label.weight" ? fix : weights, p, p.value);
+    nn::read_param(p.name == "map_label.weight" ? fix : weights, p, p.value);
   });
   const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
   constexpr std::size_t n = 3, H = 28;
   using kernels::index_t;
   auto to_nhwc = [&](const io::SafetensorsFile& f, const char* name, Tensor<float, CondF::Image>& t) {
     const auto v = f.read_vector(name, {n, 1, H, H});
-    kernels::nchw_to_nhwc(v.data(), t.data(), index_t(n), 1, index_t(H), index_t(H));
+    nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), 1, index_t(H), index_t(H));
   };
   Tensor<float, CondF::Image> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
   to_nhwc(io_file, "x", x);

@@ -11,6 +11,7 @@
 
 #include <diffuse/core/random.hpp>
 #include <diffuse/io/safetensors.hpp>
+#include <diffuse/nn/state_dict.hpp>
 
 namespace {
 
@@ -173,6 +174,26 @@ TEST(Safetensors, RandomlyDamagedFilesNeverCrash) {
 
 TEST(Safetensors, MissingFile) {
   expect_error([] { SafetensorsFile f("/nonexistent/x.safetensors"); }, {"/nonexistent/x.safetensors"});
+}
+
+// PyTorch layouts of nn/state_dict.hpp: round trips, and one element of each checked
+// against the definition.
+TEST(StateDict, LayoutsRoundTripAndMatchDefinition) {
+  namespace nn = diffuse::nn;
+  const std::size_t n = 2, c = 3, h = 4, w = 5, co = 6, ci = 3, kk = 3;
+  std::vector<float> a(n * c * h * w), wt(co * ci * kk * kk);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f - 7.f;
+  for (std::size_t i = 0; i < wt.size(); ++i) wt[i] = float(i) * 0.25f + 1.f;
+  std::vector<float> nhwc(a.size()), back(a.size());
+  nn::nchw_to_nhwc(a.data(), nhwc.data(), n, c, h, w);
+  EXPECT_EQ(nhwc[((1 * h + 2) * w + 3) * c + 1], a[((1 * c + 1) * h + 2) * w + 3]);
+  nn::nhwc_to_nchw(nhwc.data(), back.data(), n, c, h, w);
+  EXPECT_EQ(back, a);
+  std::vector<float> hwio(wt.size()), wback(wt.size());
+  nn::oihw_to_hwio(wt.data(), hwio.data(), co, ci, kk);
+  EXPECT_EQ(hwio[((2 * kk + 1) * ci + 2) * co + 4], wt[((4 * ci + 2) * kk + 2) * kk + 1]);
+  nn::hwio_to_oihw(hwio.data(), wback.data(), co, ci, kk);
+  EXPECT_EQ(wback, wt);
 }
 
 }  // namespace

@@ -377,13 +377,13 @@ TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
 TEST(NnUNet, MatchesPyTorch) {
   const std::string dir = DIFFUSE_FIXTURES_DIR;
   auto net = std::make_unique<TinyF>(0);
-  io::load_params(*net, dir + "/edm_tiny_weights.safetensors");
+  nn::load_state_dict(*net, dir + "/edm_tiny_weights.safetensors");
   const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
   constexpr std::size_t n = 3, H = 28, Cimg = 1;
   using kernels::index_t;
   auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Image>& t) {
     const auto v = io_file.read_vector(name, {n, Cimg, H, H});
-    kernels::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
+    nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
   };
   Tensor<float, TinyF::Image> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
   to_nhwc("x", x);
@@ -402,7 +402,7 @@ TEST(NnUNet, MatchesPyTorch) {
   std::size_t checked = 0;
   net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
     std::vector<float> want(p.grad.size());
-    io::read_param(grads, p, std::span<float>(want));
+    nn::read_param(grads, p, std::span<float>(want));
     EXPECT_LT(relative_error(p.grad, want), 1e-3) << p.name;
     ++checked;
   });
@@ -433,7 +433,7 @@ void set_deterministic_params(Net& net) {
     }
     if (p.layout == nn::ParamLayout::conv_hwio) {
       using kernels::index_t;
-      kernels::oihw_to_hwio(v.data(), p.value.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+      nn::oihw_to_hwio(v.data(), p.value.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
                             index_t(p.torch_shape[2]));
     } else {
       std::copy(v.begin(), v.end(), p.value.begin());
@@ -466,7 +466,7 @@ TEST(NnUNet, MnistSmallMatchesPyTorch) {
     std::vector<float> g(p.grad.begin(), p.grad.end());  // PyTorch layout
     if (p.layout == nn::ParamLayout::conv_hwio) {
       using kernels::index_t;
-      kernels::hwio_to_oihw(p.grad.data(), g.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
+      nn::hwio_to_oihw(p.grad.data(), g.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
                             index_t(p.torch_shape[2]));
     }
     const std::string name(p.name);
@@ -486,8 +486,8 @@ TEST(NnUNet, SaveAndLoadParameters) {
   auto a = std::make_unique<TinyF>(21);
   auto b = std::make_unique<TinyF>(22);
   const std::string path = ::testing::TempDir() + "diffuse_tiny_params.safetensors";
-  io::save_params(*a, path);
-  io::load_params(*b, path);
+  nn::save_state_dict(*a, path);
+  nn::load_state_dict(*b, path);
   std::vector<float> va, vb;
   a->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { va.insert(va.end(), v.begin(), v.end()); });
   b->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) { vb.insert(vb.end(), v.begin(), v.end()); });

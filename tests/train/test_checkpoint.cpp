@@ -83,7 +83,7 @@ TEST(Checkpoint, ResumingFromAFileIsBitIdentical) {
     train::save_checkpoint(path, "edm-tiny", *first, b, {{"note", "test"}});
   }
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
-  EXPECT_EQ(train::checkpoint_metadata(path).at("note"), "test");
+  EXPECT_EQ(train::read_checkpoint_info(path).metadata.at("note"), "test");
   auto resumed = std::make_unique<Model>(diffusion::Edm{}, 999);  // other initial weights
   train::Trainer c(*resumed, data, config());
   train::load_checkpoint(path, "edm-tiny", *resumed, c);
@@ -129,8 +129,104 @@ TEST(Checkpoint, ExportedWeightsLoadIntoAFreshNetwork) {
   train::export_weights(path, model->net());
   auto other = std::make_unique<Model>(diffusion::Edm{}, 4);
   EXPECT_NE(weights(*model), weights(*other));
-  io::load_params(other->net(), path);
+  nn::load_state_dict(other->net(), path);
   EXPECT_EQ(weights(*model), weights(*other));
+}
+
+template <class F>
+void expect_error_naming(F&& f, const std::string& path, const std::string& text);
+
+std::vector<float> ema_weights(train::Trainer<Model, Images>& t) {
+  std::vector<float> w;
+  t.ema().for_each_param([&](std::string_view, std::span<float> v) { w.insert(w.end(), v.begin(), v.end()); });
+  return w;
+}
+
+TEST(Checkpoint, InfoOfCheckpointsAndPlainWeights) {
+  const auto data = images();
+  auto model = std::make_unique<Model>();
+  train::Trainer t(*model, data, config());
+  for (int s = 0; s < 2; ++s) t.step();
+  const std::string path = temp_path("info.safetensors");
+  train::save_checkpoint(path, "edm-tiny", *model, t, {{train::keys::label_dropout, "0.25"}});
+  const train::CheckpointInfo info = train::read_checkpoint_info(path);
+  EXPECT_TRUE(info.training_checkpoint);
+  EXPECT_EQ(info.path, path);
+  EXPECT_EQ(info.model, "edm-tiny");
+  EXPECT_EQ(info.classes, 0u);
+  EXPECT_EQ(info.steps, 2u);
+  EXPECT_EQ(info.seed, 5u);
+  EXPECT_EQ(info.batch, 2u);
+  EXPECT_EQ(info.data_size, 6u);
+  EXPECT_EQ(info.images_seen, t.counters().images_seen);
+  EXPECT_EQ(info.number(train::keys::label_dropout), 0.25);
+  EXPECT_FALSE(info.number(train::keys::lr).has_value());
+
+  const std::string plain = temp_path("info-plain.safetensors");
+  train::export_weights(plain, model->net());
+  EXPECT_FALSE(train::read_checkpoint_info(plain).training_checkpoint);
+  EXPECT_EQ(train::read_checkpoint_info(plain).classes, 0u);
+  auto cond = std::make_unique<CondModel>();
+  const std::string cond_plain = temp_path("info-cond-plain.safetensors");
+  train::export_weights(cond_plain, cond->net());
+  EXPECT_EQ(train::read_checkpoint_info(cond_plain).classes, 10u);  // from map_label.weight's shape
+
+  expect_error_naming([&] { train::read_checkpoint_info(temp_path("none")); }, temp_path("none"), "no such file");
+  const std::string folder = temp_path("a-folder");
+  std::filesystem::create_directories(folder);
+  expect_error_naming([&] { train::read_checkpoint_info(folder); }, folder, "is a folder");
+}
+
+TEST(Checkpoint, SamplingWeightsAreTheEmaOrTheRawWeights) {
+  const auto data = images();
+  auto model = std::make_unique<Model>();
+  train::Trainer t(*model, data, config());
+  for (int s = 0; s < 3; ++s) t.step();
+  const std::string path = temp_path("sampling.safetensors");
+  train::save_checkpoint(path, "edm-tiny", *model, t);
+  ASSERT_NE(weights(*model), ema_weights(t));
+
+  auto fresh = std::make_unique<Model>(diffusion::Edm{}, 17);
+  const std::string what = train::load_sampling_weights(fresh->net(), path, "edm-tiny");
+  EXPECT_EQ(weights(*fresh), ema_weights(t));
+  EXPECT_NE(what.find("EMA weights"), std::string::npos) << what;
+  EXPECT_NE(what.find("step 3"), std::string::npos) << what;
+  train::load_sampling_weights(fresh->net(), path, "edm-tiny", /*use_ema=*/false);
+  EXPECT_EQ(weights(*fresh), weights(*model));
+
+  // Wrong configuration, or --no-ema on plain weights: an error, and the network unchanged.
+  auto other = std::make_unique<Model>(diffusion::Edm{}, 18);
+  const auto before = weights(*other);
+  expect_error_naming([&] { train::load_sampling_weights(other->net(), path, "edm-mnist-small"); }, path,
+                      "checkpoint of model 'edm-tiny'");
+  const std::string plain = temp_path("sampling-plain.safetensors");
+  train::export_weights(plain, model->net());
+  expect_error_naming([&] { train::load_sampling_weights(other->net(), plain, "edm-tiny", false); }, plain,
+                      "holds plain weights");
+  EXPECT_EQ(weights(*other), before);
+  train::load_sampling_weights(other->net(), plain, "edm-tiny");
+  EXPECT_EQ(weights(*other), weights(*model));
+}
+
+TEST(Checkpoint, EmaAppliedRestoresTheTrainingWeights) {
+  const auto data = images();
+  auto model = std::make_unique<Model>();
+  train::Trainer t(*model, data, config());
+  for (int s = 0; s < 2; ++s) t.step();
+  const auto trained = weights(*model), averaged = ema_weights(t);
+  ASSERT_NE(trained, averaged);
+  {
+    const optim::EmaApplied ema(t.ema(), *model);
+    EXPECT_EQ(weights(*model), averaged);
+  }
+  EXPECT_EQ(weights(*model), trained);
+  try {
+    const optim::EmaApplied ema(t.ema(), *model);
+    throw std::runtime_error("sampling failed");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(weights(*model), trained);
+  EXPECT_EQ(ema_weights(t), averaged);
 }
 
 template <class F>
@@ -189,7 +285,7 @@ TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
     tc.step();
     const std::string cond_path = temp_path("cond.safetensors");
     train::save_checkpoint(cond_path, "edm-tiny", *cond, tc);
-    EXPECT_EQ(train::checkpoint_metadata(cond_path).at("diffuse.classes"), "10");
+    EXPECT_EQ(train::read_checkpoint_info(cond_path).classes, 10u);
     expect_error_naming([&] { train::load_checkpoint(cond_path, "edm-tiny", *model, t); }, cond_path,
                         "checkpoint of a model with 10 classes (class-conditional), but this one has no classes");
   }

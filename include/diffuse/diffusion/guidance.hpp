@@ -22,8 +22,9 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/ops.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/label_embedding.hpp"
+#include "diffuse/nn/labels.hpp"
 
 namespace diffuse::diffusion {
 

@@ -33,10 +33,11 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/ops.hpp"
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/diffusion/noise.hpp"
-#include "diffuse/nn/label_embedding.hpp"
+#include "diffuse/nn/labels.hpp"
 
 namespace diffuse::diffusion {
 

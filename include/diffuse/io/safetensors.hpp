@@ -7,9 +7,8 @@
 // The header is parsed by a small hand-written JSON reader that accepts exactly what
 // the format needs (objects, arrays, strings, non-negative integers; other scalars are
 // parsed and ignored): no dependency for a header-only library, and every error can name
-// the file, the tensor and what was expected. Tensors are stored with PyTorch's names
-// and layouts; load_params/save_params convert convolution weights between PyTorch's
-// OIHW and diffuse's HWIO using the models' ParamRef visitors.
+// the file, the tensor and what was expected. This file knows the format only: the
+// mapping of a network's parameters to PyTorch's names and layouts is nn/state_dict.hpp.
 //
 // Not here: memory mapping (files are read whole: checkpoints of these models are a few
 // MB), writing dtypes other than F32 and F64 (F16 and BF16 are read), big-endian hosts.
@@ -25,10 +24,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
-
-#include "diffuse/kernels/layout.hpp"
-#include "diffuse/nn/param.hpp"
 
 namespace diffuse::io {
 
@@ -458,50 +455,5 @@ class SafetensorsWriter {
   std::vector<Entry> entries_;
   std::map<std::string, std::string> metadata_;
 };
-
-/// Reads the tensor of a parameter from `file` in diffuse's layout (OIHW -> HWIO for
-/// convolution weights), checking name, PyTorch shape and dtype.
-template <class T>
-void read_param(const SafetensorsFile& file, const nn::ParamRef<T>& p, std::span<T> out) {
-  const std::span<const std::size_t> shape(p.torch_shape.data(), p.torch_rank);
-  if (p.layout == nn::ParamLayout::conv_hwio) {
-    std::vector<T> tmp(out.size());
-    file.read<T>(p.name, shape, std::span<T>(tmp));
-    using kernels::index_t;
-    kernels::oihw_to_hwio(tmp.data(), out.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
-                          index_t(p.torch_shape[2]));
-  } else {
-    file.read<T>(p.name, shape, out);
-  }
-}
-
-/// Loads every parameter of `model` (anything with for_each_param_ref, e.g. nn::UNet)
-/// from a safetensors file written by PyTorch (state_dict names and layouts). Every
-/// parameter must be present with its exact shape; extra tensors are ignored.
-template <class Model>
-void load_params(Model& model, const std::string& path) {
-  SafetensorsFile file(path);
-  model.for_each_param_ref([&](const auto& p) { read_param(file, p, p.value); });
-}
-
-/// Writes every parameter of `model` (or its gradients, with grads = true) with PyTorch
-/// names and layouts.
-template <class Model>
-void save_params(Model& model, const std::string& path, bool grads = false) {
-  SafetensorsWriter w;
-  model.for_each_param_ref([&](const auto& p) {
-    using T = typename std::remove_cvref_t<decltype(p.value)>::value_type;
-    const std::span<T> src = grads ? p.grad : p.value;
-    std::vector<T> tmp(src.begin(), src.end());
-    if (p.layout == nn::ParamLayout::conv_hwio) {
-      using kernels::index_t;
-      kernels::hwio_to_oihw(src.data(), tmp.data(), index_t(p.torch_shape[0]), index_t(p.torch_shape[1]),
-                            index_t(p.torch_shape[2]));
-    }
-    w.add<T>(std::string(p.name), std::vector<std::size_t>(p.torch_shape.begin(), p.torch_shape.begin() + p.torch_rank),
-             std::span<const T>(tmp));
-  });
-  w.write(path);
-}
 
 }  // namespace diffuse::io

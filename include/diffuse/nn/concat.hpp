@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
 

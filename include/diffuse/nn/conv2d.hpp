@@ -8,7 +8,7 @@
 #pragma once
 
 #include "diffuse/kernels/conv2d.hpp"
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
 

@@ -16,7 +16,7 @@
 #include <cmath>
 
 #include "diffuse/core/functors.hpp"
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
 namespace detail {

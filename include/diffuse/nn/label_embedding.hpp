@@ -13,33 +13,11 @@
 #include <cmath>
 #include <cstddef>
 #include <span>
-#include <stdexcept>
-#include <string>
 
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/labels.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
-
-/// Classes of a model or network M: M::classes, 0 when it has none (unconditional).
-template <class M>
-inline constexpr std::size_t classes_v = [] {
-  if constexpr (requires { M::classes; }) return std::size_t{M::classes};
-  else return std::size_t{0};
-}();
-
-/// Throws std::invalid_argument unless every label is -1 or in [0, classes); `what`
-/// names the caller, e.g. "diffuse::nn::UNet::forward".
-inline void check_labels(std::span<const int> labels, std::size_t classes, const char* what) {
-  for (std::size_t i = 0; i < labels.size(); ++i) {
-    const int k = labels[i];
-    if (k < -1 || (k >= 0 && static_cast<std::size_t>(k) >= classes))
-      throw std::invalid_argument(std::string(what) + ": label " + std::to_string(k) +
-                                  " of image " + std::to_string(i) + " is not a class of this model (" +
-                                  (classes ? "0.." + std::to_string(classes - 1) + ", or -1 for none"
-                                           : "it has no classes; use -1") +
-                                  ")");
-  }
-}
 
 /// emb[n] += sqrt(L) W[:, label[n]] for every image with a label.  emb: (N, C).
 template <class T, std::size_t L, std::size_t C>

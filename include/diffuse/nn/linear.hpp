@@ -4,7 +4,7 @@
 #pragma once
 
 #include "diffuse/kernels/gemm.hpp"
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
 

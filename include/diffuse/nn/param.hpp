@@ -1,5 +1,5 @@
-// Parameters of the layers: a value tensor and its gradient, how they are named and
-// visited, and PyTorch's default initialisation.
+// Parameters of the layers: a value tensor and its gradient, and how they are named and
+// visited.
 //
 // Every layer owns its parameters as Param<T, S> members (value and grad, both shaped
 // S) and lists them through `visit_params(f, name)`, which calls f(ParamRef) for each
@@ -7,11 +7,11 @@
 // `for_each_param(f)` of a model adapts that to f(name, value, grad). Names are built
 // in a fixed-size buffer, so visiting allocates nothing (optimisers visit every step).
 //
-// Not here: optimisers, checkpoints (io/), the layers themselves.
+// Not here: initialisation (init.hpp), PyTorch state dicts (state_dict.hpp), optimisers
+// (optim/), checkpoints (train/), the layers themselves.
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <memory>
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "diffuse/tensor.hpp"
+#include "diffuse/core/tensor.hpp"
 
 namespace diffuse::nn {
 
@@ -137,21 +137,6 @@ void visit_child(F& f, ParamName& name, std::string_view part, Layer& layer) {
 
 }  // namespace detail
 
-/// Fills `p` uniformly in (-bound, bound).
-template <class T, class S>
-void init_uniform(Param<T, S>& p, Generator& g, double bound) {
-  fill_uniform(p.value, g, -bound, bound);
-}
-
-/// PyTorch's default for Conv2d and Linear: kaiming_uniform(a = sqrt(5)) for the weight,
-/// i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias.
-template <class T, class SW, class SB>
-void init_pytorch_default(Param<T, SW>& weight, Param<T, SB>* bias, std::size_t fan_in, Generator& g) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-  init_uniform(weight, g, bound);
-  if (bias) init_uniform(*bias, g, bound);
-}
-
 /// Adapts a model's visit_params to the optimiser contract
 /// f(std::string_view name, std::span<T> value, std::span<T> grad).
 template <class Model, class F>
@@ -175,21 +160,6 @@ void zero_grad_of(Model& m) {
   for_each_param_of(m, [](std::string_view, auto, auto g) {
     for (auto& x : g) x = 0;
   });
-}
-
-/// Stores `e` into `dst` (beta == 0) or adds it (beta == 1): the two ways a backward
-/// writes an input gradient.
-template <class V, class E>
-void store_or_add(const V& dst, const E& e, typename V::value_type beta) {
-  if (beta == typename V::value_type(0)) dst = e;
-  else dst += e;
-}
-
-/// Throws ShapeError unless the two batch sizes agree.
-inline void check_batch(std::size_t a, std::size_t b, const char* what) {
-  if (a != b)
-    throw ShapeError(std::string("diffuse::nn::") + what + ": batch sizes differ (" + std::to_string(a) +
-                     " and " + std::to_string(b) + ")");
 }
 
 }  // namespace diffuse::nn

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "diffuse/nn/group_norm.hpp"
-#include "diffuse/nn/param.hpp"
+#include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
 

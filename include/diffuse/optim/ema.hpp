@@ -111,4 +111,22 @@ class Ema {
   std::vector<Slot> slots_;
 };
 
+/// While alive, `model` holds the averaged weights of `ema` (what sampling and exported
+/// weights use); the training weights come back when it goes out of scope, also when an
+/// exception leaves the scope.
+///
+///   { optim::EmaApplied ema_weights(trainer.ema(), model); sampler.sample(model, x, seed); }
+template <Parameterised Model>
+class [[nodiscard]] EmaApplied {
+ public:
+  EmaApplied(Ema& ema, Model& model) : ema_(ema), model_(model) { ema_.swap_with(model_); }
+  ~EmaApplied() { ema_.swap_with(model_); }
+  EmaApplied(const EmaApplied&) = delete;
+  EmaApplied& operator=(const EmaApplied&) = delete;
+
+ private:
+  Ema& ema_;
+  Model& model_;
+};
+
 }  // namespace diffuse::optim

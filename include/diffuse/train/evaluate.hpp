@@ -10,7 +10,7 @@
 
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/label_embedding.hpp"
+#include "diffuse/nn/labels.hpp"
 #include "diffuse/train/image_source.hpp"
 
 namespace diffuse::train {

@@ -27,7 +27,7 @@
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/diffusion/noise.hpp"
-#include "diffuse/nn/label_embedding.hpp"
+#include "diffuse/nn/labels.hpp"
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/train/image_source.hpp"
