@@ -133,14 +133,14 @@ std::vector<double> schedule_sigmas(const Options& o) {
     if (o.sigma_max > 0) s.sigma_max = o.sigma_max;
     return s.sigmas(n);
   };
-  if (o.schedule == "karras") return ranged(diffusion::KarrasSigmas{});
-  if (o.schedule == "exponential") return ranged(diffusion::ExponentialSigmas{});
-  if (o.schedule == "ve") return ranged(diffusion::VeSigmas{});
-  if (o.schedule == "cosine") return ranged(diffusion::CosineSigmas{});
-  if (o.schedule == "ddpm") return diffusion::DdpmSigmas{}.sigmas(n);
-  diffusion::VpSigmas vp;  // "vp"
+  if (o.schedule == "karras") return ranged(diffusion::KarrasSchedule{});
+  if (o.schedule == "exponential") return ranged(diffusion::ExponentialSchedule{});
+  if (o.schedule == "ve") return ranged(diffusion::VeSchedule{});
+  if (o.schedule == "cosine") return ranged(diffusion::CosineSchedule{});
+  if (o.schedule == "ddpm") return diffusion::DdpmSchedule{}.sigmas(n);
+  diffusion::VpSchedule vp;  // "vp"
   if (o.sigma_min > 0 || o.sigma_max > 0)
-    vp = diffusion::VpSigmas::from_range(o.sigma_min > 0 ? o.sigma_min : vp.sigma(vp.eps_s),
+    vp = diffusion::VpSchedule::from_range(o.sigma_min > 0 ? o.sigma_min : vp.sigma(vp.eps_s),
                                          o.sigma_max > 0 ? o.sigma_max : vp.sigma(1.0));
   return vp.sigmas(n);
 }
@@ -155,7 +155,7 @@ void with_sampler(const Options& o, F&& f) {
   if (o.sampler == "euler_ancestral")
     return f(diffusion::EulerAncestral<>{.steps = n, .eta = o.eta < 0 ? 1.0 : o.eta});
   if (o.sampler == "dpmpp_2m") return f(diffusion::DpmPp2M<>{.steps = n});
-  return f(diffusion::Ddim<>{.steps = n, .eta = o.eta < 0 ? 0.0 : o.eta});  // "ddim"
+  return f(diffusion::ddim(n, o.eta < 0 ? 0.0 : o.eta));  // "ddim"
 }
 
 // The output file names of img2img: the inputs' names with .png, checked for clashes.
@@ -179,16 +179,16 @@ template <nn::UNetConfig Cfg>
 int run(const Options& o, const std::vector<double>& sigmas) {
   using Net = nn::UNet<Cfg>;
   using Model = diffusion::EDMPrecond<Net>;
-  using Image = typename Net::Image;
+  using Batch = typename Net::Batch;
   constexpr std::size_t R = Cfg.image_size, C = Cfg.image_channels;
-  using Item = Shape<R, R, C>;
+  using Image = Shape<R, R, C>;
   const auto steps = static_cast<std::size_t>(o.steps);
   const bool img2img = !o.init.empty();
   const fs::path out(o.out);
 
   // Inputs first (cheap to check), then the weights.
   std::vector<std::string> inputs, names;
-  Tensor<float, Image> init;
+  Tensor<float, Batch> init;
   if (img2img) {
     if (fs::is_directory(o.init)) inputs = io::image_files(o.init);
     else if (fs::exists(o.init)) inputs = {o.init};
@@ -230,11 +230,11 @@ int run(const Options& o, const std::vector<double>& sigmas) {
                          "raise --steps or --strength\n", o.strength, steps);
 
   fs::create_directories(out);
-  Tensor<float, Image> all(total);  // every output, for the grid
+  Tensor<float, Batch> all(total);  // every output, for the grid
   std::vector<double> ssim(total, 0.0);
   std::size_t evaluations = 0;
   std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
-  auto denoise = [&](TensorView<const float, Image> x, float sigma, TensorView<float, Image> d) {
+  auto denoise = [&](TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> d) {
     evaluations += guided->network_passes();
     (*guided)(x, sigma, d);
   };
@@ -245,13 +245,13 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   const auto batch = static_cast<std::size_t>(o.batch);
   const std::size_t batches = (total + batch - 1) / batch;
   with_sampler(o, [&](const auto& sampler) {
-    Tensor<float, Image> x;
+    Tensor<float, Batch> x;
     for (std::size_t first = 0; first < total && !programs::stop_requested; first += batch) {
       const std::size_t b = std::min(batch, total - first);
       x.resize(b);
       guided.emplace(*model, std::vector<int>(b, o.label), o.guidance);
       const auto t0 = Clock::now();
-      diffusion::NoiseSource<Image> noise(o.seed, first, b);  // image i: the streams of (seed, i)
+      diffusion::NoiseSource<Batch> noise(o.seed, first, b);  // image i: the streams of (seed, i)
       noise.draw(x.view());
       const auto s0 = static_cast<float>(run_sigmas[0]);
       if (img2img) {
@@ -265,10 +265,10 @@ int run(const Options& o, const std::vector<double>& sigmas) {
       all.items(first, b) = clamp(x, -1.f, 1.f);
       for (std::size_t i = 0; i < b; ++i) {
         const std::size_t j = first + i;
-        const float* img = all.data() + j * Image::item_size;
-        io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Item>(all.item(j))));
+        const float* img = all.data() + j * Batch::item_size;
+        io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Image>(all.item(j))));
         if (img2img) {
-          ssim[j] = metrics::ssim(init.data() + j * Image::item_size, img, R, R, C);
+          ssim[j] = metrics::ssim(init.data() + j * Batch::item_size, img, R, R, C);
           std::fprintf(stderr, "%s -> %s: SSIM %.4f\n", inputs[j].c_str(), names[j].c_str(), ssim[j]);
         }
       }
@@ -278,7 +278,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
     }
   });
 
-  const TensorView<const float, Image> finished(all.items(0, done));
+  const TensorView<const float, Batch> finished(all.items(0, done));
   if (done > 0) io::write_png((out / "grid.png").string(), io::image_grid(finished));
   if (img2img && done > 0) {
     std::FILE* f = std::fopen((out / "ssim.csv").c_str(), "w");

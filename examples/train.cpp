@@ -125,14 +125,14 @@ int run(const Options& o) {
   const double guidance = cfg.label_dropout > 0 ? programs::default_guidance : 1.0;
   const std::size_t sample_count = classes ? (o.sample_count + classes - 1) / classes * classes : o.sample_count;
   auto write_samples = [&](const std::string& name) {
-    Tensor<float, typename Net::Image> x(sample_count);
-    const diffusion::Heun<diffusion::KarrasSigmas> heun{.steps = 18};
+    Tensor<float, typename Net::Batch> x(sample_count);
+    const diffusion::Heun<diffusion::KarrasSchedule> heun{.steps = 18};
     std::vector<int> labels(sample_count, nn::no_label);
     for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
     const optim::EmaApplied ema_weights(trainer.ema(), *model);
     heun.sample(diffusion::Guided(*model, labels, guidance), x.view(), 1234);
     io::write_png((out / name).string(),
-                  io::image_grid(TensorView<const float, typename Net::Image>(x.view()), classes));
+                  io::image_grid(TensorView<const float, typename Net::Batch>(x.view()), classes));
   };
 
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");

@@ -28,7 +28,7 @@ double peak_rss_mib() {
 }
 
 Images random_images(std::size_t n) {
-  Tensor<float, Net::Image> x(n);
+  Tensor<float, Net::Batch> x(n);
   Generator g(1);
   fill_uniform(x, g, -1, 1);
   return Images(std::move(x));
@@ -52,8 +52,8 @@ BENCHMARK(BM_TrainStep_EdmMnistSmall)->Arg(128)->UseRealTime()->Unit(benchmark::
 void BM_HeunSample_EdmMnistSmall(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   auto model = std::make_unique<Model>();
-  const diffusion::Heun<diffusion::KarrasSigmas> sampler{.steps = 18};
-  Tensor<float, Net::Image> x(batch);
+  const diffusion::Heun<diffusion::KarrasSchedule> sampler{.steps = 18};
+  Tensor<float, Net::Batch> x(batch);
   std::uint64_t seed = 0;
   for (auto _ : state) {
     sampler.sample(*model, x.view(), seed++);

@@ -15,17 +15,17 @@
 namespace {
 
 using namespace diffuse;
-using Image = Shape<dyn, 2, 2, 1>;
+using Batch = Shape<dyn, 2, 2, 1>;
 
 // D(x; sigma, label) = x / 2 + sigma (label + 2) + k at pixel k: counts its calls.
 struct FakeModel {
-  using Image = ::Image;
+  using Batch = ::Batch;
   using T = float;
   static constexpr std::size_t classes = 3;
   int calls = 0;
   std::size_t last_batch = 0;
-  void forward(TensorView<const float, Image> x, std::span<const float> sigma, std::span<const int> labels,
-               TensorView<float, Image> out) {
+  void forward(TensorView<const float, Batch> x, std::span<const float> sigma, std::span<const int> labels,
+               TensorView<float, Batch> out) {
     ++calls;
     last_batch = x.batch();
     for (std::size_t i = 0; i < x.batch(); ++i)
@@ -39,7 +39,7 @@ TEST(Guidance, MixesConditionalAndUnconditionalPerImage) {
   FakeModel model;
   const std::vector<int> labels = {2, -1, 0};
   diffusion::Guided guided(model, labels, 3.0);
-  Tensor<float, Image> x(3), out(3);
+  Tensor<float, Batch> x(3), out(3);
   for (std::size_t k = 0; k < x.size(); ++k) x.data()[k] = 0.1f * float(k);
   guided(x, 0.5f, out);
   EXPECT_EQ(model.calls, 1);
@@ -56,7 +56,7 @@ TEST(Guidance, MixesConditionalAndUnconditionalPerImage) {
 
 TEST(Guidance, NeedsOnePassWithoutAMix) {
   FakeModel model;
-  Tensor<float, Image> x(2), out(2);
+  Tensor<float, Batch> x(2), out(2);
   diffusion::Guided plain(model, {1, 2}, 1.0);  // w = 1: the conditional denoiser
   plain(x, 1.f, out);
   EXPECT_EQ(model.last_batch, 2u);
@@ -75,7 +75,7 @@ TEST(Guidance, RejectsLabelsAndBatchesThatDoNotFit) {
   EXPECT_THROW(diffusion::Guided(model, {0}, std::nan("")), std::invalid_argument);
   EXPECT_THROW(diffusion::Guided(model, {0}, HUGE_VAL), std::invalid_argument);
   diffusion::Guided g(model, {0, 1}, 2.0);
-  Tensor<float, Image> x(3), out(3);
+  Tensor<float, Batch> x(3), out(3);
   EXPECT_THROW(g(x, 1.f, out), ShapeError);
 }
 
@@ -87,7 +87,7 @@ using Cond = diffusion::EDMPrecond<nn::UNet<tiny_classes>>;
 
 TEST(Guidance, ScalesOneAndZeroAreTheConditionalAndUnconditionalModel) {
   auto model = std::make_unique<Cond>(diffusion::Edm{}, 3);
-  using I = Cond::Image;
+  using I = Cond::Batch;
   Tensor<float, I> x(2), cond(2), uncond(2), g1(2), g0(2);
   Generator gen(1);
   fill_normal(x, gen);

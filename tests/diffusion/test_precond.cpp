@@ -27,27 +27,27 @@ namespace {
 
 template <std::size_t H, std::size_t W, std::size_t C>
 struct AffineNet {
-  using Image = Shape<dyn, H, W, C>;
+  using Batch = Shape<dyn, H, W, C>;
   std::vector<float> a = std::vector<float>(C, 0.f), b = std::vector<float>(C, 0.f), g = {0.f};
   std::vector<float> da = std::vector<float>(C, 0.f), db = std::vector<float>(C, 0.f), dg = {0.f};
-  Tensor<float, Image> saved_x;
+  Tensor<float, Batch> saved_x;
   std::vector<float> saved_c;
   const float* last_in = nullptr;  // where forward's input lives (to see buffer reuse)
 
-  void forward(TensorView<const float, Image> x, std::span<const float> c, TensorView<float, Image> out) {
+  void forward(TensorView<const float, Batch> x, std::span<const float> c, TensorView<float, Batch> out) {
     last_in = x.data();
     saved_x = x;
     saved_c.assign(c.begin(), c.end());
     for (std::size_t i = 0; i < x.batch(); ++i)
-      for (std::size_t k = 0; k < Image::item_size; ++k) {
-        const std::size_t j = i * Image::item_size + k, ch = k % C;
+      for (std::size_t k = 0; k < Batch::item_size; ++k) {
+        const std::size_t j = i * Batch::item_size + k, ch = k % C;
         out.data()[j] = a[ch] * x.data()[j] + b[ch] + g[0] * c[i];
       }
   }
-  void backward(TensorView<const float, Image> dout) {
+  void backward(TensorView<const float, Batch> dout) {
     for (std::size_t i = 0; i < dout.batch(); ++i)
-      for (std::size_t k = 0; k < Image::item_size; ++k) {
-        const std::size_t j = i * Image::item_size + k, ch = k % C;
+      for (std::size_t k = 0; k < Batch::item_size; ++k) {
+        const std::size_t j = i * Batch::item_size + k, ch = k % C;
         da[ch] += dout.data()[j] * saved_x.data()[j];
         db[ch] += dout.data()[j];
         dg[0] += dout.data()[j] * saved_c[i];
@@ -66,7 +66,7 @@ struct AffineNet {
 };
 
 using Net = AffineNet<3, 2, 2>;
-using Image = Net::Image;
+using Batch = Net::Batch;
 
 dd::Coefficients edm_reference(double s, double sd) {
   // Table 1, written out again.
@@ -75,11 +75,11 @@ dd::Coefficients edm_reference(double s, double sd) {
 }
 
 template <class Policy>
-void fill_inputs(dd::Precond<Policy, Net>& p, Tensor<float, Image>& y, Tensor<float, Image>& noise,
+void fill_inputs(dd::Precond<Policy, Net>& p, Tensor<float, Batch>& y, Tensor<float, Batch>& noise,
                  std::vector<float>& sigma) {
   diffuse::Generator gen(11);
   diffuse::fill_normal(y, gen, 0.0, 0.5);
-  dd::draw_training_noise(p.policy(), 5, 0, 0, std::span<float>(sigma), noise.view());
+  dd::draw_training_noise(dd::default_loss(p.policy()), 5, 0, 0, std::span<float>(sigma), noise.view());
   auto& net = p.net();
   net.a = {0.7f, -0.3f};
   net.b = {0.1f, 0.2f};
@@ -97,14 +97,14 @@ TEST(Precond, EdmCoefficientsAndWeight) {
     EXPECT_NEAR(c.c_in, r.c_in, 1e-13);
     EXPECT_NEAR(c.c_noise, r.c_noise, 1e-15);
     // lambda(sigma) c_out(sigma)^2 = 1: every noise level weighs F's error equally.
-    EXPECT_NEAR(edm.loss_weight(s) * c.c_out * c.c_out, 1.0, 1e-12);
+    EXPECT_NEAR(dd::EDMLoss{}.weight(s) * c.c_out * c.c_out, 1.0, 1e-12);
   }
   // sigma = sigma_data: c_skip = 1/2, c_out = c_in * sd^2 ... by hand: c_out = 0.25/sqrt(0.5).
   const auto h = edm.coefficients(0.5);
   EXPECT_DOUBLE_EQ(h.c_skip, 0.5);
   EXPECT_NEAR(h.c_out, 0.35355339059327373, 1e-15);
   EXPECT_NEAR(h.c_in, 1.4142135623730951, 1e-15);
-  EXPECT_NEAR(edm.loss_weight(0.5), 8.0, 1e-14);
+  EXPECT_NEAR(dd::EDMLoss{}.weight(0.5), 8.0, 1e-14);
 }
 
 TEST(Precond, VpAndVeCoefficients) {
@@ -117,7 +117,7 @@ TEST(Precond, VpAndVeCoefficients) {
   const double t = (std::sqrt(0.01 + 2 * 19.9 * std::log(5.0)) - 0.1) / 19.9;
   EXPECT_NEAR(c.c_noise, 999.0 * t, 1e-10);
   EXPECT_NEAR(vp.sigma(t), s, 1e-12);
-  EXPECT_NEAR(vp.loss_weight(s), 0.25, 1e-15);
+  EXPECT_NEAR(dd::VPLoss{}.weight(s), 0.25, 1e-15);
   const dd::Ve ve{};
   const auto v = ve.coefficients(s);
   EXPECT_EQ(v.c_skip, 1.0);
@@ -141,7 +141,7 @@ TEST(Precond, TrainingSigmaDistributions) {
     return std::pair<double, double>{m, std::sqrt(m2 / n - m * m)};
   };
   // EDM: ln sigma ~ N(-1.2, 1.2^2). Standard errors: 1.2/sqrt(n) = 0.0085 and 0.006.
-  dd::draw_training_noise(dd::Edm{}, 1, 0, 0, std::span<float>(sigma), noise.view());
+  dd::draw_training_noise(dd::EDMLoss{}, 1, 0, 0, std::span<float>(sigma), noise.view());
   auto [m, sd] = moments([](float s) { return std::log(s); });
   EXPECT_NEAR(m, -1.2, 0.04);
   EXPECT_NEAR(sd, 1.2, 0.03);
@@ -149,13 +149,13 @@ TEST(Precond, TrainingSigmaDistributions) {
   EXPECT_NEAR(diffuse::mean(noise), 0.0, 0.03);
   EXPECT_NEAR(diffuse::mean(noise * noise), 1.0, 0.05);
   // VE: ln sigma ~ U(ln 0.02, ln 100): mean ln(0.02*100)/2, std (ln 5000)/sqrt(12).
-  dd::draw_training_noise(dd::Ve{}, 2, 0, 0, std::span<float>(sigma), noise.view());
+  dd::draw_training_noise(dd::VELoss{}, 2, 0, 0, std::span<float>(sigma), noise.view());
   std::tie(m, sd) = moments([](float s) { return std::log(s); });
   EXPECT_NEAR(m, 0.5 * std::log(2.0), 0.05);
   EXPECT_NEAR(sd, std::log(5000.0) / std::sqrt(12.0), 0.03);
   // VP: t(sigma) ~ U(1e-5, 1).
   const dd::Vp vp{};
-  dd::draw_training_noise(vp, 3, 0, 0, std::span<float>(sigma), noise.view());
+  dd::draw_training_noise(dd::VPLoss{}, 3, 0, 0, std::span<float>(sigma), noise.view());
   std::tie(m, sd) = moments([&](float s) { return vp.t(s); });
   EXPECT_NEAR(m, 0.5, 0.01);
   EXPECT_NEAR(sd, 1.0 / std::sqrt(12.0), 0.01);
@@ -163,22 +163,22 @@ TEST(Precond, TrainingSigmaDistributions) {
 
 TEST(Precond, TrainingNoiseIndependentOfBatchSplit) {
   const std::size_t n = 8;
-  Tensor<float, Image> whole(n), part(n);
+  Tensor<float, Batch> whole(n), part(n);
   std::vector<float> sw(n), sp(n);
-  dd::draw_training_noise(dd::Edm{}, 9, 4, 0, std::span<float>(sw), whole.view());
-  dd::draw_training_noise(dd::Edm{}, 9, 4, 0, std::span<float>(sp).subspan(0, 3), part.items(0, 3));
-  dd::draw_training_noise(dd::Edm{}, 9, 4, 3, std::span<float>(sp).subspan(3), part.items(3, 5));
+  dd::draw_training_noise(dd::EDMLoss{}, 9, 4, 0, std::span<float>(sw), whole.view());
+  dd::draw_training_noise(dd::EDMLoss{}, 9, 4, 0, std::span<float>(sp).subspan(0, 3), part.items(0, 3));
+  dd::draw_training_noise(dd::EDMLoss{}, 9, 4, 3, std::span<float>(sp).subspan(3), part.items(3, 5));
   EXPECT_EQ(sw, sp);
   for (std::size_t k = 0; k < whole.size(); ++k) ASSERT_EQ(whole.data()[k], part.data()[k]);
   // Another step gives other numbers.
-  dd::draw_training_noise(dd::Edm{}, 9, 5, 0, std::span<float>(sp), part.view());
+  dd::draw_training_noise(dd::EDMLoss{}, 9, 5, 0, std::span<float>(sp), part.view());
   EXPECT_NE(sw, sp);
 }
 
 TEST(Precond, ForwardIsSkipPlusScaledNet) {
   dd::EDMPrecond<Net> p;
   const std::size_t n = 4;
-  Tensor<float, Image> y(n), noise(n), out(n);
+  Tensor<float, Batch> y(n), noise(n), out(n);
   std::vector<float> sigma(n);
   fill_inputs(p, y, noise, sigma);
   sigma = {0.01f, 0.5f, 2.f, 60.f};
@@ -186,15 +186,15 @@ TEST(Precond, ForwardIsSkipPlusScaledNet) {
   const auto& net = p.net();
   for (std::size_t i = 0; i < n; ++i) {
     const auto c = edm_reference(sigma[i], 0.5);
-    for (std::size_t k = 0; k < Image::item_size; ++k) {
-      const std::size_t j = i * Image::item_size + k, ch = k % 2;
+    for (std::size_t k = 0; k < Batch::item_size; ++k) {
+      const std::size_t j = i * Batch::item_size + k, ch = k % 2;
       const double x = y.data()[j];
       const double f = net.a[ch] * (c.c_in * x) + net.b[ch] + net.g[0] * c.c_noise;
       EXPECT_NEAR(out.data()[j], c.c_skip * x + c.c_out * f, 2e-6 * (1 + std::abs(x))) << i << " " << k;
     }
   }
   // The sampler's call with one sigma equals forward with that sigma for every image.
-  Tensor<float, Image> out2(n);
+  Tensor<float, Batch> out2(n);
   std::vector<float> same(n, 2.f);
   p.forward(y.view(), std::span<const float>(same), out.view());
   p(y.view(), 2.f, out2.view());
@@ -204,7 +204,7 @@ TEST(Precond, ForwardIsSkipPlusScaledNet) {
 TEST(Precond, LossMatchesDefinition) {
   dd::EDMPrecond<Net> p;
   const std::size_t n = 5;
-  Tensor<float, Image> y(n), noise(n), d(n), x(n);
+  Tensor<float, Batch> y(n), noise(n), d(n), x(n);
   std::vector<float> sigma(n);
   fill_inputs(p, y, noise, sigma);
   const float loss = p.loss(y.view(), std::span<const float>(sigma), noise.view());
@@ -214,8 +214,8 @@ TEST(Precond, LossMatchesDefinition) {
   double total = 0;
   for (std::size_t i = 0; i < n; ++i) {
     double ss = 0;
-    for (std::size_t k = 0; k < Image::item_size; ++k) {
-      const std::size_t j = i * Image::item_size + k;
+    for (std::size_t k = 0; k < Batch::item_size; ++k) {
+      const std::size_t j = i * Batch::item_size + k;
       ss += std::pow(double(d.data()[j]) - y.data()[j], 2);
     }
     const double w = (sigma[i] * double(sigma[i]) + 0.25) / (sigma[i] * double(sigma[i]) * 0.25);
@@ -231,7 +231,7 @@ template <class Policy>
 void check_loss_gradient() {
   dd::Precond<Policy, Net> p;
   const std::size_t n = 6;
-  Tensor<float, Image> y(n), noise(n);
+  Tensor<float, Batch> y(n), noise(n);
   std::vector<float> sigma(n);
   fill_inputs(p, y, noise, sigma);
   p.zero_grad();
@@ -274,7 +274,7 @@ TEST(Precond, LossGradientVe) { check_loss_gradient<dd::Ve>(); }
 TEST(Precond, BackwardScalesByCout) {
   dd::Precond<dd::Ve, Net> p;
   const std::size_t n = 2;
-  Tensor<float, Image> x(n), out(n), dout(n);
+  Tensor<float, Batch> x(n), out(n), dout(n);
   std::vector<float> sigma = {3.f, 0.5f};
   diffuse::Generator gen(3);
   diffuse::fill_normal(x, gen);
@@ -285,14 +285,14 @@ TEST(Precond, BackwardScalesByCout) {
   // VE: c_out = sigma, c_in = 1, so db[ch] = sum_i sigma_i * (pixels per channel) = 3.5 * 6.
   EXPECT_NEAR(p.net().db[0], 3.5f * 6, 1e-5);
   EXPECT_NEAR(p.net().db[1], 3.5f * 6, 1e-5);
-  Tensor<float, Image> wrong(3);
+  Tensor<float, Batch> wrong(3);
   EXPECT_THROW(p.backward(wrong.view()), diffuse::ShapeError);
 }
 
 TEST(Precond, BuffersReusedForTheSameBatch) {
   dd::EDMPrecond<Net> p;
   const std::size_t n = 4;
-  Tensor<float, Image> y(n), noise(n);
+  Tensor<float, Batch> y(n), noise(n);
   std::vector<float> sigma(n);
   fill_inputs(p, y, noise, sigma);
   p.loss(y.view(), std::span<const float>(sigma), noise.view());
@@ -303,7 +303,7 @@ TEST(Precond, BuffersReusedForTheSameBatch) {
     EXPECT_EQ(p.net().last_in, first);
   }
   // A sampler's call with the same batch reuses them too.
-  Tensor<float, Image> out(n);
+  Tensor<float, Batch> out(n);
   p(y.view(), 1.f, out.view());
   EXPECT_EQ(p.net().last_in, first);
 }
@@ -314,9 +314,9 @@ TEST(Precond, BuffersReusedForTheSameBatch) {
 // alone scales the variance by 1.11 for this ODE, computed separately; 64 steps: 1.007.)
 TEST(Precond, DrivesASampler) {
   dd::EDMPrecond<Net> model;  // AffineNet starts at a = b = g = 0
-  const dd::Heun<dd::KarrasSigmas> heun{.steps = 64};
+  const dd::Heun<dd::KarrasSchedule> heun{.steps = 64};
   const std::size_t n = 2000;
-  Tensor<float, Image> x(n);
+  Tensor<float, Batch> x(n);
   heun.sample(model, x.view(), 3);
   const double m = diffuse::mean(x), v = diffuse::mean(x * x) - m * m;
   // 24000 pixels: standard errors 0.0032 (mean) and 0.0023 (variance).
@@ -327,7 +327,7 @@ TEST(Precond, DrivesASampler) {
 TEST(Precond, LossSameBitsForOneAndTwoThreadsAndSplitConsistent) {
   const std::size_t n = 4000;  // 48000 elements: the per-image loops run in parallel
   dd::EDMPrecond<Net> p;
-  Tensor<float, Image> y(n), noise(n);
+  Tensor<float, Batch> y(n), noise(n);
   std::vector<float> sigma(n);
   fill_inputs(p, y, noise, sigma);
   auto run = [&](int threads) {

@@ -28,7 +28,7 @@ void expect_span_matches_vector(const S& sched, std::size_t n) {
 }  // namespace
 
 TEST(Schedule, KarrasMatchesEq5AndHandValues) {
-  const dd::KarrasSigmas k{};  // 0.002, 80, rho 7
+  const dd::KarrasSchedule k{};  // 0.002, 80, rho 7
   const std::size_t n = 18;
   const auto s = k.sigmas(n);
   expect_descending_then_zero(s, n);
@@ -50,7 +50,7 @@ TEST(Schedule, KarrasMatchesEq5AndHandValues) {
 }
 
 TEST(Schedule, ExponentialIsGeometric) {
-  const dd::ExponentialSigmas e{.sigma_min = 0.01, .sigma_max = 10.0};
+  const dd::ExponentialSchedule e{.sigma_min = 0.01, .sigma_max = 10.0};
   const std::size_t n = 4;
   const auto s = e.sigmas(n);
   expect_descending_then_zero(s, n);
@@ -63,11 +63,11 @@ TEST(Schedule, ExponentialIsGeometric) {
 }
 
 TEST(Schedule, VeIsSqrtOfGeometricT) {
-  const dd::VeSigmas v{};  // 0.02, 100
+  const dd::VeSchedule v{};  // 0.02, 100
   const std::size_t n = 10;
   const auto s = v.sigmas(n);
   expect_descending_then_zero(s, n);
-  const auto g = dd::ExponentialSigmas{.sigma_min = 0.02, .sigma_max = 100.0}.sigmas(n);
+  const auto g = dd::ExponentialSchedule{.sigma_min = 0.02, .sigma_max = 100.0}.sigmas(n);
   for (std::size_t i = 0; i < n; ++i) {
     const double t = 100.0 * 100.0 * std::pow(0.02 * 0.02 / (100.0 * 100.0), static_cast<double>(i) / (n - 1));
     EXPECT_NEAR(s[i], std::sqrt(t), 1e-12 * s[i]);
@@ -76,7 +76,7 @@ TEST(Schedule, VeIsSqrtOfGeometricT) {
 }
 
 TEST(Schedule, VpEndpointsAndInverse) {
-  const dd::VpSigmas vp{};  // beta_d 19.9, beta_min 0.1, eps_s 1e-3
+  const dd::VpSchedule vp{};  // beta_d 19.9, beta_min 0.1, eps_s 1e-3
   const std::size_t n = 12;
   const auto s = vp.sigmas(n);
   expect_descending_then_zero(s, n);
@@ -88,14 +88,14 @@ TEST(Schedule, VpEndpointsAndInverse) {
     EXPECT_NEAR(vp.t(s[i]), t, 1e-12);
   }
   // EDM generate.py's choice of beta_d, beta_min for a sigma range hits both ends.
-  const auto r = dd::VpSigmas::from_range(0.002, 80.0);
+  const auto r = dd::VpSchedule::from_range(0.002, 80.0);
   const auto sr = r.sigmas(n);
   EXPECT_NEAR(sr[0], 80.0, 1e-9);
   EXPECT_NEAR(sr[n - 1], 0.002, 1e-12);
 }
 
 TEST(Schedule, DdpmDiscreteLinearBetas) {
-  const dd::DdpmSigmas d{};
+  const dd::DdpmSchedule d{};
   // Independent: sigma_t^2 = 1 / prod(1 - beta) - 1.
   double abar = 1.0;
   std::vector<double> table;
@@ -114,7 +114,7 @@ TEST(Schedule, DdpmDiscreteLinearBetas) {
 }
 
 TEST(Schedule, CosineIddpmLevels) {
-  const dd::CosineSigmas c{};
+  const dd::CosineSchedule c{};
   const auto u = c.levels();
   ASSERT_EQ(u.size(), 1001u);
   EXPECT_EQ(u[1000], 0.0);

@@ -26,7 +26,7 @@
 namespace {
 
 using namespace diffuse;
-using Image = Shape<dyn, 28, 28, 1>;
+using Batch = Shape<dyn, 28, 28, 1>;
 using Images = train::TensorImages<28, 28, 1>;
 
 constexpr std::size_t kImages = 3;
@@ -49,7 +49,7 @@ float pattern(std::size_t k, std::size_t y, std::size_t x) {
 // The three images, each repeated `copies` times (image i is pattern i % 3, and has class
 // i % 3, which unconditional models ignore).
 Images training_images(std::size_t copies) {
-  Tensor<float, Image> t(kImages * copies);
+  Tensor<float, Batch> t(kImages * copies);
   std::vector<int> labels(t.batch());
   for (std::size_t i = 0; i < t.batch(); ++i) {
     labels[i] = static_cast<int>(i % kImages);
@@ -61,12 +61,7 @@ Images training_images(std::size_t copies) {
 
 // ln sigma ~ N(0.8, 1.5^2) instead of EDM's N(-1.2, 1.2^2): which image a sample becomes
 // is decided at sigma ~ 1..20, where EDM's default puts fewer than one draw in six.
-diffusion::Edm noise_policy() {
-  diffusion::Edm policy;
-  policy.p_mean = 0.8;
-  policy.p_std = 1.5;
-  return policy;
-}
+diffusion::EDMLoss training_loss() { return {.p_mean = 0.8, .p_std = 1.5}; }
 
 // Every batch holds each image four times (data = training_images(4)), so that every step
 // sees all three at several noise levels.
@@ -78,23 +73,23 @@ train::TrainerConfig trainer_config() {
 }
 
 // Euclidean distance between image i of a and image j of b.
-double distance(const Tensor<float, Image>& a, std::size_t i, const Tensor<float, Image>& b, std::size_t j) {
-  const float* p = a.data() + i * Image::item_size;
-  const float* q = b.data() + j * Image::item_size;
+double distance(const Tensor<float, Batch>& a, std::size_t i, const Tensor<float, Batch>& b, std::size_t j) {
+  const float* p = a.data() + i * Batch::item_size;
+  const float* q = b.data() + j * Batch::item_size;
   double s = 0;
-  for (std::size_t k = 0; k < Image::item_size; ++k) s += (double{p[k]} - q[k]) * (double{p[k]} - q[k]);
+  for (std::size_t k = 0; k < Batch::item_size; ++k) s += (double{p[k]} - q[k]) * (double{p[k]} - q[k]);
   return std::sqrt(s);
 }
 
 // The training image nearest to image s of samples.
-std::size_t nearest(const Tensor<float, Image>& samples, std::size_t s, const Tensor<float, Image>& train_set) {
+std::size_t nearest(const Tensor<float, Batch>& samples, std::size_t s, const Tensor<float, Batch>& train_set) {
   std::size_t best = 0;
   for (std::size_t j = 1; j < kImages; ++j)
     if (distance(samples, s, train_set, j) < distance(samples, s, train_set, best)) best = j;
   return best;
 }
 
-double closest_pair(const Tensor<float, Image>& train_set) {
+double closest_pair(const Tensor<float, Batch>& train_set) {
   double d = INFINITY;
   for (std::size_t i = 0; i < kImages; ++i)
     for (std::size_t j = i + 1; j < kImages; ++j) d = std::min(d, distance(train_set, i, train_set, j));
@@ -107,8 +102,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 TEST(EndToEnd, EdmTinyMemorisesThreeImages) {
   const Images data = training_images(4), images = training_images(1);
-  auto model = std::make_unique<Model>(noise_policy(), /*init seed=*/1);
-  train::Trainer trainer(*model, data, trainer_config());
+  auto model = std::make_unique<Model>(diffusion::Edm{}, /*init seed=*/1);
+  train::Trainer trainer(*model, data, trainer_config(), training_loss());
 
   const double initial = train::evaluate_loss(*model, images);
   const auto t0 = std::chrono::steady_clock::now();
@@ -119,10 +114,10 @@ TEST(EndToEnd, EdmTinyMemorisesThreeImages) {
   // Evaluate and sample with the averaged weights.
   const optim::EmaApplied ema_weights(trainer.ema(), *model);
   const double final_loss = train::evaluate_loss(*model, images);
-  Tensor<float, Image> samples(16);
-  diffusion::Heun<diffusion::KarrasSigmas>{.steps = 18}.sample(*model, samples.view(), /*seed=*/7);
+  Tensor<float, Batch> samples(16);
+  diffusion::Heun<diffusion::KarrasSchedule>{.steps = 18}.sample(*model, samples.view(), /*seed=*/7);
 
-  const Tensor<float, Image>& train_set = images.images();
+  const Tensor<float, Batch>& train_set = images.images();
   const double pair = closest_pair(train_set);
   std::vector<int> hits(kImages, 0);
   double worst = 0;
@@ -159,8 +154,8 @@ TEST(EndToEnd, EdmTinyDrawsTheGuidedClass) {
   constexpr std::uint64_t steps = 800;  // about 40 s on two cores; worst ratio 0.08-0.12 at seeds 1-3
   constexpr std::size_t per_class = 5;
   const Images data = training_images(4), images = training_images(1);
-  auto model = std::make_unique<ClassModel>(noise_policy(), /*init seed=*/1);
-  train::Trainer trainer(*model, data, trainer_config());
+  auto model = std::make_unique<ClassModel>(diffusion::Edm{}, /*init seed=*/1);
+  train::Trainer trainer(*model, data, trainer_config(), training_loss());
   const auto t0 = std::chrono::steady_clock::now();
   int skipped = 0;
   trainer.run(steps, [&](const train::StepReport& r) { skipped += r.skipped; });
@@ -171,11 +166,11 @@ TEST(EndToEnd, EdmTinyDrawsTheGuidedClass) {
   const optim::EmaApplied ema_weights(trainer.ema(), *model);
   std::vector<int> labels;
   for (std::size_t k = 0; k < kImages; ++k) labels.insert(labels.end(), per_class, static_cast<int>(k));
-  Tensor<float, Image> samples(labels.size());
-  diffusion::Heun<diffusion::KarrasSigmas>{.steps = 18}.sample(diffusion::Guided(*model, labels, 2.0),
+  Tensor<float, Batch> samples(labels.size());
+  diffusion::Heun<diffusion::KarrasSchedule>{.steps = 18}.sample(diffusion::Guided(*model, labels, 2.0),
                                                                samples.view(), /*seed=*/7);
 
-  const Tensor<float, Image>& train_set = images.images();
+  const Tensor<float, Batch>& train_set = images.images();
   const double pair = closest_pair(train_set);
   double worst = 0;
   std::cout << std::fixed << std::setprecision(3) << "training: " << steps << " steps in " << seconds

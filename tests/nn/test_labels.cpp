@@ -55,7 +55,7 @@ TEST(NnLabels, EmbeddingGradient) {
 TEST(NnLabels, ConditionalNetworkGradient) {
   auto net = std::make_unique<CondD>(5);
   constexpr std::size_t n = 3;
-  Tensor<double, CondD::Image> x(n), out(n), w(n), dx(n);
+  Tensor<double, CondD::Batch> x(n), out(n), w(n), dx(n);
   randn(x, 6);
   randn(w, 7);
   const std::vector<double> c_noise = {std::log(0.2) / 4, std::log(2.0) / 4, std::log(30.0) / 4};
@@ -88,11 +88,11 @@ TEST(NnLabels, MatchesPyTorch) {
   const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
   constexpr std::size_t n = 3, H = 28;
   using kernels::index_t;
-  auto to_nhwc = [&](const io::SafetensorsFile& f, const char* name, Tensor<float, CondF::Image>& t) {
+  auto to_nhwc = [&](const io::SafetensorsFile& f, const char* name, Tensor<float, CondF::Batch>& t) {
     const auto v = f.read_vector(name, {n, 1, H, H});
     nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), 1, index_t(H), index_t(H));
   };
-  Tensor<float, CondF::Image> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
+  Tensor<float, CondF::Batch> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
   to_nhwc(io_file, "x", x);
   to_nhwc(io_file, "dout", dout);
   to_nhwc(fix, "out", want_out);
@@ -128,7 +128,7 @@ TEST(NnLabels, NoLabelIsTheUnconditionalNetwork) {
     ++k;
   });
   constexpr std::size_t n = 2;
-  Tensor<float, CondF::Image> x(n), a(n), b(n), c(n), d(n);
+  Tensor<float, CondF::Batch> x(n), a(n), b(n), c(n), d(n);
   Generator g(12);
   fill_normal(x, g);
   const std::vector<float> c_noise = {-0.5f, 0.7f};
@@ -143,15 +143,15 @@ TEST(NnLabels, NoLabelIsTheUnconditionalNetwork) {
   }
   // A label changes its own image only.
   double changed = 0;
-  for (std::size_t i = 0; i < CondF::Image::item_size; ++i) changed += std::abs(d.data()[i] - a.data()[i]);
+  for (std::size_t i = 0; i < CondF::Batch::item_size; ++i) changed += std::abs(d.data()[i] - a.data()[i]);
   EXPECT_GT(changed, 1e-3);
-  for (std::size_t i = CondF::Image::item_size; i < d.size(); ++i) ASSERT_EQ(d.data()[i], a.data()[i]) << i;
+  for (std::size_t i = CondF::Batch::item_size; i < d.size(); ++i) ASSERT_EQ(d.data()[i], a.data()[i]) << i;
 }
 
 TEST(NnLabels, LabelsOutsideTheModelAreErrors) {
   auto cond = std::make_unique<CondF>(0);
   auto plain = std::make_unique<PlainF>(0);
-  Tensor<float, CondF::Image> x(2), out(2);
+  Tensor<float, CondF::Batch> x(2), out(2);
   const std::vector<float> c_noise = {0.f, 0.f};
   auto message = [](auto&& f) {
     try {

@@ -177,7 +177,7 @@ constexpr bool slow_build = false;
 struct TinyProblem {
   std::size_t n;
   std::unique_ptr<Tiny> net = std::make_unique<Tiny>(7);
-  Tensor<double, Tiny::Image> x{n}, out{n}, w{n}, dx{n};
+  Tensor<double, Tiny::Batch> x{n}, out{n}, w{n}, dx{n};
   std::vector<double> c_noise;
   explicit TinyProblem(std::size_t batch = 2) : n(batch) {
     const double sigmas[] = {0.3, 12.0};
@@ -249,7 +249,7 @@ TEST(NnUNet, FloatAgreesWithDouble) {
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = float(dv[k][i]);
     ++k;
   });
-  Tensor<float, TinyF::Image> x(p.n), out(p.n), w(p.n), dx(p.n);
+  Tensor<float, TinyF::Batch> x(p.n), out(p.n), w(p.n), dx(p.n);
   for (std::size_t i = 0; i < x.size(); ++i) {
     x.data()[i] = float(p.x.data()[i]);
     w.data()[i] = float(p.w.data()[i]);
@@ -278,7 +278,7 @@ TEST(NnUNet, FloatAgreesWithDouble) {
 
 TEST(NnUNet, ImagesAreIndependentOfBatchSize) {
   auto net = std::make_unique<TinyF>(3);
-  Tensor<float, TinyF::Image> x3(3), out3(3), x2(2), out2(2);
+  Tensor<float, TinyF::Batch> x3(3), out3(3), x2(2), out2(2);
   randn(x3, 50);
   for (std::size_t i = 0; i < x2.size(); ++i) x2.data()[i] = x3.data()[i];
   std::vector<float> c = {-0.5f, 0.1f, 0.9f};
@@ -295,7 +295,7 @@ TEST(NnUNet, SameBitsForAnyThreadCount) {
   for (int threads : {1, 2}) {
     diffuse::testing::with_threads(threads, [&] {
       auto net = std::make_unique<TinyF>(3);
-      Tensor<float, TinyF::Image> x(6), out(6), dout(6), dx(6);
+      Tensor<float, TinyF::Batch> x(6), out(6), dout(6), dx(6);
       Generator g(8);
       fill_normal(x, g);
       fill_normal(dout, g);
@@ -319,7 +319,7 @@ TEST(NnUNet, OtherConfiguration) {
   using Net = nn::UNet<rgb32, float>;
   static_assert(Net::stages == 1 + 4 + 3 + 2 + 8 + 3);
   auto net = std::make_unique<Net>(5);
-  Tensor<float, Net::Image> x(2), out(2), w(2), dx(2);
+  Tensor<float, Net::Batch> x(2), out(2), w(2), dx(2);
   randn(x, 60);
   randn(w, 61);
   std::vector<float> c = {0.2f, -0.3f};
@@ -341,7 +341,7 @@ TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
   using Net = std::conditional_t<DIFFUSE_TEST_COUNTS_MALLOC, MnistSmall, TinyF>;
   constexpr std::size_t n = 4;
   auto net = std::make_unique<Net>(11);
-  Tensor<float, Net::Image> x(n), target(n), out(n), dout(n);
+  Tensor<float, Net::Batch> x(n), target(n), out(n), dout(n);
   randn(x, 70);
   randn(target, 71);
   std::vector<float> c = {-1.f, -0.2f, 0.3f, 0.8f};
@@ -381,11 +381,11 @@ TEST(NnUNet, MatchesPyTorch) {
   const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
   constexpr std::size_t n = 3, H = 28, Cimg = 1;
   using kernels::index_t;
-  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Image>& t) {
+  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Batch>& t) {
     const auto v = io_file.read_vector(name, {n, Cimg, H, H});
     nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
   };
-  Tensor<float, TinyF::Image> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
+  Tensor<float, TinyF::Batch> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
   to_nhwc("x", x);
   to_nhwc("dout", dout);
   to_nhwc("out", want_out);
@@ -447,7 +447,7 @@ TEST(NnUNet, MnistSmallMatchesPyTorch) {
   auto net = std::make_unique<MnistSmall>(0);
   set_deterministic_params(*net);
   constexpr std::size_t n = 2;
-  Tensor<float, MnistSmall::Image> x(n), dout(n), out(n), dx(n);  // C = 1: NCHW and NHWC agree
+  Tensor<float, MnistSmall::Batch> x(n), dout(n), out(n), dx(n);  // C = 1: NCHW and NHWC agree
   for (std::size_t i = 0; i < x.size(); ++i) {
     x.data()[i] = float(std::sin(0.37 * double(i)));
     dout.data()[i] = float(std::cos(0.11 * double(i)));

@@ -22,7 +22,7 @@ using Model = diffusion::EDMPrecond<Net>;
 using Images = train::TensorImages<28, 28, 1>;
 
 Images images() {
-  Tensor<float, Net::Image> x(6);
+  Tensor<float, Net::Batch> x(6);
   Generator g(4);
   fill_uniform(x, g, -1, 1);
   return Images(std::move(x));
@@ -33,7 +33,7 @@ constexpr nn::UNetConfig tiny_classes = nn::with_classes(nn::edm_tiny, 10);
 using CondModel = diffusion::EDMPrecond<nn::UNet<tiny_classes>>;
 
 Images labelled_images() {
-  Tensor<float, Net::Image> x(6);
+  Tensor<float, Net::Batch> x(6);
   Generator g(4);
   fill_uniform(x, g, -1, 1);
   return Images(std::move(x), {0, 1, 2, 3, 4, 5});
@@ -311,7 +311,7 @@ namespace {
 // gradient of every tensor and on a spread of others.
 TEST(TrainingGradient, EdmTinyLossMatchesFiniteDifferencesInDouble) {
   using ModelD = diffusion::EDMPrecond<nn::UNet<nn::edm_tiny, double>>;
-  using ImageD = ModelD::Image;
+  using ImageD = ModelD::Batch;
   auto model = std::make_unique<ModelD>(diffusion::Edm{}, 21);
   Tensor<double, ImageD> y(2), noise(2);
   Generator g(8);

@@ -16,29 +16,29 @@
 namespace {
 
 using namespace diffuse;
-using Image = Shape<dyn, 2, 2, 1>;
+using Batch = Shape<dyn, 2, 2, 1>;
 
 // F(x, c_noise, label) = a x + b[label + 1]: records the labels it is given.
 struct LabelledNet {
-  using Image = ::Image;
+  using Batch = ::Batch;
   static constexpr std::size_t classes = 3;
   float a = 0.1f, ga = 0;
   float b[classes + 1] = {}, gb[classes + 1] = {};
-  Tensor<float, Image> x;
+  Tensor<float, Batch> x;
   std::vector<int> labels, seen;
 
-  void forward(TensorView<const float, Image> in, std::span<const float> c, TensorView<float, Image> out) {
+  void forward(TensorView<const float, Batch> in, std::span<const float> c, TensorView<float, Batch> out) {
     forward(in, c, {}, out);
   }
-  void forward(TensorView<const float, Image> in, std::span<const float>, std::span<const int> l,
-               TensorView<float, Image> out) {
+  void forward(TensorView<const float, Batch> in, std::span<const float>, std::span<const int> l,
+               TensorView<float, Batch> out) {
     x = in;
     labels.assign(l.begin(), l.end());
     if (labels.empty()) labels.assign(in.batch(), -1);
     seen.insert(seen.end(), labels.begin(), labels.end());
     for (std::size_t i = 0; i < in.batch(); ++i) out.item(i) = a * in.item(i) + b[labels[i] + 1];
   }
-  void backward(TensorView<const float, Image> dout) {
+  void backward(TensorView<const float, Batch> dout) {
     for (std::size_t i = 0; i < dout.batch(); ++i) {
       ga += sum(dout.item(i) * x.item(i));
       gb[labels[i] + 1] += sum(dout.item(i));
@@ -60,7 +60,7 @@ using Images = train::TensorImages<2, 2, 1>;
 
 // Labels of the data set, and which images the trainer loaded, in order.
 struct RecordingImages {
-  using Image = ::Image;
+  using Batch = ::Batch;
   std::vector<int> labels;
   mutable std::vector<std::size_t> loaded;
   std::size_t size() const noexcept { return labels.size(); }
@@ -73,7 +73,7 @@ struct RecordingImages {
 static_assert(train::ImageSource<RecordingImages>);
 
 Images images(std::vector<int> labels) {
-  Tensor<float, Image> x(labels.size());
+  Tensor<float, Batch> x(labels.size());
   return Images(std::move(x), std::move(labels));
 }
 
@@ -159,7 +159,7 @@ std::string error_of(const Images& data, double dropout = 0.1) {
 }
 
 TEST(TrainerLabels, RejectsDataTheModelCannotLearn) {
-  Tensor<float, Image> x(4);
+  Tensor<float, Batch> x(4);
   EXPECT_NE(error_of(Images(std::move(x))).find("class-conditional but image 0 of the data set has no label"),
             std::string::npos);
   EXPECT_NE(error_of(images({0, 1, 3, 2})).find("image 2 has label 3, but the model has 3 classes (0..2)"),

@@ -16,21 +16,21 @@
 namespace {
 
 using namespace diffuse;
-using Image = Shape<dyn, 4, 4, 1>;
+using Batch = Shape<dyn, 4, 4, 1>;
 
 // F(x, c_noise) = a x + b + c c_noise, one scalar parameter each.
 struct AffineNet {
-  using Image = ::Image;
+  using Batch = ::Batch;
   float a = 0.1f, b = 0.f, c = 0.f, ga = 0, gb = 0, gc = 0;
-  Tensor<float, Image> x;
+  Tensor<float, Batch> x;
   std::vector<float> cn;
 
-  void forward(TensorView<const float, Image> in, std::span<const float> c_noise, TensorView<float, Image> out) {
+  void forward(TensorView<const float, Batch> in, std::span<const float> c_noise, TensorView<float, Batch> out) {
     x = in;
     cn.assign(c_noise.begin(), c_noise.end());
     for (std::size_t i = 0; i < in.batch(); ++i) out.item(i) = a * in.item(i) + (b + c * cn[i]);
   }
-  void backward(TensorView<const float, Image> dout) {
+  void backward(TensorView<const float, Batch> dout) {
     for (std::size_t i = 0; i < dout.batch(); ++i) {
       const float s = sum(dout.item(i));
       ga += sum(dout.item(i) * x.item(i));
@@ -51,7 +51,7 @@ using Model = diffusion::EDMPrecond<AffineNet>;
 using Images = train::TensorImages<4, 4, 1>;
 
 Images make_images(std::size_t n, std::uint64_t seed = 3) {
-  Tensor<float, Image> x(n);
+  Tensor<float, Batch> x(n);
   Generator g(seed);
   fill_uniform(x, g, -1, 1);
   return Images(std::move(x));
@@ -100,7 +100,7 @@ TEST(Trainer, LossFallsOnAFixedSet) {
 
 // Counts how often each image is loaded.
 struct CountingImages {
-  using Image = ::Image;
+  using Batch = ::Batch;
   Images inner = make_images(10);
   mutable std::vector<int> loads = std::vector<int>(10, 0);
   std::size_t size() const { return inner.size(); }
@@ -171,7 +171,7 @@ TEST(Trainer, ThreadCountDoesNotChangeTheRun) {
 }
 
 TEST(Trainer, NonFiniteStepsChangeNothingAndStopTheRun) {
-  Tensor<float, Image> x(4);
+  Tensor<float, Batch> x(4);
   x = std::numeric_limits<float>::quiet_NaN();
   const Images data(std::move(x));
   Model model;
@@ -192,7 +192,7 @@ TEST(Trainer, NonFiniteStepsChangeNothingAndStopTheRun) {
 }
 
 TEST(Trainer, ABadBatchIsSkippedAndTrainingGoesOn) {
-  Tensor<float, Image> x(4);
+  Tensor<float, Batch> x(4);
   x = 0.5f;
   x(2, 1, 1, 0) = std::numeric_limits<float>::infinity();
   const Images data(std::move(x));
@@ -230,7 +230,7 @@ TEST(Evaluate, IsDeterministicAndFollowsTheModel) {
   ASSERT_EQ(per.size(), cfg.sigmas.size());
   EXPECT_EQ(train::evaluate_loss_per_sigma(model, data, cfg), per);
   // Level 0 by hand: the same noise (Generator(seed, image, level)) through Precond::loss.
-  Tensor<float, Image> y(10), noise(10);
+  Tensor<float, Batch> y(10), noise(10);
   std::vector<float> sigma(10, static_cast<float>(cfg.sigmas[0]));
   for (std::size_t i = 0; i < 10; ++i) {
     data.load(i, y.item(i));

@@ -132,7 +132,7 @@ auto per_channel(const V& v) {
 }
 
 /// One value per item of a batch of shape S (Shape<dyn, ...>), broadcast over the item:
-/// `out = per_item<Image>(c_skip) * x + per_item<Image>(c_out) * f` scales image i of x
+/// `out = per_item<Batch>(c_skip) * x + per_item<Batch>(c_out) * f` scales image i of x
 /// by c_skip[i]. `v` has one value per item (its size is the batch); it must stay alive
 /// until the expression is assigned.
 template <class S, class T>

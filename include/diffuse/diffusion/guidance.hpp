@@ -34,7 +34,7 @@ namespace diffuse::diffusion {
 template <class Model>
 class Guided {
  public:
-  using Image = typename Model::Image;
+  using Batch = typename Model::Batch;
   using T = typename Model::T;
 
   Guided(Model& model, std::vector<int> labels, double scale)
@@ -57,7 +57,7 @@ class Guided {
   double scale() const noexcept { return scale_; }
 
   /// out = D_w(x; sigma, labels) for the batch.
-  void operator()(TensorView<const T, Image> x, T sigma, TensorView<T, Image> out) {
+  void operator()(TensorView<const T, Batch> x, T sigma, TensorView<T, Batch> out) {
     const std::size_t n = x.batch();
     if (n != labels_.size())
       throw ShapeError("diffuse::diffusion::Guided: batch of " + std::to_string(n) + " images for " +
@@ -69,16 +69,16 @@ class Guided {
     }
     x2_.resize(2 * n);
     d2_.resize(2 * n);
-    const std::size_t m = n * Image::item_size;
+    const std::size_t m = n * Batch::item_size;
     std::copy_n(x.data(), m, x2_.data());
     std::copy_n(x.data(), m, x2_.data() + m);
     sigma_.assign(2 * n, sigma);
-    model_.forward(TensorView<const T, Image>(x2_.view()), std::span<const T>(sigma_),
+    model_.forward(TensorView<const T, Batch>(x2_.view()), std::span<const T>(sigma_),
                    std::span<const int>(both_labels_), d2_.view());
     // out = uncond + w_i (cond - uncond) written as cond + (w_i - 1)(cond - uncond), so
     // that an image without a label (w_i = 1) gets exactly its conditional estimate.
     const auto cond = d2_.items(0, n), uncond = d2_.items(n, n);
-    out = cond + per_item<Image>(extra_) * (cond - uncond);
+    out = cond + per_item<Batch>(extra_) * (cond - uncond);
   }
 
  private:
@@ -86,7 +86,7 @@ class Guided {
   std::vector<int> labels_, both_labels_;
   double scale_;
   bool both_ = false;
-  Tensor<T, Image> x2_, d2_;
+  Tensor<T, Batch> x2_, d2_;
   std::vector<T> sigma_, extra_;  // extra_: w_i - 1 for each image
 };
 

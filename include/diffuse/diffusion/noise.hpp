@@ -5,7 +5,7 @@
 // shared by the batch. The noise of image i therefore does not depend on how a batch is
 // split (8 images at once, or 3 + 5 with first indices 0 and 3) nor on the thread count.
 //
-//   NoiseSource<Image>      sampling: generator i = Generator(seed, first_image + i); each
+//   NoiseSource<Batch>      sampling: generator i = Generator(seed, first_image + i); each
 //                           draw() advances every image's generator by one image of normals
 //   draw_training_noise()   training: image i of step s uses Generator(seed, first_image + i,
 //                           s << 32): one block for its sigma, then one image of normals
@@ -43,11 +43,11 @@ inline double draw_normal(Generator& g) noexcept {
 /// Standard normal noise for a batch of images, one counter-based stream per image.
 /// Image i of the batch is image `first_image + i` of the whole run: its numbers are the
 /// same in any batch split.
-template <class Image>
+template <class Batch>
 class NoiseSource {
  public:
   /// Blocks of a generator one draw of one image uses.
-  static constexpr std::uint64_t blocks_per_draw = (Image::item_size + 3) / 4;
+  static constexpr std::uint64_t blocks_per_draw = (Batch::item_size + 3) / 4;
 
   NoiseSource(std::uint64_t seed, std::uint64_t first_image, std::size_t batch) {
     gens_.reserve(batch);
@@ -57,11 +57,11 @@ class NoiseSource {
   std::size_t batch() const noexcept { return gens_.size(); }
 
   /// Fills `out` (N, H, W, C) with the next N(0, I) draw of every image.
-  void draw(TensorView<float, Image> out) {
+  void draw(TensorView<float, Batch> out) {
     if (out.batch() != gens_.size())
       throw ShapeError("diffuse::diffusion::NoiseSource: batch " + std::to_string(out.batch()) +
                        " differs from the source's " + std::to_string(gens_.size()));
-    parallel_for_items(gens_.size(), Image::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
+    parallel_for_items(gens_.size(), Batch::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
   }
 
   /// Skips `draws` draws (as if draw() had been called that many times).
@@ -73,20 +73,20 @@ class NoiseSource {
   std::vector<Generator> gens_;
 };
 
-/// Draws the training noise of a batch: for image i, sigma[i] from the policy's training
+/// Draws the training noise of a batch: for image i, sigma[i] from the loss's training
 /// distribution and noise.item(i) ~ N(0, I) (unit variance; the loss scales it by sigma).
 /// Image i uses Generator(seed, first_image + i, step << 32) (2^32 blocks per step and
 /// image, far more than an image needs), so it does not depend on the batch split.
-/// Policy needs `double training_sigma(Generator&) const` (see precond.hpp).
-template <class Policy, class Image>
-void draw_training_noise(const Policy& policy, std::uint64_t seed, std::uint64_t step, std::uint64_t first_image,
-                         std::span<float> sigma /*[N]*/, TensorView<float, Image> noise /*(N, H, W, C)*/) {
+/// Loss needs `double training_sigma(Generator&) const` (see loss.hpp).
+template <class Loss, class Batch>
+void draw_training_noise(const Loss& loss, std::uint64_t seed, std::uint64_t step, std::uint64_t first_image,
+                         std::span<float> sigma /*[N]*/, TensorView<float, Batch> noise /*(N, H, W, C)*/) {
   if (sigma.size() != noise.batch())
     throw ShapeError("diffuse::diffusion::draw_training_noise: " + std::to_string(sigma.size()) + " sigmas for " +
                      std::to_string(noise.batch()) + " images");
-  parallel_for_items(noise.batch(), Image::item_size, [&](std::size_t i) {
+  parallel_for_items(noise.batch(), Batch::item_size, [&](std::size_t i) {
     Generator g(seed, first_image + i, step << 32);
-    sigma[i] = static_cast<float>(policy.training_sigma(g));
+    sigma[i] = static_cast<float>(loss.training_sigma(g));
     fill_normal(noise.item(i), g);
   });
 }

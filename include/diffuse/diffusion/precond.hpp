@@ -1,14 +1,18 @@
 // Preconditionings (EDM Table 1) and the wrapper that turns a raw network F into a
 // denoiser D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)),
-// with its backward pass and the denoising score-matching training loss.
+// with its backward pass and the denoising score-matching loss.
 //
-// A policy (Edm, Vp, Ve) is a value type with the coefficients of each noise level, the
-// training distribution of sigma and the loss weight lambda(sigma):
+// A preconditioning (Edm, Vp, Ve) is a value type with the coefficients of each noise
+// level:
 //
-//             c_skip             c_out                 c_in              c_noise             sigma for training          lambda
-//   Edm  sd^2/(s^2+sd^2)   s sd/sqrt(s^2+sd^2)   1/sqrt(s^2+sd^2)   ln(s)/4             ln s ~ N(P_mean, P_std^2)   (s^2+sd^2)/(s sd)^2
-//   Vp   1                 -s                    1/sqrt(s^2+1)      (M-1) t(s)          t ~ U(eps_t, 1), s = s(t)   1/s^2
-//   Ve   1                 s                     1                  ln(s/2)             ln s ~ U(ln smin, ln smax)  1/s^2
+//             c_skip             c_out                 c_in              c_noise
+//   Edm  sd^2/(s^2+sd^2)   s sd/sqrt(s^2+sd^2)   1/sqrt(s^2+sd^2)   ln(s)/4
+//   Vp   1                 -s                    1/sqrt(s^2+1)      (M-1) t(s)
+//   Ve   1                 s                     1                  ln(s/2)
+//
+// The training loss (how sigma is drawn, how each level weighs) is a type of its own,
+// loss.hpp (EDMLoss, VPLoss, VELoss), as in EDM; default_loss(policy) is the one EDM pairs
+// with each preconditioning.
 //
 // Precond<Policy, Net> owns the network and keeps every buffer it needs as a member, so
 // after the first call for a given batch size it allocates nothing. It is itself a
@@ -36,7 +40,9 @@
 #include "diffuse/core/ops.hpp"
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/diffusion/loss.hpp"
 #include "diffuse/diffusion/noise.hpp"
+#include "diffuse/diffusion/schedule.hpp"
 #include "diffuse/nn/labels.hpp"
 
 namespace diffuse::diffusion {
@@ -49,21 +55,11 @@ struct Coefficients {
 /// EDM's preconditioning (Karras et al. 2022, Table 1, "ours").
 struct Edm {
   double sigma_data = 0.5;
-  double p_mean = -1.2;
-  double p_std = 1.2;
 
   Coefficients coefficients(double sigma) const {
     const double sd2 = sigma_data * sigma_data, r = std::sqrt(sigma * sigma + sd2);
     return {sd2 / (sigma * sigma + sd2), sigma * sigma_data / r, 1.0 / r, 0.25 * std::log(sigma)};
   }
-  /// lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (makes the effective
-  /// weight of F's error lambda c_out^2 = 1).
-  double loss_weight(double sigma) const {
-    const double sd2 = sigma_data * sigma_data;
-    return (sigma * sigma + sd2) / (sigma * sigma * sd2);
-  }
-  /// ln sigma ~ N(p_mean, p_std^2).
-  double training_sigma(Generator& g) const { return std::exp(p_mean + p_std * draw_normal(g)); }
 };
 
 /// The VP preconditioning (Song et al. 2021, DDPM++; EDM Table 1 "VP").
@@ -71,28 +67,22 @@ struct Vp {
   double beta_d = 19.9;
   double beta_min = 0.1;
   double M = 1000;
-  double eps_t = 1e-5;
 
-  double sigma(double t) const { return std::sqrt(std::expm1(0.5 * beta_d * t * t + beta_min * t)); }
-  double t(double sigma) const {
-    return (std::sqrt(beta_min * beta_min + 2.0 * beta_d * std::log1p(sigma * sigma)) - beta_min) / beta_d;
-  }
+  /// sigma(t) and its inverse t(sigma) of the VP SDE (vp_sigma, vp_t).
+  double sigma(double t) const { return vp_sigma(beta_d, beta_min, t); }
+  double t(double sigma) const { return vp_t(beta_d, beta_min, sigma); }
   Coefficients coefficients(double s) const { return {1.0, -s, 1.0 / std::sqrt(s * s + 1.0), (M - 1.0) * t(s)}; }
-  double loss_weight(double s) const { return 1.0 / (s * s); }
-  /// t ~ U(eps_t, 1), sigma = sigma(t).
-  double training_sigma(Generator& g) const { return sigma(1.0 + draw_uniform(g) * (eps_t - 1.0)); }
 };
 
 /// The VE preconditioning (Song et al. 2021, NCSN++; EDM Table 1 "VE").
 struct Ve {
-  double sigma_min = 0.02;
-  double sigma_max = 100.0;
-
   Coefficients coefficients(double s) const { return {1.0, s, 1.0, std::log(0.5 * s)}; }
-  double loss_weight(double s) const { return 1.0 / (s * s); }
-  /// ln sigma ~ U(ln sigma_min, ln sigma_max).
-  double training_sigma(Generator& g) const { return sigma_min * std::pow(sigma_max / sigma_min, draw_uniform(g)); }
 };
+
+/// The loss EDM trains each preconditioning with, sharing its parameters.
+inline EDMLoss default_loss(const Edm& p) { return {.sigma_data = p.sigma_data}; }
+inline VPLoss default_loss(const Vp& p) { return {.beta_d = p.beta_d, .beta_min = p.beta_min}; }
+inline VELoss default_loss(const Ve&) { return {}; }
 
 namespace detail {
 template <class Net>
@@ -115,8 +105,8 @@ using net_value_t = typename detail::net_value<Net>::type;
 /// that accumulates parameter gradients. A class-conditional one (Net::classes > 0) also
 /// has forward(x, c_noise, labels, out).
 template <class Net>
-concept Network = requires(Net& net, TensorView<const net_value_t<Net>, typename Net::Image> x,
-                           std::span<const net_value_t<Net>> c, TensorView<net_value_t<Net>, typename Net::Image> out) {
+concept Network = requires(Net& net, TensorView<const net_value_t<Net>, typename Net::Batch> x,
+                           std::span<const net_value_t<Net>> c, TensorView<net_value_t<Net>, typename Net::Batch> out) {
   net.forward(x, c, out);
   net.backward(x);
   net.zero_grad();
@@ -126,12 +116,14 @@ concept Network = requires(Net& net, TensorView<const net_value_t<Net>, typename
 template <class Policy, class Net>
 class Precond {
   static_assert(Network<Net>, "diffuse::diffusion::Precond: Net lacks the network interface "
-                              "(Image, forward(x, c_noise, out), backward(dout), zero_grad())");
+                              "(Batch, forward(x, c_noise, out), backward(dout), zero_grad())");
 
  public:
-  using Image = typename Net::Image;  // (N, H, W, C)
+  using Batch = typename Net::Batch;  // (N, H, W, C)
+  using Image = drop_axes<Batch, 0>;  // (H, W, C)
   using T = net_value_t<Net>;         // float; double for gradient checks
-  static constexpr std::size_t item_size = Image::item_size;
+  using policy_type = Policy;
+  static constexpr std::size_t item_size = Batch::item_size;
   /// Classes of a class-conditional network, 0 for an unconditional one.
   static constexpr std::size_t classes = nn::classes_v<Net>;
 
@@ -146,13 +138,13 @@ class Precond {
 
   /// out = D(x; sigma_i) for each image i.
   /// x, out: (N, H, W, C); sigma: [N]. out may be x.
-  void forward(TensorView<const T, Image> x, std::span<const T> sigma, TensorView<T, Image> out) {
+  void forward(TensorView<const T, Batch> x, std::span<const T> sigma, TensorView<T, Batch> out) {
     forward(x, sigma, {}, out);
   }
   /// out = D(x; sigma_i, label_i) for a class-conditional network: labels holds one class
   /// per image (-1: no label), or is empty for no labels at all.
-  void forward(TensorView<const T, Image> x, std::span<const T> sigma, std::span<const int> labels,
-               TensorView<T, Image> out) {
+  void forward(TensorView<const T, Batch> x, std::span<const T> sigma, std::span<const int> labels,
+               TensorView<T, Batch> out) {
     const std::size_t n = x.batch();
     if (sigma.size() != n || out.batch() != n || (!labels.empty() && labels.size() != n))
       throw ShapeError("diffuse::diffusion::Precond::forward: " + std::to_string(n) + " images, " +
@@ -167,49 +159,48 @@ class Precond {
       c_in_[i] = static_cast<T>(c.c_in);
       c_noise_[i] = static_cast<T>(c.c_noise);
     }
-    x_in_ = per_item<Image>(c_in_) * x;
-    const TensorView<const T, Image> in_view(x_in_.view());
+    x_in_ = per_item<Batch>(c_in_) * x;
+    const TensorView<const T, Batch> in_view(x_in_.view());
     if constexpr (requires { net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view()); }) {
       net_.forward(in_view, std::span<const T>(c_noise_), labels, f_.view());  // checks the labels
     } else {
       nn::check_labels(labels, 0, "diffuse::diffusion::Precond::forward");  // a network without classes
       net_.forward(in_view, std::span<const T>(c_noise_), f_.view());
     }
-    out = per_item<Image>(c_skip_) * x + per_item<Image>(c_out_) * f_;
+    out = per_item<Batch>(c_skip_) * x + per_item<Batch>(c_out_) * f_;
     forward_batch_ = n;
   }
 
   /// Backward of the last forward(): given dL/dD (N, H, W, C), feeds dL/dF = c_out dL/dD into
   /// the network's backward (which accumulates its parameter gradients).
-  void backward(TensorView<const T, Image> dout) {
+  void backward(TensorView<const T, Batch> dout) {
     check_backward(dout.batch());
-    grad_f_ = per_item<Image>(std::span<const T>(c_out_.data(), forward_batch_)) * dout;
-    net_.backward(TensorView<const T, Image>(grad_f_.view()));
+    grad_f_ = per_item<Batch>(std::span<const T>(c_out_.data(), forward_batch_)) * dout;
+    net_.backward(TensorView<const T, Batch>(grad_f_.view()));
   }
 
   /// The denoiser the samplers call: out = D(x; sigma) with one sigma for every image.
-  void operator()(TensorView<const T, Image> x, T sigma, TensorView<T, Image> out) {
+  void operator()(TensorView<const T, Batch> x, T sigma, TensorView<T, Batch> out) {
     sigma_all_.assign(x.batch(), sigma);
     forward(x, std::span<const T>(sigma_all_), out);
   }
 
-  /// The training loss of a batch (EDM's): mean over images i of
-  /// lambda(sigma_i) * sum_pixels (D(y_i + sigma_i n_i; sigma_i) - y_i)^2.
-  /// y: clean images (N, H, W, C); sigma: [N]; noise: unit normal (N, H, W, C), scaled by
-  /// sigma_i here. Runs the forward pass; loss_backward() then gives the gradients.
-  T loss(TensorView<const T, Image> y, std::span<const T> sigma, TensorView<const T, Image> noise) {
-    return loss(y, sigma, noise, {});
-  }
-  /// The loss of a class-conditional network, image i denoised given labels[i] (-1: none).
-  T loss(TensorView<const T, Image> y, std::span<const T> sigma, TensorView<const T, Image> noise,
-         std::span<const int> labels) {
+  /// The training loss of a batch: mean over images i of
+  /// lambda(sigma_i) * sum_pixels (D(y_i + sigma_i n_i; sigma_i) - y_i)^2, lambda the
+  /// weight of `loss_fn` (EDMLoss, VPLoss, VELoss). y: clean images (N, H, W, C); sigma:
+  /// [N]; noise: unit normal (N, H, W, C), scaled by sigma_i here; labels: a class per
+  /// image (-1: none) for a class-conditional network, or empty. Runs the forward pass;
+  /// loss_backward() then gives the gradients. Throws ShapeError on mismatched sizes.
+  template <TrainingLoss L>
+  T loss(const L& loss_fn, TensorView<const T, Batch> y, std::span<const T> sigma, TensorView<const T, Batch> noise,
+         std::span<const int> labels = {}) {
     const std::size_t n = y.batch();
     if (noise.batch() != n || sigma.size() != n)
       throw ShapeError("diffuse::diffusion::Precond::loss: " + std::to_string(n) + " images, " +
                        std::to_string(sigma.size()) + " sigmas, " + std::to_string(noise.batch()) + " noise images");
     prepare(n);
-    x_noisy_ = y + per_item<Image>(sigma) * noise;
-    forward(TensorView<const T, Image>(x_noisy_.view()), sigma, labels, denoised_.view());
+    x_noisy_ = y + per_item<Batch>(sigma) * noise;
+    forward(TensorView<const T, Batch>(x_noisy_.view()), sigma, labels, denoised_.view());
     const T* yp = y.data();
     T* r = denoised_.data();  // becomes the residual D - y
     parallel_for_items(n, item_size, [&](std::size_t i) {
@@ -218,13 +209,19 @@ class Precond {
         r[k] -= yp[k];
         ss += static_cast<double>(r[k]) * r[k];
       }
-      weight_[i] = static_cast<T>(policy_.loss_weight(sigma[i]));
+      weight_[i] = static_cast<T>(loss_fn.weight(sigma[i]));
       loss_image_[i] = static_cast<T>(weight_[i] * ss);
     });
     double total = 0.0;
     for (std::size_t i = 0; i < n; ++i) total += loss_image_[i];
     loss_batch_ = n;
     return static_cast<T>(total / static_cast<double>(n));
+  }
+
+  /// The loss with default_loss(policy()), the weighting EDM pairs with the preconditioning.
+  T loss(TensorView<const T, Batch> y, std::span<const T> sigma, TensorView<const T, Batch> noise,
+         std::span<const int> labels = {}) {
+    return loss(default_loss(policy_), y, sigma, noise, labels);
   }
 
   /// Per-image losses lambda_i ||D_i - y_i||^2 of the last loss() call.
@@ -238,8 +235,8 @@ class Precond {
     const std::size_t n = loss_batch_;
     for (std::size_t i = 0; i < n; ++i)
       grad_scale_[i] = static_cast<T>(2.0 * scale * weight_[i] * c_out_[i] / static_cast<double>(n));
-    grad_f_ = per_item<Image>(grad_scale_) * denoised_;
-    net_.backward(TensorView<const T, Image>(grad_f_.view()));
+    grad_f_ = per_item<Batch>(grad_scale_) * denoised_;
+    net_.backward(TensorView<const T, Batch>(grad_f_.view()));
   }
 
   /// The optimiser's and checkpoints' view of the parameters: the network's.
@@ -271,18 +268,16 @@ class Precond {
 
   Policy policy_{};
   Net net_{};
-  Tensor<T, Image> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
-  Tensor<T, Image> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
+  Tensor<T, Batch> x_in_, f_, grad_f_;   // c_in x; F(c_in x, c_noise); dL/dF
+  Tensor<T, Batch> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
   std::vector<T> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_, grad_scale_;  // [N]
   std::vector<T> sigma_all_;
   std::size_t forward_batch_ = 0, loss_batch_ = 0;
 };
 
-/// EDM's preconditioned denoiser around a network (the reference models' wrapper).
+/// EDM's names for the preconditioned denoisers (training/networks.py).
 template <class Net>
 using EDMPrecond = Precond<Edm, Net>;
-template <class Net>
-using EdmPrecond = Precond<Edm, Net>;
 template <class Net>
 using VPPrecond = Precond<Vp, Net>;
 template <class Net>

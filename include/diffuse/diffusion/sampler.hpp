@@ -1,8 +1,9 @@
 // The samplers in one include: Euler, Heun (EDM Algorithm 2), EulerAncestral,
-// DpmPp2M (DPM-Solver++(2M)) and Ddim, each a template over its sigma schedule
+// DpmPp2M (DPM-Solver++(2M)), each a template over its sigma schedule, and ddim() (Euler
+// ancestral with DDIM's schedule and eta)
 // (schedule.hpp), e.g.
 //
-//   diffusion::Heun<diffusion::KarrasSigmas> heun{.steps = 18};   // EDM's reference sampler
+//   diffusion::Heun<diffusion::KarrasSchedule> heun{.steps = 18};   // EDM's reference sampler
 //   heun.sample(model, x.view(), /*seed=*/7);                     // model: Precond or any denoiser
 //
 // Contracts (denoiser, callback, noise, reproducibility) are in samplers/common.hpp.

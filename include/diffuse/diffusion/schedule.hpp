@@ -7,15 +7,15 @@
 // denoiser is called. Notation follows Karras et al. 2022 (EDM, arXiv 2206.00364), where
 // the noisy image is x = y + sigma * n (no input scaling, s(t) = 1).
 //
-//   KarrasSigmas       EDM eq. 5, sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho
-//   ExponentialSigmas  uniform in log sigma (k-diffusion get_sigmas_exponential)
-//   VeSigmas           EDM Table 1 "VE" discretisation (geometric in sigma^2 = t, so also
+//   KarrasSchedule       EDM eq. 5, sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho
+//   ExponentialSchedule  uniform in log sigma (k-diffusion get_sigmas_exponential)
+//   VeSchedule           EDM Table 1 "VE" discretisation (geometric in sigma^2 = t, so also
 //                      uniform in log sigma), with the VE defaults smin = 0.02, smax = 100
-//   VpSigmas           EDM Table 1 "VP": continuous linear-beta DDPM, t from 1 to eps_s,
+//   VpSchedule           EDM Table 1 "VP": continuous linear-beta DDPM, t from 1 to eps_s,
 //                      sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)
-//   DdpmSigmas         the discrete DDPM schedule (T = 1000 linear betas) at n evenly
+//   DdpmSchedule         the discrete DDPM schedule (T = 1000 linear betas) at n evenly
 //                      spaced training timesteps: the sigmas DDIM usually runs on
-//   CosineSigmas       EDM Table 1 "iDDPM" discretisation of the cosine schedule
+//   CosineSchedule       EDM Table 1 "iDDPM" discretisation of the cosine schedule
 //                      (Nichol & Dhariwal 2021): the M = 1000 levels u_j, kept within
 //                      [smin, smax], n of them chosen evenly by index
 //
@@ -62,8 +62,19 @@ std::vector<double> make_sigmas(const S& s, std::size_t n) {
 
 }  // namespace detail
 
+/// sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) of the VP SDE with linear
+/// beta(t) = beta_min + beta_d t (EDM Table 1 "VP"; Song et al. 2021).
+inline double vp_sigma(double beta_d, double beta_min, double t) {
+  return std::sqrt(std::expm1(0.5 * beta_d * t * t + beta_min * t));
+}
+
+/// t(sigma), the inverse of vp_sigma.
+inline double vp_t(double beta_d, double beta_min, double sigma) {
+  return (std::sqrt(beta_min * beta_min + 2.0 * beta_d * std::log1p(sigma * sigma)) - beta_min) / beta_d;
+}
+
 /// EDM's schedule (Karras et al. 2022, eq. 5): evenly spaced in sigma^(1/rho).
-struct KarrasSigmas {
+struct KarrasSchedule {
   double sigma_min = 0.002;
   double sigma_max = 80.0;
   double rho = 7.0;
@@ -72,7 +83,7 @@ struct KarrasSigmas {
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   /// Fills `out` (n + 1 numbers) with n sigmas from sigma_max to sigma_min, then 0.
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "KarrasSigmas");
+    detail::check_steps(out.size(), "KarrasSchedule");
     const std::size_t n = out.size() - 1;
     const double a = std::pow(sigma_max, 1.0 / rho), b = std::pow(sigma_min, 1.0 / rho);
     for (std::size_t i = 0; i < n; ++i) out[i] = std::pow(a + detail::ramp(i, n) * (b - a), rho);
@@ -81,14 +92,14 @@ struct KarrasSigmas {
 };
 
 /// Evenly spaced in log sigma, from sigma_max to sigma_min.
-struct ExponentialSigmas {
+struct ExponentialSchedule {
   double sigma_min = 0.002;
   double sigma_max = 80.0;
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "ExponentialSigmas");
+    detail::check_steps(out.size(), "ExponentialSchedule");
     const std::size_t n = out.size() - 1;
     const double a = std::log(sigma_max), b = std::log(sigma_min);
     for (std::size_t i = 0; i < n; ++i) out[i] = std::exp(a + detail::ramp(i, n) * (b - a));
@@ -97,15 +108,15 @@ struct ExponentialSigmas {
 };
 
 /// EDM's VE discretisation (Table 1; Song et al. 2021 SMLD): t_i = smax^2 (smin^2/smax^2)^(i/(n-1)),
-/// sigma = sqrt(t). Geometric in sigma, like ExponentialSigmas, with the VE defaults.
-struct VeSigmas {
+/// sigma = sqrt(t). Geometric in sigma, like ExponentialSchedule, with the VE defaults.
+struct VeSchedule {
   double sigma_min = 0.02;
   double sigma_max = 100.0;
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "VeSigmas");
+    detail::check_steps(out.size(), "VeSchedule");
     const std::size_t n = out.size() - 1;
     const double smax2 = sigma_max * sigma_max, ratio = (sigma_min * sigma_min) / smax2;
     for (std::size_t i = 0; i < n; ++i) out[i] = std::sqrt(smax2 * std::pow(ratio, detail::ramp(i, n)));
@@ -116,21 +127,19 @@ struct VeSigmas {
 /// EDM's VP discretisation (Table 1): t_i evenly spaced from 1 down to eps_s and
 /// sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), the continuous limit of DDPM's
 /// linear betas (beta_min = 1000 * 1e-4 = 0.1, beta_d = 1000 * (0.02 - 1e-4) = 19.9).
-struct VpSigmas {
+struct VpSchedule {
   double beta_d = 19.9;
   double beta_min = 0.1;
   double eps_s = 1e-3;
 
   /// sigma(t) of the VP SDE.
-  double sigma(double t) const { return std::sqrt(std::expm1(0.5 * beta_d * t * t + beta_min * t)); }
+  double sigma(double t) const { return vp_sigma(beta_d, beta_min, t); }
   /// t(sigma), the inverse of sigma(t).
-  double t(double sigma) const {
-    return (std::sqrt(beta_min * beta_min + 2.0 * beta_d * std::log1p(sigma * sigma)) - beta_min) / beta_d;
-  }
+  double t(double sigma) const { return vp_t(beta_d, beta_min, sigma); }
   /// The VP schedule whose end points are sigma(1) = sigma_max and sigma(eps_s) = sigma_min
   /// (how EDM's generate.py sets beta_d and beta_min for a given sigma range).
-  static VpSigmas from_range(double sigma_min, double sigma_max, double eps_s = 1e-3) {
-    VpSigmas s;
+  static VpSchedule from_range(double sigma_min, double sigma_max, double eps_s = 1e-3) {
+    VpSchedule s;
     s.eps_s = eps_s;
     const double lmax = std::log1p(sigma_max * sigma_max), lmin = std::log1p(sigma_min * sigma_min);
     s.beta_d = 2.0 * (lmin / eps_s - lmax) / (eps_s - 1.0);
@@ -141,7 +150,7 @@ struct VpSigmas {
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "VpSigmas");
+    detail::check_steps(out.size(), "VpSchedule");
     const std::size_t n = out.size() - 1;
     for (std::size_t i = 0; i < n; ++i) out[i] = sigma(1.0 + detail::ramp(i, n) * (eps_s - 1.0));
     out[n] = 0.0;
@@ -152,7 +161,7 @@ struct VpSigmas {
 /// alpha_bar_t = prod_{s<=t} (1 - beta_s), sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)
 /// (the VE view of x_t / sqrt(alpha_bar_t)). An n-step sampler visits the timesteps
 /// round((T - 1) (1 - i/(n-1))), i = 0..n-1 ("linspace" spacing), i.e. from T-1 down to 0.
-struct DdpmSigmas {
+struct DdpmSchedule {
   double beta_start = 1e-4;
   double beta_end = 0.02;
   std::size_t timesteps = 1000;
@@ -170,9 +179,9 @@ struct DdpmSigmas {
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "DdpmSigmas");
+    detail::check_steps(out.size(), "DdpmSchedule");
     const std::size_t n = out.size() - 1;
-    if (n > timesteps) throw std::invalid_argument("diffuse::diffusion::DdpmSigmas: more steps than timesteps");
+    if (n > timesteps) throw std::invalid_argument("diffuse::diffusion::DdpmSchedule: more steps than timesteps");
     // sigma of every timestep, by one running product.
     std::vector<double> table(timesteps);
     double log_abar = 0.0;
@@ -193,7 +202,7 @@ struct DdpmSigmas {
 /// u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar(j-1) / alpha_bar(j), C1) - 1);
 /// the u_j within [sigma_min, sigma_max] are kept (descending) and the n-step schedule takes
 /// those at indices round(i (len - 1) / (n - 1)) (round half to even, as torch.round).
-struct CosineSigmas {
+struct CosineSchedule {
   double sigma_min = 0.002;
   double sigma_max = 81.0;
   std::size_t M = 1000;
@@ -217,12 +226,12 @@ struct CosineSigmas {
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   void sigmas(std::span<double> out) const {
-    detail::check_steps(out.size(), "CosineSigmas");
+    detail::check_steps(out.size(), "CosineSchedule");
     const std::size_t n = out.size() - 1;
     std::vector<double> kept;
     for (double u : levels())
       if (u >= sigma_min && u <= sigma_max) kept.push_back(u);
-    if (kept.size() < n) throw std::invalid_argument("diffuse::diffusion::CosineSigmas: too many steps");
+    if (kept.size() < n) throw std::invalid_argument("diffuse::diffusion::CosineSchedule: too many steps");
     for (std::size_t i = 0; i < n; ++i) {
       const double idx = n > 1 ? static_cast<double>(kept.size() - 1) / static_cast<double>(n - 1) * static_cast<double>(i) : 0.0;
       out[i] = kept[static_cast<std::size_t>(std::nearbyint(idx))];

@@ -190,7 +190,9 @@ class UNet {
   static constexpr std::size_t stages = plan.size();
 
   /// A batch of images, NHWC.
-  using Image = Shape<dyn, R, R, Cimg>;
+  using Batch = Shape<dyn, R, R, Cimg>;
+  /// One image, HWC.
+  using Image = Shape<R, R, Cimg>;
   using value_type = T;
 
  private:
@@ -199,6 +201,10 @@ class UNet {
   using Head = Shape<dyn, R, R, C>;
   using OutNorm = GroupNormSiLU<T, R, R, C, groups_for(Cfg, C)>;
   using OutConv = Conv3x3<T, C, Cimg, R, R>;
+  /// Elements per image of backward's scratch (the largest any stage, the output head or
+  /// the embedding needs).
+  static constexpr std::size_t gradients_ws_per_image =
+      std::max({Stages::workspace, R * R * C + OutNorm::workspace_per_image, Emb::workspace_per_image});
 
  public:
   /// Number of parameters (equals the PyTorch model's).
@@ -211,9 +217,7 @@ class UNet {
       OutNorm::activations_per_image + Stages::forward_workspace;
   /// Elements per image of the activation-gradient buffers and backward scratch
   /// (allocated on the first backward).
-  static constexpr std::size_t gradients_per_image =
-      Stages::out_grads + E +
-      std::max({Stages::workspace, R * R * C + OutNorm::workspace_per_image, Emb::workspace_per_image});
+  static constexpr std::size_t gradients_per_image = Stages::out_grads + E + gradients_ws_per_image;
   /// Bytes of parameters and their gradients.
   static constexpr std::size_t param_bytes = 2 * param_count * sizeof(T);
   /// Bytes a forward pass keeps for a batch of n images.
@@ -240,15 +244,15 @@ class UNet {
   }
 
   /// out = F(x, c_noise); keeps what backward needs. out may not alias x.
-  void forward(TensorView<const T, Image> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
-               TensorView<T, Image> out /*(N,R,R,Cimg)*/) {
+  void forward(TensorView<const T, Batch> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
+               TensorView<T, Batch> out /*(N,R,R,Cimg)*/) {
     forward(x, c_noise, {}, out);
   }
   /// out = F(x, c_noise, labels): labels holds one class per image, -1 for "no label"
   /// (the unconditional model of classifier-free guidance); empty means no labels at
   /// all. A label outside [-1, classes) throws std::invalid_argument.
-  void forward(TensorView<const T, Image> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
-               std::span<const int> labels /*[N] or empty*/, TensorView<T, Image> out /*(N,R,R,Cimg)*/) {
+  void forward(TensorView<const T, Batch> x /*(N,R,R,Cimg)*/, std::span<const T> c_noise /*[N]*/,
+               std::span<const int> labels /*[N] or empty*/, TensorView<T, Batch> out /*(N,R,R,Cimg)*/) {
     const std::size_t n = x.batch();
     check_batch(n, c_noise.size(), "UNet::forward (c_noise)");
     check_batch(n, out.batch(), "UNet::forward");
@@ -268,9 +272,9 @@ class UNet {
   }
 
   /// Accumulates all parameter gradients given dout = dL/d(out) of the last forward.
-  void backward(TensorView<const T, Image> dout /*(N,R,R,Cimg)*/) { run_backward(dout, nullptr); }
+  void backward(TensorView<const T, Batch> dout /*(N,R,R,Cimg)*/) { run_backward(dout, nullptr); }
   /// As above, and dx = dL/dx (overwritten).
-  void backward(TensorView<const T, Image> dout, TensorView<T, Image> dx) {
+  void backward(TensorView<const T, Batch> dout, TensorView<T, Batch> dx) {
     check_batch(dout.batch(), dx.batch(), "UNet::backward");
     run_backward(dout, &dx);
   }
@@ -310,7 +314,7 @@ class UNet {
 
   template <std::size_t I>
   auto input_of() {
-    if constexpr (I == 0) return TensorView<const T, Image>(x_.view());
+    if constexpr (I == 0) return TensorView<const T, Batch>(x_.view());
     else return TensorView<const T, typename std::tuple_element_t<I - 1, typename Stages::type>::Out>(
         std::get<I - 1>(stages_).out.view());
   }
@@ -335,7 +339,7 @@ class UNet {
     }
   }
 
-  void run_backward(TensorView<const T, Image> dout, TensorView<T, Image>* dx) {
+  void run_backward(TensorView<const T, Batch> dout, TensorView<T, Batch>* dx) {
     const std::size_t n = x_.batch();
     check_batch(n, dout.batch(), "UNet::backward");
     ws_.resize(n * gradients_ws_per_image);
@@ -357,7 +361,7 @@ class UNet {
   }
 
   template <std::size_t... I>
-  void backward_stages(TensorView<T, Image>* dx, std::index_sequence<I...>) {
+  void backward_stages(TensorView<T, Batch>* dx, std::index_sequence<I...>) {
     (backward_stage<stages - 1 - I>(dx), ...);
   }
 
@@ -365,7 +369,7 @@ class UNet {
   // the decoder (a later stage, so processed earlier here) stores first, the next stage
   // then adds.
   template <std::size_t I>
-  void backward_stage(TensorView<T, Image>* dx) {
+  void backward_stage(TensorView<T, Batch>* dx) {
     auto& s = std::get<I>(stages_);
     constexpr StageDesc d = plan[I];
     T* ws = ws_.data();
@@ -401,14 +405,11 @@ class UNet {
     name.pop(a);
   }
 
-  static constexpr std::size_t gradients_ws_per_image =
-      std::max({Stages::workspace, R * R * C + OutNorm::workspace_per_image, Emb::workspace_per_image});
-
   typename Stages::type stages_;
   Emb emb_;
   OutNorm out_norm_;
   OutConv out_conv_;
-  Tensor<T, Image> x_;   ///< (N,R,R,Cimg) copy of the input
+  Tensor<T, Batch> x_;   ///< (N,R,R,Cimg) copy of the input
   Tensor<T, Head> head_; ///< (N,R,R,C) SiLU(GN(last decoder output))
   Tensor<T, Shape<dyn, E>> de_;
   Tensor<T, Shape<dyn, 1>> ws_;   ///< backward scratch, (N * gradients_ws_per_image) elements

@@ -187,9 +187,9 @@ inline CheckpointInfo read_checkpoint_info(const std::string& path) { return det
 /// Writes the complete training state of `model` (a Precond around a network) and
 /// `trainer` to `path`, atomically. `model_name` identifies the configuration; `extra`
 /// adds metadata (e.g. keys::lr).
-template <class Model, class Source>
+template <class Model, class Source, class Loss>
 void save_checkpoint(const std::string& path, const std::string& model_name, Model& model,
-                     Trainer<Model, Source>& trainer, const std::map<std::string, std::string>& extra = {}) {
+                     Trainer<Model, Source, Loss>& trainer, const std::map<std::string, std::string>& extra = {}) {
   io::SafetensorsWriter w;
   auto refs = detail::param_refs(model.net());
   nn::write_state_dict(w, model.net());
@@ -205,7 +205,7 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
   w.set_metadata(keys::images_seen, std::to_string(c.images_seen));
   w.set_metadata(keys::batch, std::to_string(trainer.config().batch));
   w.set_metadata(keys::data_size, std::to_string(trainer.data_size()));
-  w.set_metadata(keys::classes, std::to_string(Trainer<Model, Source>::classes));
+  w.set_metadata(keys::classes, std::to_string(Trainer<Model, Source, Loss>::classes));
   for (const auto& [k, v] : extra) w.set_metadata(k, v);
   io::write_atomically(path, [&](const std::string& tmp) { w.write(tmp); });
 }
@@ -214,9 +214,9 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
 /// io::SafetensorsError naming the file (and tensor) when it is not a checkpoint of this
 /// configuration, classes, batch size, data set size and seed; then neither the model,
 /// the trainer nor the file is modified.
-template <class Model, class Source>
+template <class Model, class Source, class Loss>
 void load_checkpoint(const std::string& path, const std::string& model_name, Model& model,
-                     Trainer<Model, Source>& trainer) {
+                     Trainer<Model, Source, Loss>& trainer) {
   const io::SafetensorsFile f(path);
   const CheckpointInfo info = detail::info_of(f);
   if (!info.training_checkpoint)
@@ -226,7 +226,7 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
     throw io::DataError(path, "checkpoint of model '" + info.model + "', but this run uses '" + model_name + "'");
   detail::metadata_number(f, keys::batch);  // required to resume: they fix the images of every step
   detail::metadata_number(f, keys::data_size);
-  constexpr std::size_t classes = Trainer<Model, Source>::classes;
+  constexpr std::size_t classes = Trainer<Model, Source, Loss>::classes;
   if (info.classes != classes)
     throw io::DataError(path, "checkpoint of a model with " + classes_text(info.classes) + ", but this one has " +
                                   classes_text(classes));
@@ -254,7 +254,7 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   };
   model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { commit(p.value); });
   trainer.for_each_state([&](std::string_view, std::span<float> v) { commit(v); });
-  typename Trainer<Model, Source>::Counters c;
+  typename Trainer<Model, Source, Loss>::Counters c;
   c.seed = info.seed;
   c.steps = info.steps;
   c.optimizer_steps = info.optimizer_steps;

@@ -34,12 +34,12 @@ struct EvalConfig {
 /// conditional model denoises each image given its label (-1, no label, where it has none).
 template <class Model, ImageSource Source>
 std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, const EvalConfig& cfg = {}) {
-  using Image = typename Model::Image;
+  using Batch = typename Model::Batch;
   const std::size_t n = data.size();
   std::vector<double> result(cfg.sigmas.size(), 0.0);
   if (n == 0) return result;
   const std::size_t b = std::min(cfg.batch, n);
-  Tensor<float, Image> y(b), noise(b);
+  Tensor<float, Batch> y(b), noise(b);
   std::vector<float> sigma(b);
   std::vector<int> labels(b, -1);
   constexpr bool conditional = nn::classes_v<Model> > 0;
@@ -61,7 +61,7 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
         sigma[i] = static_cast<float>(cfg.sigmas[k]);
         labels[i] = data.label(first + i);
       }
-      const TensorView<const float, Image> y_in(yv), n_in(nv);
+      const TensorView<const float, Batch> y_in(yv), n_in(nv);
       const std::span<const float> s_in(sigma.data(), m);
       if constexpr (conditional) model.loss(y_in, s_in, n_in, std::span<const int>(labels.data(), m));
       else model.loss(y_in, s_in, n_in);

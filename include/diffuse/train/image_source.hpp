@@ -16,11 +16,11 @@
 
 namespace diffuse::train {
 
-/// A fixed collection of images of shape Image = Shape<dyn, H, W, C>.
+/// A fixed collection of images of shape Batch = Shape<dyn, H, W, C>.
 template <class S>
 concept ImageSource = requires(const S& s, std::size_t i,
-                               TensorView<float, drop_axes<typename S::Image, 0>> out) {
-  typename S::Image;
+                               TensorView<float, drop_axes<typename S::Batch, 0>> out) {
+  typename S::Batch;
   { s.size() } -> std::convertible_to<std::size_t>;
   s.load(i, out);            // image i, pixels in [-1, 1]
   { s.label(i) } -> std::convertible_to<int>;  // its class, or -1 without labels
@@ -30,9 +30,9 @@ concept ImageSource = requires(const S& s, std::size_t i,
 template <std::size_t H, std::size_t W, std::size_t C>
 class TensorImages {
  public:
-  using Image = Shape<dyn, H, W, C>;
+  using Batch = Shape<dyn, H, W, C>;
 
-  explicit TensorImages(Tensor<float, Image> images, std::vector<int> labels = {})
+  explicit TensorImages(Tensor<float, Batch> images, std::vector<int> labels = {})
       : images_(std::move(images)), labels_(std::move(labels)) {
     if (!labels_.empty() && labels_.size() != images_.batch())
       throw std::invalid_argument("diffuse::train::TensorImages: " + std::to_string(images_.batch()) +
@@ -41,14 +41,13 @@ class TensorImages {
 
   std::size_t size() const noexcept { return images_.batch(); }
   void load(std::size_t i, TensorView<float, Shape<H, W, C>> out) const {
-    std::memcpy(out.data(), images_.data() + i * Image::item_size, Image::item_size * sizeof(float));
+    std::memcpy(out.data(), images_.data() + i * Batch::item_size, Batch::item_size * sizeof(float));
   }
   int label(std::size_t i) const noexcept { return labels_.empty() ? -1 : labels_[i]; }
-  bool has_labels() const noexcept { return !labels_.empty(); }
-  const Tensor<float, Image>& images() const noexcept { return images_; }
+  const Tensor<float, Batch>& images() const noexcept { return images_; }
 
  private:
-  Tensor<float, Image> images_;
+  Tensor<float, Batch> images_;
   std::vector<int> labels_;
 };
 

@@ -22,11 +22,14 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/diffusion/loss.hpp"
 #include "diffuse/diffusion/noise.hpp"
+#include "diffuse/diffusion/precond.hpp"
 #include "diffuse/nn/labels.hpp"
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
@@ -64,16 +67,22 @@ struct StepReport {
   bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
 };
 
+/// The loss a model trains with unless told otherwise: the one EDM pairs with its
+/// preconditioning (diffusion::default_loss).
+template <class Model>
+using default_loss_t = decltype(diffusion::default_loss(std::declval<const typename Model::policy_type&>()));
+
 /// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
-/// zero_grad(), policy().training_sigma()) on images from `Source`. A class-conditional
-/// model (Model::classes > 0) is trained on the source's labels, which must all be classes
-/// of the model.
-template <class Model, ImageSource Source>
+/// zero_grad()) on images from `Source` with the training loss `Loss` (diffusion::EDMLoss,
+/// VPLoss, VELoss: the distribution of sigma and the weighting). A class-conditional model
+/// (Model::classes > 0) is trained on the source's labels, which must all be classes of
+/// the model.
+template <class Model, ImageSource Source, diffusion::TrainingLoss Loss = default_loss_t<Model>>
 class Trainer {
  public:
-  using Image = typename Model::Image;
-  using Item = drop_axes<Image, 0>;
-  static_assert(std::is_same_v<Image, typename Source::Image>,
+  using Batch = typename Model::Batch;
+  using Image = drop_axes<Batch, 0>;
+  static_assert(std::is_same_v<Batch, typename Source::Batch>,
                 "diffuse::train::Trainer: the data set's image shape differs from the model's");
 
   // The shuffle's and the label dropout's streams, far from the per-image streams
@@ -83,8 +92,13 @@ class Trainer {
   /// Classes of the model (0: unconditional; the labels of the data are then unused).
   static constexpr std::size_t classes = nn::classes_v<Model>;
 
+  /// Trains with default_loss(model.policy()).
   Trainer(Model& model, const Source& data, TrainerConfig config)
-      : model_(model), data_(data), config_(config), optimizer_(config.optimizer), ema_(model),
+      : Trainer(model, data, config, diffusion::default_loss(model.policy())) {}
+  /// Trains with `loss`. Throws std::invalid_argument for an empty batch, a data set
+  /// smaller than one batch, a label dropout outside [0, 1] or a label that is not a class.
+  Trainer(Model& model, const Source& data, TrainerConfig config, Loss loss)
+      : model_(model), data_(data), config_(config), loss_(loss), optimizer_(config.optimizer), ema_(model),
         images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, -1) {
     if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
     if (data.size() < config.batch)
@@ -103,6 +117,7 @@ class Trainer {
   /// Images in the data set (with the batch size, it fixes which images each step uses).
   std::size_t data_size() const noexcept { return data_.size(); }
   const TrainerConfig& config() const noexcept { return config_; }
+  const Loss& loss() const noexcept { return loss_; }
   optim::AdamW& optimizer() noexcept { return optimizer_; }
   optim::Ema& ema() noexcept { return ema_; }
 
@@ -115,7 +130,7 @@ class Trainer {
     const std::uint64_t first = (s % batches_per_epoch()) * b;
     shuffle_for(epoch);
     for (std::size_t i = 0; i < b; ++i) data_.load(order_[first + i], images_.item(i));
-    diffusion::draw_training_noise(model_.policy(), config_.seed, s, 0, std::span<float>(sigma_), noise_.view());
+    diffusion::draw_training_noise(loss_, config_.seed, s, 0, std::span<float>(sigma_), noise_.view());
     StepReport r;
     r.step = s + 1;
     r.epoch = epoch;
@@ -124,9 +139,9 @@ class Trainer {
         Generator g(config_.seed, label_stream | i, s);
         labels_[i] = diffusion::draw_uniform(g) < config_.label_dropout ? -1 : data_.label(order_[first + i]);
       }
-      r.loss = model_.loss(images_.view(), sigma_, noise_.view(), labels_);
+      r.loss = model_.loss(loss_, images_.view(), sigma_, noise_.view(), labels_);
     } else {
-      r.loss = model_.loss(images_.view(), sigma_, noise_.view());
+      r.loss = model_.loss(loss_, images_.view(), sigma_, noise_.view());
     }
     model_.zero_grad();
     if (std::isfinite(r.loss)) {
@@ -226,9 +241,10 @@ class Trainer {
   Model& model_;
   const Source& data_;
   TrainerConfig config_;
+  Loss loss_;
   optim::AdamW optimizer_;
   optim::Ema ema_;
-  Tensor<float, Image> images_, noise_;
+  Tensor<float, Batch> images_, noise_;
   std::vector<float> sigma_;
   std::vector<int> labels_;
   std::vector<std::size_t> order_;

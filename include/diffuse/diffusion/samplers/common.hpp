@@ -3,7 +3,7 @@
 // over its schedule.
 //
 // A sampler is an aggregate `Name<Schedule>` with its schedule, its number of steps and
-// its own options as public members, e.g. `Heun<KarrasSigmas>{.steps = 18}`, and
+// its own options as public members, e.g. `Heun<KarrasSchedule>{.steps = 18}`, and
 //
 //   sample(denoise, x, seed, first_image = 0, callback = {})
 //       x (N, H, W, C) is overwritten: first with sigma_0 * n (n from NoiseSource), then
@@ -14,8 +14,8 @@
 //   run(denoise, x, sigmas, noise, callback)
 //       one pass over the given sigmas (descending, ending in 0) with a given NoiseSource.
 //
-// The denoiser is any callable `denoise(TensorView<const float, Image> x, float sigma,
-// TensorView<float, Image> out)` writing D(x; sigma) (Precond provides one). The callback
+// The denoiser is any callable `denoise(TensorView<const float, Batch> x, float sigma,
+// TensorView<float, Batch> out)` writing D(x; sigma) (Precond provides one). The callback
 // is called once per step as `callback(step, sigma, x, denoised)` with the step index, the
 // noise level the denoiser saw, the current images and their denoised estimate.
 #pragma once
@@ -42,9 +42,9 @@ struct NoCallback {
   void operator()(A&&...) const noexcept {}
 };
 
-/// A denoiser for images of shape Image: denoise(x, sigma, out) writes D(x; sigma) to out.
-template <class D, class Image>
-concept Denoiser = requires(D& d, TensorView<const float, Image> x, float sigma, TensorView<float, Image> out) {
+/// A denoiser for images of shape Batch: denoise(x, sigma, out) writes D(x; sigma) to out.
+template <class D, class Batch>
+concept Denoiser = requires(D& d, TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> out) {
   d(x, sigma, out);
 };
 
@@ -65,27 +65,27 @@ inline AncestralStep ancestral_step(double sigma, double sigma_next, double eta 
 
 namespace detail {
 
-template <class Image>
-using ConstView = TensorView<const float, Image>;
+template <class Batch>
+using ConstView = TensorView<const float, Batch>;
 
 // Calls denoise(x, sigma, out) with x as a view of const elements.
-template <class D, class Image>
-void call_denoiser(D& denoise, TensorView<float, Image> x, double sigma, TensorView<float, Image> out) {
-  denoise(ConstView<Image>(x), static_cast<float>(sigma), out);
+template <class D, class Batch>
+void call_denoiser(D& denoise, TensorView<float, Batch> x, double sigma, TensorView<float, Batch> out) {
+  denoise(ConstView<Batch>(x), static_cast<float>(sigma), out);
 }
 
-template <class Cb, class Image>
-void call_back(Cb& callback, std::size_t step, double sigma, TensorView<float, Image> x, TensorView<float, Image> den) {
-  callback(step, sigma, ConstView<Image>(x), ConstView<Image>(den));
+template <class Cb, class Batch>
+void call_back(Cb& callback, std::size_t step, double sigma, TensorView<float, Batch> x, TensorView<float, Batch> den) {
+  callback(step, sigma, ConstView<Batch>(x), ConstView<Batch>(den));
 }
 
 // EDM Algorithm 2, lines 4-6 ("churn"): raises the noise level from sigma to
 // sigma_hat = (1 + gamma) sigma, gamma = min(S_churn / steps, sqrt(2) - 1) inside
 // [S_tmin, S_tmax], by adding noise of std S_noise sqrt(sigma_hat^2 - sigma^2).
 // Returns sigma_hat. `eps` is scratch of x's shape; noise is drawn only when gamma > 0.
-template <class Image>
+template <class Batch>
 double churn(double sigma, std::size_t steps, double s_churn, double s_tmin, double s_tmax, double s_noise,
-             TensorView<float, Image> x, TensorView<float, Image> eps, NoiseSource<Image>& noise) {
+             TensorView<float, Batch> x, TensorView<float, Batch> eps, NoiseSource<Batch>& noise) {
   const double gamma = (s_churn > 0.0 && s_tmin <= sigma && sigma <= s_tmax)
                            ? std::min(s_churn / static_cast<double>(steps), std::numbers::sqrt2 - 1.0)
                            : 0.0;
@@ -97,11 +97,11 @@ double churn(double sigma, std::size_t steps, double s_churn, double s_tmin, dou
 }
 
 // The shared body of every sampler's sample() and sample_from().
-template <class Sampler, class D, class Image, class Cb>
-void sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Image> x, std::uint64_t seed,
+template <class Sampler, class D, class Batch, class Cb>
+void sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Batch> x, std::uint64_t seed,
                  std::uint64_t first_image, Cb& callback, bool draw_start) {
   const std::vector<double> sigmas = sampler.schedule.sigmas(sampler.steps);
-  NoiseSource<Image> noise(seed, first_image, x.batch());
+  NoiseSource<Batch> noise(seed, first_image, x.batch());
   if (draw_start) {
     noise.draw(x);
     x = x * static_cast<float>(sigmas[0]);
@@ -116,14 +116,14 @@ void sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Image> x,
 // Each sampler's sample() and sample_from(), written once.
 #define DIFFUSE_SAMPLER_ENTRY_POINTS                                                                      \
   /** Draws x = sigma_0 n (per-image streams of `seed` from `first_image`) and integrates it to 0. */   \
-  template <class D, class Image, class Cb = NoCallback>                                                 \
-  void sample(D&& denoise, TensorView<float, Image> x, std::uint64_t seed, std::uint64_t first_image = 0, \
+  template <class D, class Batch, class Cb = NoCallback>                                                 \
+  void sample(D&& denoise, TensorView<float, Batch> x, std::uint64_t seed, std::uint64_t first_image = 0, \
               Cb&& callback = {}) const {                                                                \
     detail::sample_impl(*this, denoise, x, seed, first_image, callback, true);                           \
   }                                                                                                      \
   /** Integrates x, already at sigma_0, to 0 (the later noise is the one sample() would draw). */       \
-  template <class D, class Image, class Cb = NoCallback>                                                 \
-  void sample_from(D&& denoise, TensorView<float, Image> x, std::uint64_t seed, std::uint64_t first_image = 0, \
+  template <class D, class Batch, class Cb = NoCallback>                                                 \
+  void sample_from(D&& denoise, TensorView<float, Batch> x, std::uint64_t seed, std::uint64_t first_image = 0, \
                    Cb&& callback = {}) const {                                                           \
     detail::sample_impl(*this, denoise, x, seed, first_image, callback, false);                          \
   }

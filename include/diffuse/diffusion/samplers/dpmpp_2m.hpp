@@ -17,18 +17,18 @@
 namespace diffuse::diffusion {
 
 /// Second-order multistep ODE sampler (DPM-Solver++(2M)).
-template <Schedule Sched = KarrasSigmas>
+template <Schedule Sched = KarrasSchedule>
 struct DpmPp2M {
   Sched schedule{};
   std::size_t steps = 18;
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
-  template <class D, class Image, class Cb>
-  void run(D& denoise, TensorView<float, Image> x, std::span<const double> sigmas, NoiseSource<Image>&,
+  template <class D, class Batch, class Cb>
+  void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>&,
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
-    Tensor<float, Image> den(x.batch()), old(x.batch());
+    Tensor<float, Batch> den(x.batch()), old(x.batch());
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = sigmas[i], next = sigmas[i + 1];
       detail::call_denoiser(denoise, x, sigma, den.view());

@@ -12,7 +12,7 @@
 namespace diffuse::diffusion {
 
 /// First-order ODE sampler: x <- x + (sigma_next - sigma) (x - D(x; sigma)) / sigma.
-template <Schedule Sched = KarrasSigmas>
+template <Schedule Sched = KarrasSchedule>
 struct Euler {
   Sched schedule{};
   std::size_t steps = 18;
@@ -24,11 +24,11 @@ struct Euler {
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
   /// One pass over `sigmas` (descending, ending in 0). x: (N, H, W, C), integrated in place.
-  template <class D, class Image, class Cb>
-  void run(D& denoise, TensorView<float, Image> x, std::span<const double> sigmas, NoiseSource<Image>& noise,
+  template <class D, class Batch, class Cb>
+  void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
-    Tensor<float, Image> den(x.batch()), eps(s_churn > 0.0 ? x.batch() : 0);
+    Tensor<float, Batch> den(x.batch()), eps(s_churn > 0.0 ? x.batch() : 0);
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = detail::churn(sigmas[i], n, s_churn, s_tmin, s_tmax, s_noise, x, eps.view(), noise);
       detail::call_denoiser(denoise, x, sigma, den.view());

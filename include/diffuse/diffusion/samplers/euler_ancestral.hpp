@@ -12,7 +12,7 @@
 namespace diffuse::diffusion {
 
 /// Stochastic first-order sampler with ancestral noise.
-template <Schedule Sched = KarrasSigmas>
+template <Schedule Sched = KarrasSchedule>
 struct EulerAncestral {
   Sched schedule{};
   std::size_t steps = 18;
@@ -21,11 +21,11 @@ struct EulerAncestral {
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
-  template <class D, class Image, class Cb>
-  void run(D& denoise, TensorView<float, Image> x, std::span<const double> sigmas, NoiseSource<Image>& noise,
+  template <class D, class Batch, class Cb>
+  void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
-    Tensor<float, Image> den(x.batch()), z(x.batch());
+    Tensor<float, Batch> den(x.batch()), z(x.batch());
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = sigmas[i];
       detail::call_denoiser(denoise, x, sigma, den.view());

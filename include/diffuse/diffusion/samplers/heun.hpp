@@ -14,7 +14,7 @@
 namespace diffuse::diffusion {
 
 /// Second-order ODE sampler (EDM Algorithm 2).
-template <Schedule Sched = KarrasSigmas>
+template <Schedule Sched = KarrasSchedule>
 struct Heun {
   Sched schedule{};
   std::size_t steps = 18;
@@ -25,12 +25,12 @@ struct Heun {
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
-  template <class D, class Image, class Cb>
-  void run(D& denoise, TensorView<float, Image> x, std::span<const double> sigmas, NoiseSource<Image>& noise,
+  template <class D, class Batch, class Cb>
+  void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
     const std::size_t b = x.batch();
-    Tensor<float, Image> den(b), d(b), x2(b), eps(s_churn > 0.0 ? b : 0);
+    Tensor<float, Batch> den(b), d(b), x2(b), eps(s_churn > 0.0 ? b : 0);
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = detail::churn(sigmas[i], n, s_churn, s_tmin, s_tmax, s_noise, x, eps.view(), noise);
       const double next = sigmas[i + 1];
