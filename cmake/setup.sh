@@ -23,6 +23,7 @@ esac
 
 packages=(
   cmake g++ make              # the toolchain
+  pkg-config                  # the consumer test of the installed diffuse.pc
   libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
