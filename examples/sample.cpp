@@ -265,7 +265,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
         for (std::size_t k = 0; k < Image::item_size; ++k) img[k] = std::clamp(img[k], -1.f, 1.f);
         io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Item>(all.item(j))));
         if (img2img) {
-          ssim[j] = metrics::ssim(init.data() + j * Image::item_size, img, R, R, C);
+          ssim[j] = metrics::ssim(init.item(j), all.item(j));
           std::fprintf(stderr, "%s -> %s: SSIM %.4f\n", inputs[j].c_str(), names[j].c_str(), ssim[j]);
         }
       }
