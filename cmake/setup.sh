@@ -23,6 +23,8 @@ esac
 
 packages=(
   cmake g++ make              # the toolchain
+  pkg-config                  # the consumer test of the installed diffuse.pc
+  doxygen                     # the API reference and its test (docs.api_reference)
   libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks

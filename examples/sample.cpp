@@ -265,10 +265,9 @@ int run(const Options& o, const std::vector<double>& sigmas) {
       all.items(first, b) = clamp(x, -1.f, 1.f);
       for (std::size_t i = 0; i < b; ++i) {
         const std::size_t j = first + i;
-        const float* img = all.data() + j * Batch::item_size;
         io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Image>(all.item(j))));
         if (img2img) {
-          ssim[j] = metrics::ssim(init.data() + j * Batch::item_size, img, R, R, C);
+          ssim[j] = metrics::ssim(init.item(j), all.item(j));
           std::fprintf(stderr, "%s -> %s: SSIM %.4f\n", inputs[j].c_str(), names[j].c_str(), ssim[j]);
         }
       }

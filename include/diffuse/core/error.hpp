@@ -1,8 +1,9 @@
-// How the tensor core reports errors.
-//
-// Static extents are checked by the compiler. What only shows at run time (a batch
-// size, an index in a debug build) throws diffuse::ShapeError with a message that
-// names both sides.
+/// \file
+/// How the tensor core reports errors.
+///
+/// Static extents are checked by the compiler. What only shows at run time (a batch
+/// size, an index in a debug build) throws diffuse::ShapeError with a message that
+/// names both sides.
 #pragma once
 
 #include <stdexcept>
@@ -18,8 +19,8 @@ class ShapeError : public std::invalid_argument {
 
 }  // namespace diffuse
 
-// Checks that cost something and only guard against programming errors (index bounds)
-// are on in debug builds and in builds that define DIFFUSE_CHECKS.
+/// 1 where the checks that cost something and only guard against programming errors
+/// (index bounds) are on: in debug builds, and in builds that define DIFFUSE_CHECKS.
 #if !defined(NDEBUG) || defined(DIFFUSE_CHECKS)
 #define DIFFUSE_DEBUG_CHECKS 1
 #else

@@ -28,13 +28,21 @@ namespace diffuse {
 /// Shape tag of a per-channel vector of length C broadcast along the last axis.
 template <std::size_t C>
 struct PerChannel {
-  static constexpr std::size_t channels = C;
-  static constexpr std::size_t rank = 0;
+  static constexpr std::size_t channels = C;  ///< The vector's length C.
+  static constexpr std::size_t rank = 0;      ///< No axes of its own: it broadcasts.
 };
 
 /// Base of every expression node; lets the operators recognise their operands.
+///
+/// A node provides `value_type` (its element type), `shape` (a Shape, or PerChannel),
+/// `batch()` (its run-time leading extent, expr::any_batch when it broadcasts),
+/// `prepare()` (called once on the copy of the tree that is evaluated), `at(i)` (element
+/// i), `load(i)` (the simd batch from element i, i a multiple of the simd width) and
+/// `unsafe_alias(begin, end)` (true when evaluating into [begin, end) would read
+/// elements already overwritten).
 struct ExprNode {};
 
+/// An expression node type (derived from ExprNode).
 template <class E>
 concept Expression = std::is_base_of_v<ExprNode, E>;
 
@@ -45,9 +53,11 @@ concept TensorLike = requires(const X& x) {
   { x.expr() } -> Expression;
 };
 
+/// What element-wise operations take: an expression, a tensor or a view.
 template <class X>
 concept Operand = Expression<X> || TensorLike<X>;
 
+/// A built-in number type (broadcast as a constant when combined with an Operand).
 template <class X>
 concept Arithmetic = std::is_arithmetic_v<X>;
 
@@ -130,6 +140,7 @@ struct common_shape_of<S, T, R...> {
 
 }  // namespace detail
 
+/// The nodes of element-wise expressions (see ExprNode for their interface).
 namespace expr {
 
 /// The run-time leading extent of a node that broadcasts (scalars, channel vectors).
@@ -138,11 +149,16 @@ inline constexpr std::size_t any_batch = dyn;
 /// Reads a tensor's storage.
 template <class T, class S>
 struct Ref : ExprNode {
+  ///@{
+  /// The node interface (see ExprNode).
   using value_type = T;
   using shape = S;
-  const T* ptr;
-  std::size_t items;  // leading extent
+  ///@}
+  const T* ptr;       ///< The first element.
+  std::size_t items;  ///< The leading extent.
 
+  ///@{
+  /// The node interface (see ExprNode).
   std::size_t batch() const noexcept { return items; }
   void prepare() noexcept {}
   T at(std::size_t i) const noexcept { return ptr[i]; }
@@ -156,35 +172,48 @@ struct Ref : ExprNode {
     bool overlaps = ptr < e && b < mine_end;
     return overlaps && !(ptr == b && mine_end == e);
   }
+  ///@}
 };
 
 /// A constant.
 template <class T>
 struct Scalar : ExprNode {
+  ///@{
+  /// The node interface (see ExprNode).
   using value_type = T;
   using shape = Shape<>;
-  T value;
+  ///@}
+  T value;  ///< The constant.
 
+  ///@{
+  /// The node interface (see ExprNode).
   std::size_t batch() const noexcept { return any_batch; }
   void prepare() noexcept {}
   T at(std::size_t) const noexcept { return value; }
   simd<T> load(std::size_t) const noexcept { return simd<T>(value); }
   bool unsafe_alias(const void*, const void*) const noexcept { return false; }
+  ///@}
 };
 
 /// A vector of C values broadcast along the last (channel) axis: element i of the
 /// result takes value[i % C].
 template <class T, std::size_t C>
 struct ChannelVector : ExprNode {
+  ///@{
+  /// The node interface (see ExprNode).
   using value_type = T;
   using shape = PerChannel<C>;
-  static constexpr std::size_t W = simd_width<T>;
-  const T* ptr;
-  // When C divides the vector width, every batch starting at a multiple of W sees the
-  // same lanes: prepare() reads them once per evaluation.
+  ///@}
+  static constexpr std::size_t W = simd_width<T>;  ///< Lanes of simd<T>.
+  const T* ptr;                                    ///< The C values.
+  /// The lanes of every simd batch when C divides W (every batch starting at a
+  /// multiple of W sees the same lanes): prepare() reads them once per evaluation.
   alignas(tensor_alignment) std::array<T, (W % C == 0) ? W : 1> pattern{};
 
+  /// Broadcasts the C values at `p`, which must outlive the expression.
   explicit ChannelVector(const T* p) : ptr(p) {}
+  ///@{
+  /// The node interface (see ExprNode).
   void prepare() noexcept {
     if constexpr (W % C == 0)
       for (std::size_t l = 0; l < W; ++l) pattern[l] = ptr[l % C];
@@ -211,19 +240,25 @@ struct ChannelVector : ExprNode {
     const T* e = static_cast<const T*>(end);
     return ptr < e && b < ptr + C;
   }
+  ///@}
 };
 
 /// One value per item of a batch of shape S (N items, N = the vector's length),
 /// broadcast over the item: element i of the result takes value[i / S::item_size].
 template <class T, class S>
 struct ItemVector : ExprNode {
+  ///@{
+  /// The node interface (see ExprNode).
   using value_type = T;
   using shape = S;
-  static constexpr std::size_t W = simd_width<T>;
-  static constexpr std::size_t K = S::item_size;
-  const T* ptr;
-  std::size_t items;
+  ///@}
+  static constexpr std::size_t W = simd_width<T>;  ///< Lanes of simd<T>.
+  static constexpr std::size_t K = S::item_size;   ///< Elements per item.
+  const T* ptr;                                    ///< The N values.
+  std::size_t items;                               ///< N.
 
+  ///@{
+  /// The node interface (see ExprNode).
   std::size_t batch() const noexcept { return items; }
   void prepare() noexcept {}
   T at(std::size_t i) const noexcept { return ptr[i / K]; }
@@ -241,24 +276,31 @@ struct ItemVector : ExprNode {
     const T* e = static_cast<const T*>(end);
     return ptr < e && b < ptr + items;
   }
+  ///@}
 };
 
 /// F applied element-wise to the children.
 template <class F, class... Args>
 struct Map : ExprNode {
+  ///@{
+  /// The node interface (see ExprNode): the children's element type and common shape.
   using value_type = typename std::tuple_element_t<0, std::tuple<Args...>>::value_type;
   using shape = typename detail::common_shape_of<typename Args::shape...>::type;
+  ///@}
   static_assert((detail::check_same_type<value_type, typename Args::value_type>::value && ...));
 
-  F f;
-  std::tuple<Args...> args;
-  std::size_t items;
+  F f;                       ///< The function object (see diffuse::fn).
+  std::tuple<Args...> args;  ///< The children.
+  std::size_t items;         ///< The children's common batch (any_batch if none has one).
 
+  /// f over the children; throws ShapeError when their run-time batches differ.
   Map(F fn, const Args&... a) : f(fn), args(a...), items(any_batch) {
     // Static extents were checked by common_shape; the batch is only known now.
     ((items = merge_batch(items, a.batch())), ...);
   }
 
+  ///@{
+  /// The node interface (see ExprNode).
   std::size_t batch() const noexcept { return items; }
   void prepare() {
     std::apply([](Args&... a) { (a.prepare(), ...); }, args);
@@ -272,6 +314,7 @@ struct Map : ExprNode {
   bool unsafe_alias(const void* begin, const void* end) const {
     return std::apply([&](const Args&... a) { return (a.unsafe_alias(begin, end) || ...); }, args);
   }
+  ///@}
 
  private:
   static std::size_t merge_batch(std::size_t have, std::size_t next) {

@@ -64,6 +64,9 @@ concept ElementwiseArgs = ((Operand<X> || Arithmetic<X>) && ...) && (Operand<X> 
   auto operator op(const A& a, const B& b) {                \
     return detail::make_map(fn::F{}, a, b);                 \
   }
+///@{
+/// Element-wise `a + b`, `a - b`, `a * b`, `a / b`, and comparisons that give 1 where
+/// true and 0 where false; a number operand is broadcast.
 DIFFUSE_BINARY_OPERATOR(+, Add)
 DIFFUSE_BINARY_OPERATOR(-, Sub)
 DIFFUSE_BINARY_OPERATOR(*, Mul)
@@ -72,8 +75,10 @@ DIFFUSE_BINARY_OPERATOR(<, Less)
 DIFFUSE_BINARY_OPERATOR(<=, LessEqual)
 DIFFUSE_BINARY_OPERATOR(>, Greater)
 DIFFUSE_BINARY_OPERATOR(>=, GreaterEqual)
+///@}
 #undef DIFFUSE_BINARY_OPERATOR
 
+/// Element-wise `-a`.
 template <Operand A>
 auto operator-(const A& a) {
   return detail::make_map(fn::Neg{}, a);
@@ -84,6 +89,9 @@ auto operator-(const A& a) {
   auto name(const A& a) {                                   \
     return detail::make_map(fn::F{}, a);                    \
   }
+///@{
+/// Element-wise exp, log, sqrt, rsqrt (exact 1 / sqrt), tanh, sigmoid, silu
+/// (x sigmoid(x)), relu, square and abs (the functors of diffuse::fn).
 DIFFUSE_UNARY_FUNCTION(exp, Exp)
 DIFFUSE_UNARY_FUNCTION(log, Log)
 DIFFUSE_UNARY_FUNCTION(sqrt, Sqrt)
@@ -94,8 +102,10 @@ DIFFUSE_UNARY_FUNCTION(silu, Silu)
 DIFFUSE_UNARY_FUNCTION(relu, Relu)
 DIFFUSE_UNARY_FUNCTION(square, Square)
 DIFFUSE_UNARY_FUNCTION(abs, Abs)
+///@}
 #undef DIFFUSE_UNARY_FUNCTION
 
+///@{
 /// Element-wise minimum / maximum of two operands.
 template <class A, class B>
   requires ElementwiseArgs<A, B>
@@ -107,6 +117,7 @@ template <class A, class B>
 auto maximum(const A& a, const B& b) {
   return detail::make_map(fn::Maximum{}, a, b);
 }
+///@}
 
 /// `a` where `cond` is non-zero, `b` elsewhere.
 template <class C, class A, class B>
@@ -131,6 +142,7 @@ auto per_channel(const V& v) {
   return expr::ChannelVector<typename V::value_type, S::extents[0]>(v.data());
 }
 
+///@{
 /// One value per item of a batch of shape S (Shape<dyn, ...>), broadcast over the item:
 /// `out = per_item<Batch>(c_skip) * x + per_item<Batch>(c_out) * f` scales image i of x
 /// by c_skip[i]. `v` has one value per item (its size is the batch); it must stay alive
@@ -148,8 +160,8 @@ template <class S, class T>
 auto per_item(const std::vector<T>& v) {
   return per_item<S>(std::span<const T>(v));
 }
+///@}
 
-/// `y += e` and friends for tensors and views.
 #define DIFFUSE_COMPOUND_ASSIGN(op, F)                                       \
   template <TensorLike Y, class E>                                           \
     requires(Operand<E> || Arithmetic<E>)                                    \
@@ -163,10 +175,14 @@ auto per_item(const std::vector<T>& v) {
     y = detail::make_map(fn::F{}, y, e);                                     \
     return y;                                                                \
   }
+///@{
+/// `y += e`, `y -= e`, `y *= e`, `y /= e` for a tensor or view y: evaluates `y op e`
+/// into y in one pass and returns y.
 DIFFUSE_COMPOUND_ASSIGN(+=, Add)
 DIFFUSE_COMPOUND_ASSIGN(-=, Sub)
 DIFFUSE_COMPOUND_ASSIGN(*=, Mul)
 DIFFUSE_COMPOUND_ASSIGN(/=, Div)
+///@}
 #undef DIFFUSE_COMPOUND_ASSIGN
 
 }  // namespace diffuse

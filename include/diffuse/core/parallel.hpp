@@ -1,12 +1,13 @@
-// The library's one threading policy, over OpenMP (and building without it).
-//
-// DIFFUSE_OMP(...) expands to `#pragma omp ...` when OpenMP is on and to nothing
-// otherwise. Every loop of the library that may go parallel asks `threads_for(work)`
-// how many threads to use and runs through `parallel_for`: work below
-// `parallel_min_work` elements stays on the calling thread (starting a team costs more
-// than it saves), and a kernel called from inside a parallel region gets one thread, so
-// nested use never oversubscribes. GEMM and convolution split their own blocks but take
-// their thread count from available_threads() too.
+/// \file
+/// The library's one threading policy, over OpenMP (and building without it).
+///
+/// DIFFUSE_OMP(...) expands to `#pragma omp ...` when OpenMP is on and to nothing
+/// otherwise. Every loop of the library that may go parallel asks `threads_for(work)`
+/// how many threads to use and runs through `parallel_for`: work below
+/// `parallel_min_work` elements stays on the calling thread (starting a team costs more
+/// than it saves), and a kernel called from inside a parallel region gets one thread, so
+/// nested use never oversubscribes. GEMM and convolution split their own blocks but take
+/// their thread count from available_threads() too.
 #pragma once
 
 #include <concepts>
@@ -15,6 +16,8 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #define DIFFUSE_PRAGMA(x) _Pragma(#x)
+/// `DIFFUSE_OMP(parallel for ...)` is `#pragma omp parallel for ...` with OpenMP, and
+/// nothing without it.
 #define DIFFUSE_OMP(...) DIFFUSE_PRAGMA(omp __VA_ARGS__)
 #else
 #define DIFFUSE_OMP(...)
@@ -72,6 +75,8 @@ void parallel_for_items(std::size_t batch, std::size_t item_size, F&& f) {
   parallel_for(batch, batch > 1 ? threads_for(batch * item_size) : 1, f);
 }
 
+/// The calling thread's number in the current parallel region (0 outside one, and
+/// without OpenMP).
 inline int thread_index() noexcept {
 #if defined(_OPENMP)
   return omp_get_thread_num();

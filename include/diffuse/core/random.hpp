@@ -23,9 +23,10 @@ namespace diffuse {
 
 /// The Philox4x32 bijection with 10 rounds.
 struct Philox4x32 {
-  using Counter = std::array<std::uint32_t, 4>;
-  using Key = std::array<std::uint32_t, 2>;
+  using Counter = std::array<std::uint32_t, 4>;  ///< 128-bit counter, and the four output words.
+  using Key = std::array<std::uint32_t, 2>;      ///< 64-bit key.
 
+  /// The four random words of counter `ctr` under key `key`.
   static Counter apply(Counter ctr, Key key) noexcept {
     constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;  // multipliers
     constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;  // Weyl key increments
@@ -47,13 +48,15 @@ struct Philox4x32 {
 /// A seeded stream of Philox blocks with a position (in blocks of four words).
 class Generator {
  public:
+  /// Stream `stream` of seed `seed`, at block `position`.
   explicit Generator(std::uint64_t seed = 0, std::uint64_t stream = 0, std::uint64_t position = 0) noexcept
       : seed_(seed), stream_(stream), position_(position) {}
 
-  std::uint64_t seed() const noexcept { return seed_; }
-  std::uint64_t stream() const noexcept { return stream_; }
+  std::uint64_t seed() const noexcept { return seed_; }      ///< The seed (the Philox key).
+  std::uint64_t stream() const noexcept { return stream_; }  ///< The stream (upper counter words).
   /// Blocks consumed so far; the next fill starts at this block.
   std::uint64_t position() const noexcept { return position_; }
+  /// Moves to block `p` (restores a saved position).
   void set_position(std::uint64_t p) noexcept { position_ = p; }
 
   /// The four words of block `index` (independent of the position).

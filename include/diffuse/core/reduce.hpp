@@ -260,7 +260,9 @@ auto mean(const X& x) {
   }
 }
 
-/// Reductions along Axes into a caller-provided tensor (no allocation).
+///@{
+/// Sums / maxima along Axes into a caller-provided tensor or view `out` (no
+/// allocation), whose shape is x's without those axes.
 template <std::size_t... Axes, TensorLike X, class O>
   requires TensorLike<std::remove_cvref_t<O>>
 void sum(const X& x, O&& out) {
@@ -271,5 +273,6 @@ template <std::size_t... Axes, TensorLike X, class O>
 void max(const X& x, O&& out) {
   detail::reduce_into<detail::MaxReduce, Axes...>(x, std::forward<O>(out));
 }
+///@}
 
 }  // namespace diffuse

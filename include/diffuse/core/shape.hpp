@@ -20,10 +20,11 @@ namespace diffuse {
 /// The one extent that may be chosen at run time: the leading (batch) extent.
 inline constexpr std::size_t dyn = std::dynamic_extent;
 
+/// The extents D... of a tensor, outermost first; only the first may be `dyn`.
 template <std::size_t... D>
 struct Shape {
-  static constexpr std::size_t rank = sizeof...(D);
-  static constexpr std::array<std::size_t, rank> extents{D...};
+  static constexpr std::size_t rank = sizeof...(D);                ///< Number of axes.
+  static constexpr std::array<std::size_t, rank> extents{D...};  ///< D..., `dyn` for a dynamic batch.
 
   /// True when the leading extent is chosen at run time.
   static constexpr bool dynamic_batch = rank > 0 && extents[0] == dyn;
@@ -39,6 +40,7 @@ struct Shape {
   static constexpr std::size_t static_size =
       rank == 0 ? 1 : (dynamic_batch ? dyn : extents[0] * item_size);
 
+  /// Extent of axis Axis (`dyn` for a dynamic batch).
   template <std::size_t Axis>
   static constexpr std::size_t extent = extents[Axis];
 
@@ -54,8 +56,10 @@ struct Shape {
   }(), "diffuse::Shape: extents must be positive");
 };
 
+/// True when T is a Shape<...>.
 template <class T>
 inline constexpr bool is_shape_v = false;
+/// \copydoc is_shape_v
 template <std::size_t... D>
 inline constexpr bool is_shape_v<Shape<D...>> = true;
 

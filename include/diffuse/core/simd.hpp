@@ -10,6 +10,7 @@
 
 namespace diffuse {
 
+/// The xsimd batch of T for the architecture the compiler flags select.
 template <class T>
 using simd = xsimd::batch<T, xsimd::default_arch>;
 

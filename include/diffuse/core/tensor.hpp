@@ -118,14 +118,21 @@ class TensorAccess {
 /// A non-owning view of contiguous elements shaped S. T may be const.
 /// Assignment writes elements (like a tensor), it does not rebind the view: do not
 /// keep views in containers that assign (std::vector::erase) or std::swap them.
+///
+/// Its accessors, shared with Tensor: size(), extent(axis), element access x(i, j, ...)
+/// (bounds checked in debug builds), items(begin, count) and item(i) (views of part of
+/// the leading axis), reshape<S2>() (the same elements under another shape), expr(),
+/// begin() and end().
 template <class T, class S>
 class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
  public:
-  using value_type = std::remove_const_t<T>;
+  using value_type = std::remove_const_t<T>;  ///< The element type, without const.
 
+  /// A view of `batch` items at `data` (dynamic batch).
   TensorView(T* data, std::size_t batch)
     requires(S::dynamic_batch)
       : data_(data), batch_(batch) {}
+  /// A view of the S::static_size elements at `data` (static shape).
   explicit TensorView(T* data)
     requires(!S::dynamic_batch)
       : data_(data), batch_(S::extents[0]) {}
@@ -138,12 +145,18 @@ class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
   template <class U>
     requires(std::is_const_v<T> && std::is_same_v<const U, T>)
   TensorView(const TensorView<U, S>& v) : data_(v.data()), batch_(v.batch()) {}
+  /// Another view of the same elements.
   TensorView(const TensorView&) = default;
 
+  ///@{
+  /// The first element; the elements are contiguous and row-major.
   T* data() const noexcept { return data_; }
   T* raw() const noexcept { return data_; }
+  ///@}
+  /// Items of the leading axis (the batch; S's first extent when static).
   std::size_t batch() const noexcept { return batch_; }
 
+  ///@{
   /// Writes the elements of `src` (an expression, tensor, view or scalar) into the view.
   template <class E>
     requires(Operand<E> || Arithmetic<E>)
@@ -156,6 +169,7 @@ class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
     return *this;
   }
   const TensorView& operator=(const TensorView& src) const { return operator= <TensorView>(src); }
+  ///@}
 
   /// Exchanges what two views refer to (not the elements). Because assignment copies
   /// elements, use this (found by ADL: `using std::swap; swap(a, b);`), not std::swap.
@@ -170,10 +184,11 @@ class TensorView : public detail::TensorAccess<TensorView<T, S>, T, S> {
 };
 
 /// An owning tensor of shape S with 64-byte aligned storage, zero-initialised.
+/// It has TensorView's accessors; those of a const tensor give const elements.
 template <class T, class S>
 class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
  public:
-  using value_type = T;
+  using value_type = T;  ///< The element type.
   static_assert(!std::is_const_v<T>, "diffuse::Tensor: element type must not be const");
 
   /// A static-batch tensor, or an empty dynamic-batch one.
@@ -188,8 +203,12 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
     *this = src;
   }
 
+  ///@{
+  /// The first element; the elements are contiguous, row-major and 64-byte aligned.
   T* data() noexcept { return buffer_.data(); }
   const T* data() const noexcept { return buffer_.data(); }
+  ///@}
+  /// Items of the leading axis (the batch; S's first extent when static).
   std::size_t batch() const noexcept { return batch_; }
 
   /// Changes the number of items of a dynamic-batch tensor (contents are zeroed).
@@ -222,8 +241,12 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
     }
     return *this;
   }
+  ///@{
+  /// Copies the elements (and the batch).
   Tensor(const Tensor&) = default;
   Tensor& operator=(const Tensor&) = default;
+  ///@}
+  ///@{
   /// A moved-from tensor stays usable: empty with a dynamic batch, zeroed otherwise.
   Tensor(Tensor&& o) noexcept(S::dynamic_batch) : buffer_(std::move(o.buffer_)), batch_(o.batch_) { o.reset_after_move(); }
   Tensor& operator=(Tensor&& o) noexcept(S::dynamic_batch) {
@@ -234,13 +257,19 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
     }
     return *this;
   }
+  ///@}
 
+  ///@{
+  /// A view of the elements (of const elements for a const tensor).
   TensorView<T, S> view() noexcept { return make_view<T>(); }
   TensorView<const T, S> view() const noexcept { return make_view<const T>(); }
   operator TensorView<T, S>() noexcept { return view(); }
   operator TensorView<const T, S>() const noexcept { return view(); }
-  // The accessors of a const tensor give const elements.
+  ///@}
+  /// The accessors Tensor shares with TensorView.
   using Access = detail::TensorAccess<Tensor<T, S>, T, S>;
+  ///@{
+  /// TensorView's accessors; those of a const tensor give const elements.
   auto items(std::size_t begin, std::size_t count) { return Access::items(begin, count); }
   auto items(std::size_t begin, std::size_t count) const { return view().items(begin, count); }
   auto item(std::size_t i) requires(S::rank >= 2) { return Access::item(i); }
@@ -253,6 +282,7 @@ class Tensor : public detail::TensorAccess<Tensor<T, S>, T, S> {
   T* end() noexcept { return data() + this->size(); }
   const T* begin() const noexcept { return data(); }
   const T* end() const noexcept { return data() + this->size(); }
+  ///@}
 
  private:
   friend Access;

@@ -23,8 +23,8 @@ namespace diffuse::io {
 
 /// The extents and bytes of an IDX file of unsigned bytes.
 struct IdxArray {
-  std::vector<std::size_t> extents;
-  std::vector<std::uint8_t> data;
+  std::vector<std::size_t> extents;  ///< The header's extents, outermost first.
+  std::vector<std::uint8_t> data;    ///< The elements, row-major (the product of the extents).
 };
 
 namespace detail {

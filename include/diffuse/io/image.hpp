@@ -26,8 +26,10 @@ namespace diffuse::io {
 
 /// An image of bytes, row-major height x width x channels.
 struct Image8 {
-  std::size_t height = 0, width = 0, channels = 0;
-  std::vector<std::uint8_t> pixels;
+  std::size_t height = 0;            ///< Rows.
+  std::size_t width = 0;             ///< Columns.
+  std::size_t channels = 0;          ///< 1 (grey), 3 (RGB) or 4 (RGBA).
+  std::vector<std::uint8_t> pixels;  ///< height * width * channels bytes.
 };
 
 /// Decodes an image file; `channels` 0 keeps the file's channel count, 1 or 3 converts.

@@ -4,26 +4,38 @@
 // L the data range (2 for images in [-1, 1]); local means, variances and covariance
 // are Gaussian-weighted; the SSIM map is averaged over the positions where the window
 // fits entirely inside the image ("valid"), and over channels.
+//
+// metrics::ssim takes two views of one image each, (H, W, C) with static extents;
+// detail::ssim is the same computation on raw pointers with run-time extents.
 #pragma once
 
 #include <array>
 #include <cmath>
 #include <cstddef>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <vector>
 
+#include "diffuse/core/tensor.hpp"
+
+/// Image quality measures.
 namespace diffuse::metrics {
 
+/// The constants of SSIM (the standard ones by default).
 struct SsimOptions {
-  double data_range = 2.0;  ///< L: max - min of the pixel scale ([-1, 1] by default)
-  double k1 = 0.01, k2 = 0.03;
-  double sigma = 1.5;
-  int window = 11;
+  double data_range = 2.0;  ///< L: max - min of the pixel scale ([-1, 1] by default).
+  double k1 = 0.01;         ///< C1 = (k1 L)^2 keeps the luminance term finite.
+  double k2 = 0.03;         ///< C2 = (k2 L)^2 keeps the contrast-structure term finite.
+  double sigma = 1.5;       ///< Standard deviation of the Gaussian window, in pixels.
+  int window = 11;          ///< Side of the square window, in pixels.
 };
 
-/// Mean SSIM of two images a, b of h x w x c values (row-major, channels last).
-inline double ssim(const float* a, const float* b, std::size_t h, std::size_t w, std::size_t c,
-                   const SsimOptions& o = {}) {
+namespace detail {
+
+// Mean SSIM of two images a, b of h x w x c values (row-major, channels last).
+template <class T>
+double ssim(const T* a, const T* b, std::size_t h, std::size_t w, std::size_t c, const SsimOptions& o = {}) {
   const std::size_t win = static_cast<std::size_t>(o.window);
   if (h < win || w < win)
     throw std::invalid_argument("diffuse::metrics::ssim: images must be at least " + std::to_string(win) + "x" +
@@ -68,6 +80,21 @@ inline double ssim(const float* a, const float* b, std::size_t h, std::size_t w,
       }
   }
   return total / static_cast<double>(oh * ow * c);
+}
+
+}  // namespace detail
+
+/// Mean SSIM of two images a, b: (H, W, C) views, channels last, of the same shape and
+/// element type (const or not). 1 for identical images; symmetric in a and b. Throws
+/// std::invalid_argument when the window does not fit (H or W below o.window).
+template <class A, class SA, class B, class SB>
+double ssim(TensorView<A, SA> a, TensorView<B, SB> b, const SsimOptions& o = {}) {
+  static_assert(SA::rank == 3 && !SA::dynamic_batch,
+                "diffuse::metrics::ssim: takes one image, a view of shape Shape<H, W, C> (e.g. x.item(i))");
+  static_assert(std::is_same_v<SA, SB>, "diffuse::metrics::ssim: the two images differ in shape");
+  static_assert(std::is_same_v<std::remove_const_t<A>, std::remove_const_t<B>>,
+                "diffuse::metrics::ssim: the two images differ in element type");
+  return detail::ssim<std::remove_const_t<A>>(a.data(), b.data(), SA::extents[0], SA::extents[1], SA::extents[2], o);
 }
 
 }  // namespace diffuse::metrics

@@ -33,11 +33,11 @@ namespace diffuse::optim {
 
 /// Hyper-parameters of AdamW (defaults: PyTorch's).
 struct AdamWConfig {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 1e-2;
+  double lr = 1e-3;            ///< Learning rate (after the warm-up).
+  double beta1 = 0.9;          ///< Decay of the first moment m.
+  double beta2 = 0.999;        ///< Decay of the second moment v.
+  double eps = 1e-8;           ///< Added to sqrt(v) (bias-corrected) in the denominator.
+  double weight_decay = 1e-2;  ///< Decoupled weight decay, scaled by the learning rate.
   std::uint64_t warmup_steps = 0;  ///< linear warm-up over this many steps; 0: none
   double max_grad_norm = 0.0;      ///< clip the global gradient norm to this; 0: no clipping
 };
@@ -45,13 +45,18 @@ struct AdamWConfig {
 /// AdamW with PyTorch's semantics; see the file-top comment.
 class AdamW {
  public:
+  /// An optimiser with no state yet (created by init() or the first step()).
   explicit AdamW(AdamWConfig config = {}) : config_(config) {}
 
+  ///@{
+  /// The hyper-parameters (they may be changed between steps).
   AdamWConfig& config() noexcept { return config_; }
   const AdamWConfig& config() const noexcept { return config_; }
+  ///@}
 
   /// Steps taken so far (PyTorch's "step" state).
   std::uint64_t step_count() const noexcept { return step_; }
+  /// Sets the step count (restoring a checkpoint): the next step is s + 1.
   void set_step_count(std::uint64_t s) noexcept { step_ = s; }
 
   /// The learning rate of (1-based) step t, with the warm-up.

@@ -12,6 +12,8 @@
 #include <span>
 #include <string_view>
 
+/// Training of parameters: AdamW, the exponential moving average of weights, and
+/// gradient-norm clipping, over a model's for_each_param(f).
 namespace diffuse::optim {
 
 /// A model whose parameters can be visited (see the file-top comment).
