@@ -1,8 +1,8 @@
-// Tests of kernels/group_norm.hpp: forward and backward against the naive twins in
-// kernels/reference/ over odd pixel counts and channel counts, one and several groups,
-// with and without (scale | shift) and SiLU, overwrite and accumulate, 1 and 2 threads;
-// the same bits on 1 and 2 threads; central finite differences of the backward kernel in
-// double.
+// Tests of kernels/group_norm.hpp and kernels/softmax.hpp: forward and backward against
+// the naive twins in kernels/reference/ over odd pixel counts and channel counts, one and
+// several groups, with and without (scale | shift) and SiLU, overwrite and accumulate, 1
+// and 2 threads; the same bits on 1 and 2 threads; central finite differences of the
+// backward kernels in double.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +15,8 @@
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/group_norm.hpp"
 #include "diffuse/kernels/reference/group_norm.hpp"
+#include "diffuse/kernels/reference/softmax.hpp"
+#include "diffuse/kernels/softmax.hpp"
 #include "support/finite_difference.hpp"
 #include "support/threads.hpp"
 #include "test_util.hpp"
@@ -25,13 +27,17 @@ using diffuse::testing::with_threads;
 using diffuse_test::all_near;
 using diffuse_test::random_vector;
 using diffuse_test::tolerance;
+using k::index_t;
 
 namespace {
 
 template <class T>
 class GroupNorm : public ::testing::Test {};
+template <class T>
+class Softmax : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(GroupNorm, Types);
+TYPED_TEST_SUITE(Softmax, Types);
 
 constexpr double eps = 1e-5;
 
@@ -168,6 +174,87 @@ TEST(GroupNormGradCheck, CentralDifferences) {
       check(p.gamma, dg, "dgamma");
       check(p.beta, db, "dbeta");
       if (adaptive) check(p.ss, dss, "dss");
+    }
+}
+
+struct SoftmaxShape {
+  index_t rows, len, ld;
+};
+//                               rows len  ld
+const SoftmaxShape softmax_shapes[] = {{1, 1, 1},     {7, 5, 5},     {3, 13, 16},  {5, 33, 40},
+                                       {64, 49, 49},  {2, 17, 17},   {400, 196, 196}};
+
+std::string describe(const SoftmaxShape& s) {
+  return "rows " + std::to_string(s.rows) + " len " + std::to_string(s.len) + " ld " + std::to_string(s.ld);
+}
+
+TYPED_TEST(Softmax, MatchesReference) {
+  using T = TypeParam;
+  for (int nt : diffuse_test::thread_counts) {
+    diffuse::set_num_threads(nt);
+    unsigned seed = 100;
+    for (const auto& s : softmax_shapes)
+      for (T range : {T(4), T(60)}) {  // 60: exp would overflow float without the max
+        const std::size_t size = std::size_t(s.rows * s.ld);
+        const auto x = random_vector<T>(size, seed++, -range, range);
+        auto y = random_vector<T>(size, seed++), y_want = y;  // the padding must stay
+        k::softmax_rows(x.data(), y.data(), s.rows, s.len, s.ld);
+        ref::softmax_rows(x.data(), y_want.data(), s.rows, s.len, s.ld);
+        EXPECT_TRUE(all_near(y, y_want, tolerance<T>(double(s.len)))) << describe(s) << " threads " << nt;
+        auto in_place = x;
+        k::softmax_rows(in_place.data(), in_place.data(), s.rows, s.len, s.ld);
+        for (index_t r = 0; r < s.rows; ++r)
+          for (index_t j = 0; j < s.len; ++j) ASSERT_EQ(in_place[r * s.ld + j], y[r * s.ld + j]) << describe(s);
+
+        const auto dy = random_vector<T>(size, seed++);
+        auto dx = random_vector<T>(size, seed++), dx_want = dx;
+        k::softmax_rows_backward(y.data(), dy.data(), dx.data(), s.rows, s.len, s.ld);
+        ref::softmax_rows_backward(y.data(), dy.data(), dx_want.data(), s.rows, s.len, s.ld);
+        EXPECT_TRUE(all_near(dx, dx_want, tolerance<T>(double(s.len), 2.0))) << describe(s) << " threads " << nt;
+        auto d_in_place = dy;
+        k::softmax_rows_backward(y.data(), d_in_place.data(), d_in_place.data(), s.rows, s.len, s.ld);
+        for (index_t r = 0; r < s.rows; ++r)
+          for (index_t j = 0; j < s.len; ++j) ASSERT_EQ(d_in_place[r * s.ld + j], dx[r * s.ld + j]) << describe(s);
+      }
+  }
+}
+
+TYPED_TEST(Softmax, SameBitsOnOneAndTwoThreads) {
+  using T = TypeParam;
+  const index_t rows = 400, len = 196;
+  const auto x = random_vector<T>(std::size_t(rows * len), 200, T(-4), T(4));
+  const auto dy = random_vector<T>(x.size(), 201);
+  std::vector<T> out[2];
+  for (int nt : {1, 2})
+    with_threads(nt, [&] {
+      std::vector<T> y(x.size()), dx(x.size());
+      k::softmax_rows(x.data(), y.data(), rows, len, len);
+      k::softmax_rows_backward(y.data(), dy.data(), dx.data(), rows, len, len);
+      out[nt - 1] = y;
+      out[nt - 1].insert(out[nt - 1].end(), dx.begin(), dx.end());
+    });
+  EXPECT_EQ(out[0], out[1]);
+}
+
+// loss = sum(softmax(x) * w): backward against central differences of forward.
+TEST(SoftmaxGradCheck, CentralDifferences) {
+  const index_t rows = 3, len = 7, ld = 9;
+  auto x = random_vector<double>(std::size_t(rows * ld), 300, -3.0, 3.0);
+  const auto w = random_vector<double>(x.size(), 301);
+  std::vector<double> y(x.size()), dx(x.size());
+  auto loss = [&] {
+    k::softmax_rows(x.data(), y.data(), rows, len, ld);
+    double l = 0;
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t j = 0; j < len; ++j) l += y[r * ld + j] * w[r * ld + j];
+    return l;
+  };
+  loss();
+  k::softmax_rows_backward(y.data(), w.data(), dx.data(), rows, len, ld);
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t j = 0; j < len; ++j) {
+      const double fd = diffuse::testing::central_difference(x[r * ld + j], loss, 1e-6);
+      EXPECT_NEAR(dx[r * ld + j], fd, 1e-8) << "dx[" << r << "][" << j << "]";
     }
 }
 
