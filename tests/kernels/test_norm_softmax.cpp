@@ -23,10 +23,8 @@
 
 namespace k = diffuse::kernels;
 namespace ref = diffuse::kernels::reference;
+using namespace diffuse_test;  // random_vector, tolerance, all_near, thread_counts
 using diffuse::testing::with_threads;
-using diffuse_test::all_near;
-using diffuse_test::random_vector;
-using diffuse_test::tolerance;
 using k::index_t;
 
 namespace {
@@ -70,7 +68,7 @@ template <class T, std::size_t C, std::size_t G>
 void check_group_norm(std::size_t n, std::size_t hw, unsigned seed) {
   const GnProblem<T, C, G> p(n, hw, seed);
   const double terms = double(hw * C / G);
-  for (int nt : diffuse_test::thread_counts) {
+  for (int nt : thread_counts) {
     diffuse::set_num_threads(nt);
     for (bool silu : {false, true})
       for (bool adaptive : {false, true}) {
@@ -190,7 +188,7 @@ std::string describe(const SoftmaxShape& s) {
 
 TYPED_TEST(Softmax, MatchesReference) {
   using T = TypeParam;
-  for (int nt : diffuse_test::thread_counts) {
+  for (int nt : thread_counts) {
     diffuse::set_num_threads(nt);
     unsigned seed = 100;
     for (const auto& s : softmax_shapes)
