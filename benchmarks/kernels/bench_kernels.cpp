@@ -1,6 +1,6 @@
 // Kernel benchmarks: GFLOP/s and fraction of the measured FMA peak for GEMM (side by side
 // with OpenBLAS cblas_sgemm when available) and for every convolution of edm-mnist-small
-// at batch 128 (forward, backward-data, backward-weights), plus the peak itself.
+// at batch 128 (forward, backward-input, backward-weight), plus the peak itself.
 //
 // Run: OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 bench_kernels
 //        --benchmark_repetitions=5 --benchmark_report_aggregates_only=true  [--cpu_time]
@@ -150,7 +150,7 @@ const ConvCase conv_cases[] = {
     {"1x1_128-64_7", {128, 7, 7, 128, 64, 1, 1, 0}},
 };
 
-enum class Pass { fwd, bwd_data, bwd_weights };
+enum class Pass { fwd, bwd_input, bwd_weight };
 
 void BM_Conv(benchmark::State& st, k::Conv2dShape s, Pass pass, int nt) {
   diffuse::set_num_threads(nt);
@@ -162,9 +162,9 @@ void BM_Conv(benchmark::State& st, k::Conv2dShape s, Pass pass, int nt) {
   for (auto _ : st) {
     switch (pass) {
       case Pass::fwd: k::conv2d_forward(s, x.data(), w.data(), bias.data(), y.data()); break;
-      case Pass::bwd_data: k::conv2d_backward_data(s, y.data(), w.data(), x.data()); break;
-      case Pass::bwd_weights:
-        k::conv2d_backward_weights(s, x.data(), y.data(), dw.data(), db.data());
+      case Pass::bwd_input: k::conv2d_backward_input(s, y.data(), w.data(), x.data()); break;
+      case Pass::bwd_weight:
+        k::conv2d_backward_weight(s, x.data(), y.data(), dw.data(), db.data());
         break;
     }
     benchmark::ClobberMemory();
@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
 #endif
     }
   const std::pair<Pass, const char*> passes[] = {
-      {Pass::fwd, "fwd"}, {Pass::bwd_data, "bwd_data"}, {Pass::bwd_weights, "bwd_weights"}};
+      {Pass::fwd, "fwd"}, {Pass::bwd_input, "bwd_input"}, {Pass::bwd_weight, "bwd_weight"}};
   for (int nt : {2, 1})
     for (const auto& c : conv_cases)
       for (const auto& [pass, pname] : passes) {

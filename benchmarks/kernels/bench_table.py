@@ -62,11 +62,11 @@ for t in (2, 1):
         continue
     pk = p1 if t == 1 else p2
     print(f"Convolutions, batch 128, {t} thread{'s' if t > 1 else ''} (GFLOP/s median (range); % of the {t}-thread peak measured next to it):\n")
-    print("| conv | forward | % | backward data | % | backward weights | % | all three |")
+    print("| conv | forward | % | backward input | % | backward weight | % | all three |")
     print("|---|---|---|---|---|---|---|---|")
     for c in convs:
         cells, times = [], []
-        for p in ("fwd", "bwd_data", "bwd_weights"):
+        for p in ("fwd", "bwd_input", "bwd_weight"):
             m = med(f"BM_Conv/{c}/{p}/threads:{t}")
             f = frac.get(f"BM_Conv/{c}/{p}/threads:{t}")
             cells += [fmt(m), f"{100 * statistics.median(f):.0f} %" if f else "n/a"]

@@ -11,7 +11,9 @@
 
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/group_norm.hpp"
 #include "diffuse/kernels/resample.hpp"
+#include "diffuse/kernels/softmax.hpp"
 #include "diffuse/nn/attention.hpp"
 #include "diffuse/nn/concat.hpp"
 #include "diffuse/nn/conv2d.hpp"

@@ -1,4 +1,4 @@
-// Tests of kernels/conv2d.hpp: forward, backward-data and backward-weights against the
+// Tests of kernels/conv2d.hpp: forward, backward-input and backward-weight against the
 // naive twins in kernels/reference/conv2d.hpp over many shapes, strides, paddings and
 // kernel sizes, overwrite and accumulate, 1 and 2 threads; and central finite
 // differences of the backward kernels in double.
@@ -71,7 +71,7 @@ TYPED_TEST(Conv, ForwardMatchesReference) {
   }
 }
 
-TYPED_TEST(Conv, BackwardDataMatchesReference) {
+TYPED_TEST(Conv, BackwardInputMatchesReference) {
   using T = TypeParam;
   for (int nt : diffuse_test::thread_counts) {
     diffuse::set_num_threads(nt);
@@ -82,8 +82,8 @@ TYPED_TEST(Conv, BackwardDataMatchesReference) {
       for (T beta : {T(0), T(1)}) {
         auto dx = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
         auto want = dx;
-        k::conv2d_backward_data(s, dy.data(), w.data(), dx.data(), beta);
-        ref::conv2d_backward_data(s, dy.data(), w.data(), want.data(), beta);
+        k::conv2d_backward_input(s, dy.data(), w.data(), dx.data(), beta);
+        ref::conv2d_backward_input(s, dy.data(), w.data(), want.data(), beta);
         EXPECT_TRUE(all_near(dx, want, tolerance<T>(double(s.k * s.k * s.cout), 2.0)))
             << describe(s) << " beta " << beta << " threads " << nt;
       }
@@ -91,7 +91,7 @@ TYPED_TEST(Conv, BackwardDataMatchesReference) {
   }
 }
 
-TYPED_TEST(Conv, BackwardWeightsMatchesReference) {
+TYPED_TEST(Conv, BackwardWeightMatchesReference) {
   using T = TypeParam;
   for (int nt : diffuse_test::thread_counts) {
     diffuse::set_num_threads(nt);
@@ -105,10 +105,10 @@ TYPED_TEST(Conv, BackwardWeightsMatchesReference) {
           auto db = random_vector<T>(std::size_t(s.cout), seed++);
           auto dw_want = dw;
           auto db_want = db;
-          k::conv2d_backward_weights(s, x.data(), dy.data(), dw.data(),
-                                     with_bias ? db.data() : nullptr, beta);
-          ref::conv2d_backward_weights(s, x.data(), dy.data(), dw_want.data(),
-                                       with_bias ? db_want.data() : nullptr, beta);
+          k::conv2d_backward_weight(s, x.data(), dy.data(), dw.data(),
+                                    with_bias ? db.data() : nullptr, beta);
+          ref::conv2d_backward_weight(s, x.data(), dy.data(), dw_want.data(),
+                                      with_bias ? db_want.data() : nullptr, beta);
           const double terms = double(s.pixels());
           EXPECT_TRUE(all_near(dw, dw_want, tolerance<T>(terms, 2.0)))
               << describe(s) << " beta " << beta << " threads " << nt;
@@ -119,8 +119,8 @@ TYPED_TEST(Conv, BackwardWeightsMatchesReference) {
   }
 }
 
-// loss = sum(y * g) with y = conv(x, w) + b: the gradients are backward_data(g),
-// backward_weights(x, g); compare with central differences in double.
+// loss = sum(y * g) with y = conv(x, w) + b: the gradients are backward_input(g),
+// backward_weight(x, g); compare with central differences in double.
 TEST(ConvGradCheck, CentralDifferences) {
   const Conv2dShape cases[] = {{2, 5, 6, 3, 4, 3, 1, 1},
                                {1, 7, 7, 2, 3, 3, 2, 1},
@@ -141,8 +141,8 @@ TEST(ConvGradCheck, CentralDifferences) {
         return l;
       };
       std::vector<double> dx(x.size()), dw(w.size()), db(b.size());
-      k::conv2d_backward_data(s, g.data(), w.data(), dx.data());
-      k::conv2d_backward_weights(s, x.data(), g.data(), dw.data(), db.data());
+      k::conv2d_backward_input(s, g.data(), w.data(), dx.data());
+      k::conv2d_backward_weight(s, x.data(), g.data(), dw.data(), db.data());
       const double h = 1e-6;
       auto check = [&](std::vector<double>& v, const std::vector<double>& grad, const char* what) {
         for (std::size_t i = 0; i < v.size(); i += 1 + v.size() / 23) {

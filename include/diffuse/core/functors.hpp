@@ -54,6 +54,21 @@ struct Silu {
   template <class T> T operator()(T x) const { return x / (T(1) + std::exp(-x)); }  ///< One value.
   template <class B> B simd(const B& x) const { return x / (B(1) + xsimd::exp(-x)); }  ///< SIMD lanes.
 };
+
+/// g * silu'(x), the gradient through SiLU at x (binary: x, then the incoming gradient g).
+struct SiluBackward {
+  /// One value.
+  template <class T> T operator()(T x, T g) const {
+    const T s = T(1) / (T(1) + std::exp(-x));
+    return g * s * (T(1) + x * (T(1) - s));
+  }
+  /// SIMD lanes.
+  template <class B> B simd(const B& x, const B& g) const {
+    const B s = B(1) / (B(1) + xsimd::exp(-x));
+    return g * s * (B(1) + x * (B(1) - s));
+  }
+};
+
 /// max(x, 0).
 struct Relu {
   template <class T> T operator()(T x) const { return x > T(0) ? x : T(0); }  ///< One value.

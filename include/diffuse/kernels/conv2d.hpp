@@ -8,10 +8,10 @@
 //
 // As GEMMs (rows x cols, depth), with P = N*OH*OW output pixels and KK = k*k*Cin:
 //   forward          y (P x Cout)      = im2col(x) (P x KK)  * w (KK x Cout)      depth KK
-//   backward data    stride 1: a forward convolution of dy with the flipped, transposed
+//   backward input   stride 1: a forward convolution of dy with the flipped, transposed
 //                    kernel and padding k-1-pad; otherwise dcol = dy * w^T per image and
 //                    a col2im scatter-add (depth Cout)
-//   backward weights dw^T (Cout x KK)  = dy^T (Cout x P) * im2col(x) (P x KK)     depth P,
+//   backward weight  dw^T (Cout x KK)  = dy^T (Cout x P) * im2col(x) (P x KK)     depth P,
 //                    P split into at most 16 ranges fixed by the sizes, partial sums
 //                    added in order (same bits for any thread count)
 // im2col is never materialised: the packing functors read x directly.
@@ -318,9 +318,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
 /// dx = beta * dx + d(loss)/dx given dy = d(loss)/dy.  dy: [N][OH][OW][Cout],
 /// w: [k][k][Cin][Cout], dx: [N][H][W][Cin]. beta == 0 overwrites dx, 1 accumulates.
 template <class T>
-void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
-                          const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
-                          T beta = T(0)) {
+void conv2d_backward_input(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
+                           const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
+                           T beta = T(0)) {
   using detail::thread_scratch;
   const int nt = available_threads();
   const index_t img = s.h * s.w * s.cin;
@@ -431,10 +431,10 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
 /// x: [N][H][W][Cin], dy: [N][OH][OW][Cout], dw: [k][k][Cin][Cout], db: [Cout] or nullptr.
 /// beta == 0 overwrites, 1 accumulates (the layers' "grad +=").
 template <class T>
-void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
-                             const T* dy /*[N][OH][OW][Cout]*/,
-                             T* dw /*[k][k][Cin][Cout]*/, T* db /*[Cout] or null*/,
-                             T beta = T(0)) {
+void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                            const T* dy /*[N][OH][OW][Cout]*/,
+                            T* dw /*[k][k][Cin][Cout]*/, T* db /*[Cout] or null*/,
+                            T beta = T(0)) {
   using detail::Tiling;
   const index_t kk = s.kk(), co = s.cout, p = std::max<index_t>(s.pixels(), 0);
   if (kk <= 0 || co <= 0) return;

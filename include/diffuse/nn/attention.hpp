@@ -9,13 +9,14 @@
 //
 // With one head this is the spec's softmax(q^T k / sqrt(c)) v. The matrix products are
 // kernels::gemm_batched over the images, reading q, k, v in place with a row stride of 3C
-// (no transposes are materialised). Keeps GN(x), qkv, A and a for backward.
+// (no transposes are materialised); the softmax is kernels::softmax_rows over the rows of
+// all heads at once. Keeps GN(x), qkv, A and a for backward.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 
 #include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/softmax.hpp"
 #include "diffuse/nn/conv2d.hpp"
 #include "diffuse/nn/group_norm.hpp"
 
@@ -69,13 +70,14 @@ struct Attention {
     for (std::size_t h = 0; h < Heads; ++h) {
       const T* q = base + h * D;
       const T* k = base + C + h * D;
-      const T* v = base + 2 * C + h * D;
-      T* A = attn.data() + h * P * P;
       kernels::gemm_batched<T>(false, true, index_t(P), index_t(P), index_t(D), scale, q, ld3, s3, k, ld3, s3, T(0),
-                               A, index_t(P), sA, N);
-      softmax_rows(A, n);
-      kernels::gemm_batched<T>(false, false, index_t(P), index_t(D), index_t(P), T(1), A, index_t(P), sA, v, ld3, s3,
-                               T(0), a.data() + h * D, index_t(C), index_t(P * C), N);
+                               attn.data() + h * P * P, index_t(P), sA, N);
+    }
+    kernels::softmax_rows<T>(attn.data(), attn.data(), index_t(n * Heads * P), index_t(P), index_t(P));
+    for (std::size_t h = 0; h < Heads; ++h) {
+      const T* v = base + 2 * C + h * D;
+      kernels::gemm_batched<T>(false, false, index_t(P), index_t(D), index_t(P), T(1), attn.data() + h * P * P,
+                               index_t(P), sA, v, ld3, s3, T(0), a.data() + h * D, index_t(C), index_t(P * C), N);
     }
     proj.forward(a, y);
     y = (x + y) * T(1 / std::sqrt(2.0));
@@ -108,22 +110,25 @@ struct Attention {
     const index_t N = index_t(n), ld3 = index_t(3 * C), s3 = index_t(P * 3 * C), sA = index_t(Heads * P * P),
                   sC = index_t(P * C);
     for (std::size_t h = 0; h < Heads; ++h) {
-      const T* q = base + h * D;
-      const T* k = base + C + h * D;
       const T* v = base + 2 * C + h * D;
       const T* A = attn.data() + h * P * P;
-      T* dAh = dA + h * P * P;
       const T* dah = da.data() + h * D;
       // dA = da v^T,  dv = A^T da
       kernels::gemm_batched<T>(false, true, index_t(P), index_t(P), index_t(D), T(1), dah, index_t(C), sC, v, ld3,
-                               s3, T(0), dAh, index_t(P), sA, N);
+                               s3, T(0), dA + h * P * P, index_t(P), sA, N);
       kernels::gemm_batched<T>(true, false, index_t(P), index_t(D), index_t(P), T(1), A, index_t(P), sA, dah,
                                index_t(C), sC, T(0), dbase + 2 * C + h * D, ld3, s3, N);
-      softmax_rows_backward(A, dAh, n);  // dA -> dS (pre-softmax scores)
+    }
+    // dA -> dS (pre-softmax scores), in place
+    kernels::softmax_rows_backward<T>(attn.data(), dA, dA, index_t(n * Heads * P), index_t(P), index_t(P));
+    for (std::size_t h = 0; h < Heads; ++h) {
+      const T* q = base + h * D;
+      const T* k = base + C + h * D;
+      const T* dSh = dA + h * P * P;
       // dq = scale dS k,  dk = scale dS^T q
-      kernels::gemm_batched<T>(false, false, index_t(P), index_t(D), index_t(P), scale, dAh, index_t(P), sA, k,
+      kernels::gemm_batched<T>(false, false, index_t(P), index_t(D), index_t(P), scale, dSh, index_t(P), sA, k,
                                ld3, s3, T(0), dbase + h * D, ld3, s3, N);
-      kernels::gemm_batched<T>(true, false, index_t(P), index_t(D), index_t(P), scale, dAh, index_t(P), sA, q,
+      kernels::gemm_batched<T>(true, false, index_t(P), index_t(D), index_t(P), scale, dSh, index_t(P), sA, q,
                                ld3, s3, T(0), dbase + C + h * D, ld3, s3, N);
     }
     qkv.backward(hn, dqkv, dhn);
@@ -138,35 +143,6 @@ struct Attention {
   }
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
-
- private:
-  // Softmax of each P-long row of one head's (N, P, P) block, rows of image i at
-  // A + i * Heads * P * P.
-  static void softmax_rows(T* A, std::size_t n) {
-    parallel_for(n * P, threads_for(2 * n * P * P), [&](std::size_t r) {
-      T* row = A + (r / P) * Heads * P * P + (r % P) * P;
-      T m = row[0];
-      for (std::size_t j = 1; j < P; ++j) m = std::max(m, row[j]);
-      double s = 0;
-      for (std::size_t j = 0; j < P; ++j) {
-        row[j] = std::exp(row[j] - m);
-        s += double(row[j]);
-      }
-      const T inv = T(1.0 / s);
-      for (std::size_t j = 0; j < P; ++j) row[j] *= inv;
-    });
-  }
-  // dS = A * (dA - sum_j A dA), row by row, in place over dA.
-  static void softmax_rows_backward(const T* A, T* dA, std::size_t n) {
-    parallel_for(n * P, threads_for(2 * n * P * P), [&](std::size_t r) {
-      const std::size_t off = (r / P) * Heads * P * P + (r % P) * P;
-      const T* a = A + off;
-      T* d = dA + off;
-      double dot = 0;
-      for (std::size_t j = 0; j < P; ++j) dot += double(a[j]) * double(d[j]);
-      for (std::size_t j = 0; j < P; ++j) d[j] = a[j] * (d[j] - T(dot));
-    });
-  }
 };
 
 }  // namespace diffuse::nn

@@ -45,15 +45,15 @@ struct Conv2d {
   /// weight.grad += dL/dweight, bias.grad += dL/dbias.
   void backward_params(TensorView<const T, In> x /*(N,H,W,Cin)*/, TensorView<const T, Out> dy /*(N,OH,OW,Cout)*/) {
     check_batch(x.batch(), dy.batch(), "Conv2d::backward");
-    kernels::conv2d_backward_weights(shape(x.batch()), x.data(), dy.data(), weight.grad.data(), bias.grad.data(),
-                                     T(1));
+    kernels::conv2d_backward_weight(shape(x.batch()), x.data(), dy.data(), weight.grad.data(), bias.grad.data(),
+                                    T(1));
   }
 
   /// dx = beta * dx + dL/dx (beta 0 overwrites, 1 accumulates).
   void backward_input(TensorView<const T, Out> dy /*(N,OH,OW,Cout)*/, TensorView<T, In> dx /*(N,H,W,Cin)*/,
                       T beta = T(0)) const {
     check_batch(dx.batch(), dy.batch(), "Conv2d::backward");
-    kernels::conv2d_backward_data(shape(dy.batch()), dy.data(), weight.value.data(), dx.data(), beta);
+    kernels::conv2d_backward_input(shape(dy.batch()), dy.data(), weight.value.data(), dx.data(), beta);
   }
 
   /// Both: parameter gradients (+=) and the input gradient.

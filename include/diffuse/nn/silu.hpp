@@ -1,8 +1,7 @@
 // SiLU, x * sigmoid(x), as a layer without parameters (the embedding MLP uses it; the
-// normalisations fuse it instead, see group_norm.hpp).
+// normalisations fuse it instead, see kernels/group_norm.hpp).
 #pragma once
 
-#include "diffuse/nn/group_norm.hpp"
 #include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
@@ -15,7 +14,7 @@ struct SiLU {
   static void forward(TensorView<const T, S> x, TensorView<T, S> y) { y = diffuse::silu(x); }
   /// dx = beta * dx + dy * silu'(x). dx may alias dy.
   static void backward(TensorView<const T, S> x, TensorView<const T, S> dy, TensorView<T, S> dx, T beta = T(0)) {
-    store_or_add(dx, diffuse::detail::make_map(detail::SiluBackward{}, x, dy), beta);
+    store_or_add(dx, diffuse::detail::make_map(fn::SiluBackward{}, x, dy), beta);
   }
   template <class F>
   void visit_params(F&, ParamName&) {}

@@ -34,9 +34,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
 
 /// dx = beta * dx + conv^T(dy, w).
 template <class T>
-void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
-                          const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
-                          T beta = T(0)) {
+void conv2d_backward_input(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
+                           const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
+                           T beta = T(0)) {
   const index_t oh = s.oh(), ow = s.ow();
   std::vector<double> acc(static_cast<std::size_t>(s.n * s.h * s.w * s.cin), 0.0);
   for (index_t n = 0; n < s.n; ++n)
@@ -60,9 +60,9 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*
 
 /// dw = beta * dw + sum over pixels of x-window * dy, db = beta * db + sum of dy.
 template <class T>
-void conv2d_backward_weights(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
-                             const T* dy /*[N][OH][OW][Cout]*/, T* dw /*[k][k][Cin][Cout]*/,
-                             T* db /*[Cout] or null*/, T beta = T(0)) {
+void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
+                            const T* dy /*[N][OH][OW][Cout]*/, T* dw /*[k][k][Cin][Cout]*/,
+                            T* db /*[Cout] or null*/, T beta = T(0)) {
   const index_t oh = s.oh(), ow = s.ow();
   for (index_t kh = 0; kh < s.k; ++kh)
     for (index_t kw = 0; kw < s.k; ++kw)

@@ -1,0 +1,35 @@
+// Naive twins of kernels/softmax.hpp for the tests: the definitions, in double.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "diffuse/kernels/detail/gemm_core.hpp"
+
+namespace diffuse::kernels::reference {
+
+/// y[r][j] = exp(x[r][j] - max x[r]) / sum_j exp(x[r][j] - max x[r]).
+template <class T>
+void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, index_t len, index_t ld) {
+  for (index_t r = 0; r < rows; ++r) {
+    double m = double(x[r * ld]);
+    for (index_t j = 1; j < len; ++j) m = std::max(m, double(x[r * ld + j]));
+    double s = 0;
+    for (index_t j = 0; j < len; ++j) s += std::exp(double(x[r * ld + j]) - m);
+    for (index_t j = 0; j < len; ++j) y[r * ld + j] = T(std::exp(double(x[r * ld + j]) - m) / s);
+  }
+}
+
+/// dx[r][j] = y[r][j] * (dy[r][j] - sum_k y[r][k] dy[r][k]).
+template <class T>
+void softmax_rows_backward(const T* y /*[rows][ld]*/, const T* dy /*[rows][ld]*/, T* dx /*[rows][ld]*/,
+                           index_t rows, index_t len, index_t ld) {
+  for (index_t r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (index_t j = 0; j < len; ++j) dot += double(y[r * ld + j]) * double(dy[r * ld + j]);
+    for (index_t j = 0; j < len; ++j)
+      dx[r * ld + j] = T(double(y[r * ld + j]) * (double(dy[r * ld + j]) - dot));
+  }
+}
+
+}  // namespace diffuse::kernels::reference
