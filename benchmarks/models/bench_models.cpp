@@ -1,4 +1,4 @@
-// The reference model edm-mnist-small (shared/docs/benchmark-model.md) end to end:
+// The reference model edm-mnist-small (docs/benchmark-model.md) end to end:
 // a full training step (forward, EDM loss, backward, AdamW, EMA) at batch 128, and the
 // 18-step EDM Heun sampler (35 network evaluations) for 16 images, as images/s and
 // seconds, with the process's peak resident memory.
