@@ -45,6 +45,8 @@
 #include "diffuse/diffusion/schedule.hpp"
 #include "diffuse/nn/labels.hpp"
 
+/// Diffusion in EDM's formulation (Karras et al. 2022): preconditionings, training
+/// losses, sigma schedules, noise, classifier-free guidance and the samplers.
 namespace diffuse::diffusion {
 
 /// The four coefficients of a preconditioning at one noise level (EDM Table 1).

@@ -35,6 +35,7 @@
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/train/image_source.hpp"
 
+/// The training loop, its checkpoints, evaluation and the sources of training images.
 namespace diffuse::train {
 
 /// Training cannot go on (too many non-finite steps in a row).
