@@ -34,9 +34,11 @@ namespace diffuse::diffusion {
 template <class Model>
 class Guided {
  public:
-  using Batch = typename Model::Batch;
-  using T = typename Model::T;
+  using Batch = typename Model::Batch;  ///< (N, H, W, C)
+  using T = typename Model::T;  ///< the model's element type
 
+  /// Guides `model` (kept by reference) with one label per image and scale w. Throws
+  /// std::invalid_argument for a label outside [-1, classes) or a non-finite scale.
   Guided(Model& model, std::vector<int> labels, double scale)
       : model_(model), labels_(std::move(labels)), scale_(scale) {
     nn::check_labels(labels_, Model::classes, "diffuse::diffusion::Guided");
@@ -51,10 +53,10 @@ class Guided {
     }
   }
 
-  std::span<const int> labels() const noexcept { return labels_; }
+  std::span<const int> labels() const noexcept { return labels_; }  ///< One label per image (-1: unconditional).
   /// Network evaluations per image and call: 2 when guiding, else 1.
   std::size_t network_passes() const noexcept { return both_ ? 2 : 1; }
-  double scale() const noexcept { return scale_; }
+  double scale() const noexcept { return scale_; }  ///< The guidance scale w.
 
   /// out = D_w(x; sigma, labels) for the batch.
   void operator()(TensorView<const T, Batch> x, T sigma, TensorView<T, Batch> out) {

@@ -32,9 +32,9 @@ concept TrainingLoss = requires(const L& loss, Generator& g, double sigma) {
 
 /// EDM's loss (Karras et al. 2022, section 5 and Table 1).
 struct EDMLoss {
-  double p_mean = -1.2;
-  double p_std = 1.2;
-  double sigma_data = 0.5;
+  double p_mean = -1.2;  ///< mean of ln sigma (EDM's P_mean)
+  double p_std = 1.2;  ///< standard deviation of ln sigma (EDM's P_std)
+  double sigma_data = 0.5;  ///< standard deviation of the data
 
   /// ln sigma ~ N(p_mean, p_std^2).
   double training_sigma(Generator& g) const { return std::exp(p_mean + p_std * draw_normal(g)); }
@@ -48,9 +48,9 @@ struct EDMLoss {
 
 /// The VP loss (Song et al. 2021, DDPM++; EDM Table 1 "VP").
 struct VPLoss {
-  double beta_d = 19.9;
-  double beta_min = 0.1;
-  double epsilon_t = 1e-5;
+  double beta_d = 19.9;  ///< slope of the linear beta(t) = beta_min + beta_d t
+  double beta_min = 0.1;  ///< beta(0)
+  double epsilon_t = 1e-5;  ///< smallest training t
 
   /// t ~ U(epsilon_t, 1), sigma = sigma_VP(t).
   double training_sigma(Generator& g) const {
@@ -62,8 +62,8 @@ struct VPLoss {
 
 /// The VE loss (Song et al. 2021, NCSN++; EDM Table 1 "VE").
 struct VELoss {
-  double sigma_min = 0.02;
-  double sigma_max = 100.0;
+  double sigma_min = 0.02;  ///< smallest training sigma
+  double sigma_max = 100.0;  ///< largest training sigma
 
   /// ln sigma ~ U(ln sigma_min, ln sigma_max).
   double training_sigma(Generator& g) const { return sigma_min * std::pow(sigma_max / sigma_min, draw_uniform(g)); }

@@ -49,12 +49,13 @@ class NoiseSource {
   /// Blocks of a generator one draw of one image uses.
   static constexpr std::uint64_t blocks_per_draw = (Batch::item_size + 3) / 4;
 
+  /// Streams first_image, ..., first_image + batch - 1 of `seed`, each at its first draw.
   NoiseSource(std::uint64_t seed, std::uint64_t first_image, std::size_t batch) {
     gens_.reserve(batch);
     for (std::size_t i = 0; i < batch; ++i) gens_.emplace_back(seed, first_image + i, 0);
   }
 
-  std::size_t batch() const noexcept { return gens_.size(); }
+  std::size_t batch() const noexcept { return gens_.size(); }  ///< Number of images (N).
 
   /// Fills `out` (N, H, W, C) with the next N(0, I) draw of every image.
   void draw(TensorView<float, Batch> out) {

@@ -45,17 +45,24 @@
 #include "diffuse/diffusion/schedule.hpp"
 #include "diffuse/nn/labels.hpp"
 
+/// Diffusion in EDM's formulation (Karras et al. 2022): preconditionings, training
+/// losses, sigma schedules, noise, classifier-free guidance and the samplers.
 namespace diffuse::diffusion {
 
 /// The four coefficients of a preconditioning at one noise level (EDM Table 1).
 struct Coefficients {
+  ///@{
+  /// D(x; sigma) = c_skip x + c_out F(c_in x, c_noise).
   double c_skip, c_out, c_in, c_noise;
+  ///@}
 };
 
 /// EDM's preconditioning (Karras et al. 2022, Table 1, "ours").
 struct Edm {
-  double sigma_data = 0.5;
+  double sigma_data = 0.5;  ///< standard deviation of the data (EDM's sigma_data)
 
+  /// c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2), c_in = 1/sqrt(s^2+sd^2),
+  /// c_noise = ln(s)/4.
   Coefficients coefficients(double sigma) const {
     const double sd2 = sigma_data * sigma_data, r = std::sqrt(sigma * sigma + sd2);
     return {sd2 / (sigma * sigma + sd2), sigma * sigma_data / r, 1.0 / r, 0.25 * std::log(sigma)};
@@ -64,25 +71,31 @@ struct Edm {
 
 /// The VP preconditioning (Song et al. 2021, DDPM++; EDM Table 1 "VP").
 struct Vp {
-  double beta_d = 19.9;
-  double beta_min = 0.1;
-  double M = 1000;
+  double beta_d = 19.9;  ///< slope of the linear beta(t) = beta_min + beta_d t
+  double beta_min = 0.1;  ///< beta(0)
+  double M = 1000;  ///< DDPM timesteps: c_noise = (M - 1) t(sigma) (EDM's M)
 
+  ///@{
   /// sigma(t) and its inverse t(sigma) of the VP SDE (vp_sigma, vp_t).
   double sigma(double t) const { return vp_sigma(beta_d, beta_min, t); }
   double t(double sigma) const { return vp_t(beta_d, beta_min, sigma); }
+  ///@}
+  /// c_skip = 1, c_out = -s, c_in = 1/sqrt(s^2+1), c_noise = (M-1) t(s).
   Coefficients coefficients(double s) const { return {1.0, -s, 1.0 / std::sqrt(s * s + 1.0), (M - 1.0) * t(s)}; }
 };
 
 /// The VE preconditioning (Song et al. 2021, NCSN++; EDM Table 1 "VE").
 struct Ve {
+  /// c_skip = 1, c_out = s, c_in = 1, c_noise = ln(s/2).
   Coefficients coefficients(double s) const { return {1.0, s, 1.0, std::log(0.5 * s)}; }
 };
 
+///@{
 /// The loss EDM trains each preconditioning with, sharing its parameters.
 inline EDMLoss default_loss(const Edm& p) { return {.sigma_data = p.sigma_data}; }
 inline VPLoss default_loss(const Vp& p) { return {.beta_d = p.beta_d, .beta_min = p.beta_min}; }
 inline VELoss default_loss(const Ve&) { return {}; }
+///@}
 
 namespace detail {
 template <class Net>
@@ -119,11 +132,11 @@ class Precond {
                               "(Batch, forward(x, c_noise, out), backward(dout), zero_grad())");
 
  public:
-  using Batch = typename Net::Batch;  // (N, H, W, C)
-  using Image = drop_axes<Batch, 0>;  // (H, W, C)
-  using T = net_value_t<Net>;         // float; double for gradient checks
-  using policy_type = Policy;
-  static constexpr std::size_t item_size = Batch::item_size;
+  using Batch = typename Net::Batch;  ///< (N, H, W, C)
+  using Image = drop_axes<Batch, 0>;  ///< (H, W, C)
+  using T = net_value_t<Net>;         ///< float; double for gradient checks
+  using policy_type = Policy;  ///< The preconditioning (Edm, Vp or Ve).
+  static constexpr std::size_t item_size = Batch::item_size;  ///< Elements per image.
   /// Classes of a class-conditional network, 0 for an unconditional one.
   static constexpr std::size_t classes = nn::classes_v<Net>;
 
@@ -132,9 +145,9 @@ class Precond {
   template <class... Args>
   explicit Precond(Policy policy, Args&&... net_args) : policy_(policy), net_(std::forward<Args>(net_args)...) {}
 
-  Net& net() noexcept { return net_; }
-  const Net& net() const noexcept { return net_; }
-  const Policy& policy() const noexcept { return policy_; }
+  Net& net() noexcept { return net_; }  ///< The network F.
+  const Net& net() const noexcept { return net_; }  ///< The network F.
+  const Policy& policy() const noexcept { return policy_; }  ///< The preconditioning.
 
   /// out = D(x; sigma_i) for each image i.
   /// x, out: (N, H, W, C); sigma: [N]. out may be x.
@@ -244,7 +257,7 @@ class Precond {
   void for_each_param(F&& f) {
     net_.for_each_param(std::forward<F>(f));
   }
-  void zero_grad() { net_.zero_grad(); }
+  void zero_grad() { net_.zero_grad(); }  ///< Sets the network's parameter gradients to zero.
 
  private:
   // Sizes every buffer for n images; allocates only when n changes.
@@ -275,6 +288,7 @@ class Precond {
   std::size_t forward_batch_ = 0, loss_batch_ = 0;
 };
 
+///@{
 /// EDM's names for the preconditioned denoisers (training/networks.py).
 template <class Net>
 using EDMPrecond = Precond<Edm, Net>;
@@ -282,5 +296,6 @@ template <class Net>
 using VPPrecond = Precond<Vp, Net>;
 template <class Net>
 using VEPrecond = Precond<Ve, Net>;
+///@}
 
 }  // namespace diffuse::diffusion

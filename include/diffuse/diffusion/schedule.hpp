@@ -75,9 +75,9 @@ inline double vp_t(double beta_d, double beta_min, double sigma) {
 
 /// EDM's schedule (Karras et al. 2022, eq. 5): evenly spaced in sigma^(1/rho).
 struct KarrasSchedule {
-  double sigma_min = 0.002;
-  double sigma_max = 80.0;
-  double rho = 7.0;
+  double sigma_min = 0.002;  ///< last non-zero sigma
+  double sigma_max = 80.0;  ///< first sigma
+  double rho = 7.0;  ///< EDM's rho: larger values put more steps near sigma_min
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
@@ -93,11 +93,12 @@ struct KarrasSchedule {
 
 /// Evenly spaced in log sigma, from sigma_max to sigma_min.
 struct ExponentialSchedule {
-  double sigma_min = 0.002;
-  double sigma_max = 80.0;
+  double sigma_min = 0.002;  ///< last non-zero sigma
+  double sigma_max = 80.0;  ///< first sigma
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
+  /// Fills `out` (n + 1 numbers) with n sigmas from sigma_max to sigma_min, then 0.
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "ExponentialSchedule");
     const std::size_t n = out.size() - 1;
@@ -110,11 +111,12 @@ struct ExponentialSchedule {
 /// EDM's VE discretisation (Table 1; Song et al. 2021 SMLD): t_i = smax^2 (smin^2/smax^2)^(i/(n-1)),
 /// sigma = sqrt(t). Geometric in sigma, like ExponentialSchedule, with the VE defaults.
 struct VeSchedule {
-  double sigma_min = 0.02;
-  double sigma_max = 100.0;
+  double sigma_min = 0.02;  ///< last non-zero sigma (EDM's VE default)
+  double sigma_max = 100.0;  ///< first sigma (EDM's VE default)
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
+  /// Fills `out` (n + 1 numbers) with n sigmas from sigma_max to sigma_min, then 0.
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "VeSchedule");
     const std::size_t n = out.size() - 1;
@@ -128,9 +130,9 @@ struct VeSchedule {
 /// sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), the continuous limit of DDPM's
 /// linear betas (beta_min = 1000 * 1e-4 = 0.1, beta_d = 1000 * (0.02 - 1e-4) = 19.9).
 struct VpSchedule {
-  double beta_d = 19.9;
-  double beta_min = 0.1;
-  double eps_s = 1e-3;
+  double beta_d = 19.9;  ///< slope of the linear beta(t) = beta_min + beta_d t
+  double beta_min = 0.1;  ///< beta(0)
+  double eps_s = 1e-3;  ///< the last t (EDM's epsilon_s)
 
   /// sigma(t) of the VP SDE.
   double sigma(double t) const { return vp_sigma(beta_d, beta_min, t); }
@@ -149,6 +151,7 @@ struct VpSchedule {
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
+  /// Fills `out` (n + 1 numbers) with sigma(t_i), t_i evenly spaced from 1 to eps_s, then 0.
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "VpSchedule");
     const std::size_t n = out.size() - 1;
@@ -162,9 +165,9 @@ struct VpSchedule {
 /// (the VE view of x_t / sqrt(alpha_bar_t)). An n-step sampler visits the timesteps
 /// round((T - 1) (1 - i/(n-1))), i = 0..n-1 ("linspace" spacing), i.e. from T-1 down to 0.
 struct DdpmSchedule {
-  double beta_start = 1e-4;
-  double beta_end = 0.02;
-  std::size_t timesteps = 1000;
+  double beta_start = 1e-4;  ///< beta of the first timestep
+  double beta_end = 0.02;  ///< beta of the last timestep
+  std::size_t timesteps = 1000;  ///< T, the number of training timesteps
 
   /// sigma of training timestep t in [0, timesteps).
   double sigma_at(std::size_t t) const {
@@ -178,6 +181,8 @@ struct DdpmSchedule {
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
+  /// Fills `out` (n + 1 numbers) with the sigmas of n timesteps from T-1 down to 0, then 0.
+  /// Throws std::invalid_argument when n > timesteps.
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "DdpmSchedule");
     const std::size_t n = out.size() - 1;
@@ -203,11 +208,11 @@ struct DdpmSchedule {
 /// the u_j within [sigma_min, sigma_max] are kept (descending) and the n-step schedule takes
 /// those at indices round(i (len - 1) / (n - 1)) (round half to even, as torch.round).
 struct CosineSchedule {
-  double sigma_min = 0.002;
-  double sigma_max = 81.0;
-  std::size_t M = 1000;
-  double C1 = 0.001;
-  double C2 = 0.008;
+  double sigma_min = 0.002;  ///< smallest level kept
+  double sigma_max = 81.0;  ///< largest level kept
+  std::size_t M = 1000;  ///< number of levels (iDDPM's timesteps)
+  double C1 = 0.001;  ///< lower clamp of alpha_bar(j-1) / alpha_bar(j)
+  double C2 = 0.008;  ///< offset of the cosine (Nichol & Dhariwal's s)
 
   /// All M + 1 levels u_0 > u_1 > ... > u_M = 0.
   std::vector<double> levels() const {
@@ -225,6 +230,8 @@ struct CosineSchedule {
 
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
+  /// Fills `out` (n + 1 numbers) with n of the kept levels, evenly spaced by index, then 0.
+  /// Throws std::invalid_argument when fewer than n levels lie in [sigma_min, sigma_max].
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "CosineSchedule");
     const std::size_t n = out.size() - 1;

@@ -42,7 +42,10 @@ class SafetensorsError : public std::runtime_error {
 struct TensorInfo {
   std::string dtype;               ///< "F32", "F64", ...
   std::vector<std::size_t> shape;  ///< PyTorch order
-  std::size_t begin = 0, end = 0;  ///< byte range within the data section
+  ///@{
+  /// Byte range [begin, end) within the data section.
+  std::size_t begin = 0, end = 0;
+  ///@}
 };
 
 namespace detail {
@@ -299,13 +302,16 @@ class SafetensorsFile {
                              " bytes of trailing data after the last tensor (a damaged or foreign file?)");
   }
 
-  const std::string& path() const noexcept { return path_; }
+  const std::string& path() const noexcept { return path_; }  ///< The file's path.
+  /// Whether the file holds tensor `name`.
   bool contains(std::string_view name) const { return tensors_.find(std::string(name)) != tensors_.end(); }
+  /// The names of all tensors, sorted.
   std::vector<std::string> names() const {
     std::vector<std::string> r;
     for (const auto& kv : tensors_) r.push_back(kv.first);
     return r;
   }
+  /// The header's "__metadata__" entries.
   const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
 
   /// The entry of `name`; throws naming the file and the tensor when it is missing.
@@ -364,6 +370,7 @@ class SafetensorsFile {
     read<T>(name, shape, std::span<T>(v));
     return v;
   }
+  /// The whole tensor as a vector, the shape given as a list, e.g. read_vector("w", {3, 4}).
   template <class T = float>
   std::vector<T> read_vector(std::string_view name, std::initializer_list<std::size_t> shape) const {
     return read_vector<T>(name, std::span<const std::size_t>(shape.begin(), shape.size()));
@@ -379,6 +386,8 @@ class SafetensorsFile {
 /// Collects tensors and writes one safetensors file (dtype F32 or F64 by element type).
 class SafetensorsWriter {
  public:
+  /// Adds tensor `name` of `shape` (PyTorch order) with `values` (F32 for float, F64 for
+  /// double). Throws SafetensorsError when values.size() is not the shape's element count.
   template <class T>
   void add(std::string name, std::vector<std::size_t> shape, std::span<const T> values) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
@@ -392,8 +401,11 @@ class SafetensorsWriter {
     std::memcpy(e.bytes.data(), values.data(), e.bytes.size());
     entries_.push_back(std::move(e));
   }
+  /// Sets a "__metadata__" entry (replacing one of the same key).
   void set_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
 
+  /// Writes the file at `path` (directly; io::write_atomically makes it atomic). Throws
+  /// SafetensorsError when the file cannot be created or written.
   void write(const std::string& path) const {
     std::string h = "{";
     auto quoted = [](const std::string& s) {

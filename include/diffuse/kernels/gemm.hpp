@@ -11,6 +11,9 @@
 
 #include "diffuse/kernels/detail/gemm_core.hpp"
 
+/// CPU compute kernels on raw pointers and run-time sizes: GEMM, 2-D convolution,
+/// resampling, group normalisation and softmax, with slow reference twins in
+/// kernels::reference for the tests.
 namespace diffuse::kernels {
 
 namespace detail {

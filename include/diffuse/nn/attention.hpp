@@ -22,31 +22,37 @@
 
 namespace diffuse::nn {
 
+/// Self-attention block with a residual, y = (x + proj(attention(GN(x)))) / sqrt(2), on
+/// (N, H, W, C) with `Heads` heads and a GroupNorm of G groups (EDM's UNetBlock attention).
 template <class T, std::size_t H, std::size_t W, std::size_t C, std::size_t Heads, std::size_t G>
 struct Attention {
   static_assert(Heads > 0 && C % Heads == 0,
                 "diffuse::nn::Attention: channels must be divisible by the number of heads");
   static constexpr std::size_t P = H * W;     ///< positions
   static constexpr std::size_t D = C / Heads;  ///< channels per head
-  using Act = Shape<dyn, H, W, C>;
-  using Norm = GroupNorm<T, H, W, C, G>;
-  using Qkv = Conv1x1<T, C, 3 * C, H, W>;
-  using Proj = Conv1x1<T, C, C, H, W>;
+  using Act = Shape<dyn, H, W, C>;  ///< (N, H, W, C): input and output
+  using Norm = GroupNorm<T, H, W, C, G>;  ///< The GroupNorm before the projections.
+  using Qkv = Conv1x1<T, C, 3 * C, H, W>;  ///< q, k, v projection (C -> 3C).
+  using Proj = Conv1x1<T, C, C, H, W>;  ///< Output projection (C -> C).
+  /// Number of parameters.
   static constexpr std::size_t param_count = Norm::param_count + Qkv::param_count + Proj::param_count;
+  /// Saved per image for backward: GroupNorm statistics, hn, qkv_out, attn and a.
   static constexpr std::size_t activations_per_image =
       Norm::activations_per_image + P * C + P * 3 * C + Heads * P * P + P * C;
+  /// Scratch per image that backward needs (ws argument).
   // g, da, dA, dqkv, dhn, GroupNorm scratch
   static constexpr std::size_t workspace_per_image = P * C * 2 + Heads * P * P + 3 * P * C + P * C +
                                                      Norm::workspace_per_image;
 
-  Norm norm;
-  Qkv qkv;
-  Proj proj;
+  Norm norm;  ///< PyTorch name "norm"
+  Qkv qkv;  ///< PyTorch name "qkv"
+  Proj proj;  ///< PyTorch name "proj"
   Tensor<T, Act> hn;                           ///< (N,H,W,C) GN(x)
   Tensor<T, Shape<dyn, H, W, 3 * C>> qkv_out;  ///< (N,H,W,3C)
   Tensor<T, Shape<dyn, Heads, P, P>> attn;     ///< (N,Heads,P,P) softmax rows
   Tensor<T, Act> a;                            ///< (N,H,W,C) attention output before proj
 
+  /// PyTorch's default initialisation of norm, qkv and proj.
   void init(Generator& g) {
     norm.init();
     qkv.init(g);
@@ -135,12 +141,14 @@ struct Attention {
     norm.backward(x, dhn, dx, T(1), gn_ws);
   }
 
+  /// Calls f(ParamRef) for norm, qkv and proj, in state_dict order.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_child(f, name, "norm", norm);
     detail::visit_child(f, name, "qkv", qkv);
     detail::visit_child(f, name, "proj", proj);
   }
+  /// f(name, value, grad) for every parameter, in state_dict order.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
 };

@@ -17,18 +17,19 @@ template <class T, std::size_t Cin, std::size_t Cout, std::size_t K, std::size_t
           std::size_t Stride = 1, std::size_t Pad = K / 2>
 struct Conv2d {
   static_assert(H + 2 * Pad >= K && W + 2 * Pad >= K, "diffuse::nn::Conv2d: kernel larger than the padded input");
-  static constexpr std::size_t OH = (H + 2 * Pad - K) / Stride + 1;
-  static constexpr std::size_t OW = (W + 2 * Pad - K) / Stride + 1;
-  using In = Shape<dyn, H, W, Cin>;
-  using Out = Shape<dyn, OH, OW, Cout>;
-  static constexpr std::size_t param_count = K * K * Cin * Cout + Cout;
+  static constexpr std::size_t OH = (H + 2 * Pad - K) / Stride + 1;  ///< Output height.
+  static constexpr std::size_t OW = (W + 2 * Pad - K) / Stride + 1;  ///< Output width.
+  using In = Shape<dyn, H, W, Cin>;  ///< (N, H, W, Cin)
+  using Out = Shape<dyn, OH, OW, Cout>;  ///< (N, OH, OW, Cout)
+  static constexpr std::size_t param_count = K * K * Cin * Cout + Cout;  ///< Number of parameters.
 
   Param<T, Shape<K, K, Cin, Cout>> weight;  ///< HWIO
-  Param<T, Shape<Cout>> bias;
+  Param<T, Shape<Cout>> bias;  ///< [Cout]
 
   /// PyTorch's default initialisation (fan_in = Cin * K * K).
   void init(Generator& g) { init_pytorch_default(weight, &bias, Cin * K * K, g); }
 
+  /// The kernels' description of this convolution for a batch of n.
   static kernels::Conv2dShape shape(std::size_t n) {
     using kernels::index_t;
     return {index_t(n), index_t(H), index_t(W), index_t(Cin), index_t(Cout), index_t(K), index_t(Stride),
@@ -62,13 +63,16 @@ struct Conv2d {
     backward_input(dy, dx, beta);
   }
 
+  /// Calls f(ParamRef) for weight (PyTorch [Cout][Cin][K][K], HWIO layout) and bias.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_param(f, name, "weight", weight, ParamLayout::conv_hwio);
     detail::visit_param(f, name, "bias", bias);
   }
+  /// f(name, value, grad) for weight and bias.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
+  /// Sets the parameter gradients to zero.
   void zero_grad() { weight.zero_grad(); bias.zero_grad(); }
 };
 

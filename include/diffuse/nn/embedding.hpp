@@ -48,17 +48,22 @@ struct NoLabels {
 /// Linear(E, E), SiLU. L: number of classes, 0 for an unconditional network.
 template <class T, std::size_t C, std::size_t E, std::size_t L = 0>
 struct NoiseEmbedding {
-  using Emb = Shape<dyn, C>;
-  using Hid = Shape<dyn, E>;
+  using Emb = Shape<dyn, C>;  ///< (N, C): the sinusoidal features
+  using Hid = Shape<dyn, E>;  ///< (N, E): the MLP's activations and the embedding
+  /// The label embedding (LabelEmbedding) of a class-conditional network; an empty
+  /// placeholder when L == 0.
   using Labels = std::conditional_t<(L > 0), LabelEmbedding<T, (L > 0 ? L : 1), C>, detail::NoLabels>;
+  /// Number of parameters.
   static constexpr std::size_t param_count =
       Labels::param_count + Linear<T, C, E>::param_count + Linear<T, E, E>::param_count;
+  /// Saved per image: emb, h0, a0, h1, out (and the label).
   static constexpr std::size_t activations_per_image = C + 4 * E + (L > 0 ? 1 : 0);
+  /// Scratch per image that backward needs (ws argument).
   static constexpr std::size_t workspace_per_image = 2 * E + (L > 0 ? C : 0);
 
-  [[no_unique_address]] Labels map_label;
-  Linear<T, C, E> map_layer0;
-  Linear<T, E, E> map_layer1;
+  [[no_unique_address]] Labels map_label;  ///< EDM's map_label (class-conditional networks only).
+  Linear<T, C, E> map_layer0;  ///< Linear(C -> E), EDM's map_layer0.
+  Linear<T, E, E> map_layer1;  ///< Linear(E -> E), EDM's map_layer1.
   Tensor<T, Emb> emb;   ///< (N, C) sinusoidal
   Tensor<T, Hid> h0;    ///< (N, E) map_layer0 output
   Tensor<T, Hid> a0;    ///< (N, E) silu(h0)
@@ -66,6 +71,7 @@ struct NoiseEmbedding {
   Tensor<T, Hid> out;   ///< (N, E) silu(h1): the embedding every ResBlock reads
   std::vector<int> labels_;  ///< the last forward's labels (empty: none)
 
+  /// PyTorch's default initialisation of every parameter, in state_dict order.
   void init(Generator& g) {
     if constexpr (L > 0) map_label.init(g);
     map_layer0.init(g);
@@ -110,12 +116,14 @@ struct NoiseEmbedding {
     map_layer0.backward_params(emb, d0);
   }
 
+  /// Calls f(ParamRef) for [map_label,] map_layer0 and map_layer1, in state_dict order.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     if constexpr (L > 0) detail::visit_child(f, name, "map_label", map_label);
     detail::visit_child(f, name, "map_layer0", map_layer0);
     detail::visit_child(f, name, "map_layer1", map_layer1);
   }
+  /// f(name, value, grad) for every parameter, in state_dict order.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
 };

@@ -22,19 +22,20 @@ template <class T, std::size_t H, std::size_t W, std::size_t C, std::size_t G, b
 struct GroupNorm {
   static_assert(G > 0 && C % G == 0, "diffuse::nn::GroupNorm: channels must be divisible by groups");
   static_assert(H * W >= 2, "diffuse::nn::GroupNorm: needs at least 2 pixels per image");
-  using Act = Shape<dyn, H, W, C>;
+  using Act = Shape<dyn, H, W, C>;  ///< (N, H, W, C): input and output
   using Mod = Shape<dyn, 2 * C>;  ///< (scale | shift) per image
-  static constexpr std::size_t param_count = 2 * C;
-  static constexpr double eps = 1e-5;
+  static constexpr std::size_t param_count = 2 * C;  ///< Number of parameters (weight and bias).
+  static constexpr double eps = 1e-5;  ///< Added to the variance, as PyTorch's default.
   /// Saved per image: the (mean, rstd) of each group.
   static constexpr std::size_t activations_per_image = 2 * G;
   /// Scratch per image that backward needs (ws argument).
   static constexpr std::size_t workspace_per_image = H * W * C;
 
-  Param<T, Shape<C>> weight;
-  Param<T, Shape<C>> bias;
+  Param<T, Shape<C>> weight;  ///< [C] per-channel scale (gamma)
+  Param<T, Shape<C>> bias;  ///< [C] per-channel shift (beta)
   Tensor<T, Shape<dyn, G, 2>> stats;  ///< (N, G, 2): mean, 1/sqrt(var + eps)
 
+  /// Initialised as PyTorch does (weight 1, bias 0).
   GroupNorm() { init(); }
   /// PyTorch's default: weight 1, bias 0.
   void init() {
@@ -79,13 +80,16 @@ struct GroupNorm {
                                          dss.data(), ws, x.batch(), H * W);
   }
 
+  /// Calls f(ParamRef) for weight and bias.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_param(f, name, "weight", weight);
     detail::visit_param(f, name, "bias", bias);
   }
+  /// f(name, value, grad) for weight and bias.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
+  /// Sets the parameter gradients to zero.
   void zero_grad() { weight.zero_grad(); bias.zero_grad(); }
 
  private:

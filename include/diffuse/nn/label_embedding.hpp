@@ -23,9 +23,9 @@ namespace diffuse::nn {
 template <class T, std::size_t L, std::size_t C>
 struct LabelEmbedding {
   static_assert(L > 0, "diffuse::nn::LabelEmbedding: needs at least one class");
-  static constexpr std::size_t param_count = C * L;
+  static constexpr std::size_t param_count = C * L;  ///< Number of parameters.
 
-  Param<T, Shape<C, L>> weight;
+  Param<T, Shape<C, L>> weight;  ///< [C][L], as torch.nn.Linear(L, C, bias=False).weight
 
   /// PyTorch's default for Linear(L, C): U(-1/sqrt(L), 1/sqrt(L)).
   void init(Generator& g) { init_uniform(weight, g, 1.0 / std::sqrt(static_cast<double>(L))); }
@@ -54,6 +54,7 @@ struct LabelEmbedding {
     }
   }
 
+  /// Calls f(ParamRef) for weight.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_param(f, name, "weight", weight);

@@ -18,6 +18,9 @@
 #include "diffuse/nn/init.hpp"
 #include "diffuse/nn/param.hpp"
 
+/// Layers of the EDM/DDPM++ UNet (NHWC, compile-time shapes, run-time batch), each with
+/// forward, backward and visit_params in PyTorch's state_dict order, and the UNet built
+/// from them.
 namespace diffuse::nn {
 
 /// Stores `e` into `dst` (beta == 0) or adds it (beta == 1): the two ways a backward

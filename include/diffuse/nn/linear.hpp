@@ -11,12 +11,12 @@ namespace diffuse::nn {
 /// y = x W^T + b.  x: (N, In) -> y: (N, Out).
 template <class T, std::size_t In, std::size_t Out>
 struct Linear {
-  using InShape = Shape<dyn, In>;
-  using OutShape = Shape<dyn, Out>;
-  static constexpr std::size_t param_count = In * Out + Out;
+  using InShape = Shape<dyn, In>;  ///< (N, In)
+  using OutShape = Shape<dyn, Out>;  ///< (N, Out)
+  static constexpr std::size_t param_count = In * Out + Out;  ///< Number of parameters.
 
-  Param<T, Shape<Out, In>> weight;
-  Param<T, Shape<Out>> bias;
+  Param<T, Shape<Out, In>> weight;  ///< [Out][In], as torch.nn.Linear.weight
+  Param<T, Shape<Out>> bias;  ///< [Out]
 
   /// PyTorch's default initialisation (fan_in = In).
   void init(Generator& g) { init_pytorch_default(weight, &bias, In, g); }
@@ -51,19 +51,23 @@ struct Linear {
                      weight.value.data(), index_t(In), beta, dx.data(), index_t(In));
   }
 
+  /// Both: parameter gradients (+=) and dx = beta * dx + dy W.
   void backward(TensorView<const T, InShape> x, TensorView<const T, OutShape> dy, TensorView<T, InShape> dx,
                 T beta = T(0)) {
     backward_params(x, dy);
     backward_input(dy, dx, beta);
   }
 
+  /// Calls f(ParamRef) for weight and bias.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_param(f, name, "weight", weight);
     detail::visit_param(f, name, "bias", bias);
   }
+  /// f(name, value, grad) for weight and bias.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
+  /// Sets the parameter gradients to zero.
   void zero_grad() { weight.zero_grad(); bias.zero_grad(); }
 };
 

@@ -38,7 +38,7 @@ struct ParamRef {
   std::span<T> grad;               ///< its gradient, same size
   ParamLayout layout;              ///< element order relative to PyTorch
   std::array<std::size_t, 4> torch_shape;  ///< PyTorch's shape (first torch_rank entries)
-  std::size_t torch_rank;
+  std::size_t torch_rank;  ///< number of dimensions of PyTorch's tensor (1 to 4)
 };
 
 /// A non-owning reference to any callable `f(const ParamRef<T>&)`. A network's
@@ -49,10 +49,12 @@ struct ParamRef {
 template <class T>
 class ParamVisitor {
  public:
+  /// Refers to f, which must outlive the visitor.
   template <class F>
     requires(!std::same_as<std::remove_cvref_t<F>, ParamVisitor>)
   ParamVisitor(F& f) noexcept  // NOLINT: implicit, like std::function_ref
       : object_(const_cast<std::remove_const_t<F>*>(std::addressof(f))), call_([](void* o, const ParamRef<T>& p) { (*static_cast<F*>(o))(p); }) {}
+  /// Calls f(p).
   void operator()(const ParamRef<T>& p) const { call_(object_, p); }
 
  private:
@@ -64,12 +66,13 @@ class ParamVisitor {
 template <class T, class S>
 struct Param {
   static_assert(!S::dynamic_batch, "diffuse::nn::Param: parameter shapes are fully static");
-  static constexpr std::size_t size = S::static_size;
+  static constexpr std::size_t size = S::static_size;  ///< Number of elements.
   Tensor<T, S> value;  ///< S
   Tensor<T, S> grad;   ///< S, accumulated by backward (+=)
 
-  std::span<T> values() noexcept { return {value.data(), size}; }
-  std::span<T> grads() noexcept { return {grad.data(), size}; }
+  std::span<T> values() noexcept { return {value.data(), size}; }  ///< The values as a flat span.
+  std::span<T> grads() noexcept { return {grad.data(), size}; }  ///< The gradients as a flat span.
+  /// Sets the gradient to zero.
   void zero_grad() noexcept {
     for (auto& g : grad) g = T(0);
   }
@@ -98,7 +101,9 @@ class ParamName {
     for (std::size_t i = 0; i < n; ++i) part[i] = digits[n - 1 - i];
     return push(std::string_view(part, n));
   }
+  /// Restores the length push() returned (drops the parts pushed since).
   void pop(std::size_t old) noexcept { len_ = old; }
+  /// The name so far (valid until the next push or pop).
   std::string_view view() const noexcept { return {buf_.data(), len_}; }
 
  private:

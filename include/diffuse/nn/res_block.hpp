@@ -38,23 +38,26 @@ struct NoLayer {
 template <class T, std::size_t H, std::size_t W, std::size_t Cin, std::size_t Cout, std::size_t E,
           std::size_t Gin, std::size_t Gout, std::size_t Heads = 0>
 struct ResBlock {
-  using In = Shape<dyn, H, W, Cin>;
-  using Out = Shape<dyn, H, W, Cout>;
-  using EmbShape = Shape<dyn, E>;
-  using Mod = Shape<dyn, 2 * Cout>;
-  static constexpr bool has_skip_conv = Cin != Cout;
-  static constexpr bool has_attention = Heads > 0;
+  using In = Shape<dyn, H, W, Cin>;  ///< (N, H, W, Cin)
+  using Out = Shape<dyn, H, W, Cout>;  ///< (N, H, W, Cout)
+  using EmbShape = Shape<dyn, E>;  ///< (N, E): the noise embedding
+  using Mod = Shape<dyn, 2 * Cout>;  ///< (N, 2 Cout): scale | shift
+  static constexpr bool has_skip_conv = Cin != Cout;  ///< The skip path is a Conv1x1 (Cin != Cout), else identity.
+  static constexpr bool has_attention = Heads > 0;  ///< Followed by self-attention (Heads > 0).
 
-  using Norm0 = GroupNormSiLU<T, H, W, Cin, Gin>;
-  using Conv0 = Conv3x3<T, Cin, Cout, H, W>;
-  using Affine = Linear<T, E, 2 * Cout>;
-  using Norm1 = AdaGroupNormSiLU<T, H, W, Cout, Gout>;
-  using Conv1 = Conv3x3<T, Cout, Cout, H, W>;
+  using Norm0 = GroupNormSiLU<T, H, W, Cin, Gin>;  ///< SiLU(GN(x)) on the input.
+  using Conv0 = Conv3x3<T, Cin, Cout, H, W>;  ///< First 3x3 convolution (Cin -> Cout).
+  using Affine = Linear<T, E, 2 * Cout>;  ///< Linear(E -> 2 Cout): e -> (scale | shift).
+  using Norm1 = AdaGroupNormSiLU<T, H, W, Cout, Gout>;  ///< SiLU(GN(h) * (1 + scale) + shift).
+  using Conv1 = Conv3x3<T, Cout, Cout, H, W>;  ///< Second 3x3 convolution (Cout -> Cout).
+  /// Conv1x1 skip when Cin != Cout, else an empty placeholder.
   using Skip = std::conditional_t<has_skip_conv, Conv1x1<T, Cin, Cout, H, W>, detail::NoLayer>;
+  /// Attention when Heads > 0, else an empty placeholder.
   using Attn = std::conditional_t<has_attention, Attention<T, H, W, Cout, (Heads > 0 ? Heads : 1), Gout>,
                                   detail::NoLayer>;
 
-  static constexpr std::size_t HW = H * W;
+  static constexpr std::size_t HW = H * W;  ///< Pixels per image.
+  /// Number of parameters.
   static constexpr std::size_t param_count = Norm0::param_count + Conv0::param_count + Affine::param_count +
                                              Norm1::param_count + Conv1::param_count + Skip::param_count +
                                              Attn::param_count;
@@ -62,23 +65,25 @@ struct ResBlock {
   static constexpr std::size_t activations_per_image =
       Norm0::activations_per_image + HW * Cout + 2 * Cout + Norm1::activations_per_image +
       (has_attention ? HW * Cout + Attn::activations_per_image : 0);
-  static constexpr std::size_t max_c = Cin > Cout ? Cin : Cout;
+  static constexpr std::size_t max_c = Cin > Cout ? Cin : Cout;  ///< The larger channel count.
   /// Scratch per image that forward needs (the normalised activations, one at a time).
   static constexpr std::size_t forward_workspace_per_image = HW * max_c;
-  // Backward scratch: [dr (attention only)] then max(attention's, g + da1 + da0 + dss + GN
-  // scratch, which also holds the recomputed activations).
+  /// Backward scratch per image of the block itself: g, da1, da0, dss and the GroupNorm
+  /// scratch (which also holds the recomputed activations).
   static constexpr std::size_t own_workspace = HW * Cout + HW * Cout + HW * Cin + 2 * Cout + HW * max_c;
+  /// Scratch per image that backward needs (ws argument): [dr (attention only)] then the
+  /// larger of the attention's scratch and own_workspace.
   static constexpr std::size_t workspace_per_image =
       (has_attention ? HW * Cout : 0) +
       (Attn::workspace_per_image > own_workspace ? Attn::workspace_per_image : own_workspace);
 
-  Norm0 norm0;
-  Conv0 conv0;
-  Affine affine;
-  Norm1 norm1;
-  Conv1 conv1;
-  [[no_unique_address]] Skip skip;
-  [[no_unique_address]] Attn attn;
+  Norm0 norm0;  ///< PyTorch name "norm0"
+  Conv0 conv0;  ///< PyTorch name "conv0"
+  Affine affine;  ///< PyTorch name "affine"
+  Norm1 norm1;  ///< PyTorch name "norm1"
+  Conv1 conv1;  ///< PyTorch name "conv1"
+  [[no_unique_address]] Skip skip;  ///< PyTorch name "skip" (only when has_skip_conv)
+  [[no_unique_address]] Attn attn;  ///< PyTorch name "attn" (only when has_attention)
 
   Tensor<T, Out> h1;   ///< (N,H,W,Cout) conv0 output
   Tensor<T, Mod> ss;   ///< (N,2Cout)    scale | shift
@@ -160,6 +165,7 @@ struct ResBlock {
     norm0.backward(x, da0, dx, T(1), gn_ws);
   }
 
+  /// Calls f(ParamRef) for every parameter, in state_dict order.
   template <class F>
   void visit_params(F& f, ParamName& name) {
     detail::visit_child(f, name, "norm0", norm0);
@@ -170,8 +176,10 @@ struct ResBlock {
     if constexpr (has_skip_conv) detail::visit_child(f, name, "skip", skip);
     if constexpr (has_attention) detail::visit_child(f, name, "attn", attn);
   }
+  /// f(name, value, grad) for every parameter, in state_dict order.
   template <class F>
   void for_each_param(F&& f) { for_each_param_of(*this, f); }
+  /// Sets every parameter gradient to zero.
   void zero_grad() { zero_grad_of(*this); }
 };
 

@@ -9,13 +9,14 @@ namespace diffuse::nn {
 /// y = silu(x) element-wise on any shape S.
 template <class T, class S>
 struct SiLU {
-  static constexpr std::size_t param_count = 0;
+  static constexpr std::size_t param_count = 0;  ///< No parameters.
   /// y may alias x.
   static void forward(TensorView<const T, S> x, TensorView<T, S> y) { y = diffuse::silu(x); }
   /// dx = beta * dx + dy * silu'(x). dx may alias dy.
   static void backward(TensorView<const T, S> x, TensorView<const T, S> dy, TensorView<T, S> dx, T beta = T(0)) {
     store_or_add(dx, diffuse::detail::make_map(fn::SiluBackward{}, x, dy), beta);
   }
+  /// Visits nothing (no parameters).
   template <class F>
   void visit_params(F&, ParamName&) {}
 };

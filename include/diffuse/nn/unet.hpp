@@ -179,21 +179,21 @@ class UNet {
   static_assert(check_config<Cfg>::value);
 
  public:
-  static constexpr UNetConfig config = Cfg;
-  static constexpr std::size_t R = Cfg.image_size;
-  static constexpr std::size_t Cimg = Cfg.image_channels;
-  static constexpr std::size_t C = Cfg.channels;
-  static constexpr std::size_t E = Cfg.emb_mult * Cfg.channels;
+  static constexpr UNetConfig config = Cfg;  ///< The configuration.
+  static constexpr std::size_t R = Cfg.image_size;  ///< Image height and width.
+  static constexpr std::size_t Cimg = Cfg.image_channels;  ///< Image channels.
+  static constexpr std::size_t C = Cfg.channels;  ///< Base channel count.
+  static constexpr std::size_t E = Cfg.emb_mult * Cfg.channels;  ///< Width of the noise embedding.
   /// Classes of a class-conditional network, 0 for an unconditional one.
   static constexpr std::size_t classes = Cfg.classes;
-  static constexpr auto plan = unet_plan<without_classes(Cfg)>;
-  static constexpr std::size_t stages = plan.size();
+  static constexpr auto plan = unet_plan<without_classes(Cfg)>;  ///< The stages of the body (unet_plan).
+  static constexpr std::size_t stages = plan.size();  ///< Number of stages of the body.
 
   /// A batch of images, NHWC.
   using Batch = Shape<dyn, R, R, Cimg>;
   /// One image, HWC.
   using Image = Shape<R, R, Cimg>;
-  using value_type = T;
+  using value_type = T;  ///< The element type.
 
  private:
   using Stages = detail::UNetStages<T, without_classes(Cfg), std::make_index_sequence<stages>>;
@@ -292,6 +292,8 @@ class UNet {
   /// Sets every parameter gradient to zero.
   void zero_grad() { zero_grad_of(*this); }
 
+  /// Calls f(ParamRef) for every parameter under `name`, in state_dict order (the layer
+  /// contract; for_each_param_ref starts it with an empty name).
   template <class F>
   void visit_params(F& f, ParamName& name) {
     ParamVisitor<T> v(f);  // one compiled walk over the layers serves every visitor
@@ -304,7 +306,7 @@ class UNet {
   /// Stage I of the body (see unet_plan), for tests and inspection.
   template <std::size_t I>
   auto& stage() { return std::get<I>(stages_); }
-  Emb& embedding() { return emb_; }
+  Emb& embedding() { return emb_; }  ///< The noise embedding (NoiseEmbedding), for tests and inspection.
 
  private:
   template <std::size_t... I>

@@ -29,8 +29,8 @@ struct UNetConfig {
   /// GroupNorm groups of a layer with `ch` channels: `groups` if non-zero, otherwise
   /// min(max_groups, ch / group_width).
   std::size_t groups = 0;
-  std::size_t max_groups = 32;
-  std::size_t group_width = 4;
+  std::size_t max_groups = 32;  ///< most groups when `groups` is 0
+  std::size_t group_width = 4;  ///< channels per group when `groups` is 0
   /// Dropout probability inside the ResBlocks. Only 0 is implemented (the reference
   /// models use none); any other value is rejected at compile time.
   double dropout = 0.0;
@@ -83,13 +83,17 @@ enum class StageKind { conv_in, res, down, up };
 /// One stage of the body: what it is, its channels and resolution, the skip it keeps
 /// (encoder) or consumes (decoder).
 struct StageDesc {
-  StageKind kind{};
-  std::size_t cin = 0, cout = 0, res = 0;  ///< res: input resolution (H = W)
+  StageKind kind{};  ///< what the stage is
+  ///@{
+  /// Input and output channels, and the input resolution (H = W). A decoder ResBlock's
+  /// input channels cin do not count the skip (skip_channels).
+  std::size_t cin = 0, cout = 0, res = 0;
+  ///@}
   std::size_t skip_channels = 0;           ///< decoder ResBlocks: channels of the consumed skip
   std::size_t skip_from = 0;               ///< decoder ResBlocks: index of the stage giving the skip
-  bool consumes_skip = false;
+  bool consumes_skip = false;  ///< decoder ResBlocks: the input is concat(h, skip)
   bool is_skip = false;                    ///< encoder: the output is kept as a skip
-  bool attention = false;
+  bool attention = false;  ///< ResBlocks: followed by self-attention
   std::size_t module = 0;                  ///< index in its PyTorch ModuleList (enc, mid or dec)
   int part = 0;                            ///< 0 enc, 1 mid, 2 dec
 };
@@ -170,8 +174,10 @@ inline constexpr auto unet_plan = [] {
 
 // ---- validity checks (each names what is wrong) --------------------------------------
 
+/// channel_mult lists at least one level.
 constexpr bool config_levels_ok(const UNetConfig& c) { return levels_of(c) >= 1; }
 
+/// The image size is even at every level that is downsampled, and at least 2 at the lowest.
 constexpr bool config_sizes_halvable(const UNetConfig& c) {
   std::size_t res = c.image_size;
   for (std::size_t l = 0; l + 1 < levels_of(c); ++l) {
@@ -181,6 +187,8 @@ constexpr bool config_sizes_halvable(const UNetConfig& c) {
   return res >= 2;
 }
 
+/// Every GroupNorm (ResBlock inputs with their skip channels, ResBlock outputs, the output
+/// head) has a non-zero number of groups that divides its channels.
 constexpr bool config_groups_ok(const UNetConfig& c) {
   bool ok = true;
   detail::walk_stages(c, [&](const StageDesc& s) {
@@ -194,6 +202,7 @@ constexpr bool config_groups_ok(const UNetConfig& c) {
   return ok;
 }
 
+/// heads is non-zero and divides the channels of every ResBlock with attention.
 constexpr bool config_heads_ok(const UNetConfig& c) {
   bool ok = c.heads > 0;
   detail::walk_stages(c, [&](const StageDesc& s) {
@@ -202,6 +211,7 @@ constexpr bool config_heads_ok(const UNetConfig& c) {
   return ok;
 }
 
+/// Every non-zero entry of attn_resolutions is the resolution of some level.
 constexpr bool config_attention_resolutions_exist(const UNetConfig& c) {
   for (std::size_t r : c.attn_resolutions) {
     if (r == 0) continue;
@@ -234,7 +244,7 @@ struct check_config {
                 "diffuse::nn::UNet: attn_resolutions names a resolution the UNet does not have");
   static_assert(Cfg.dropout == 0.0, "diffuse::nn::UNet: dropout is not implemented (it must be 0)");
   static_assert(Cfg.emb_mult > 0, "diffuse::nn::UNet: emb_mult must be positive");
-  static constexpr bool value = true;
+  static constexpr bool value = true;  ///< True once the static_asserts have passed.
 };
 
 }  // namespace diffuse::nn

@@ -119,6 +119,7 @@ class Ema {
 template <Parameterised Model>
 class [[nodiscard]] EmaApplied {
  public:
+  /// Swaps the averaged weights of `ema` into `model`.
   EmaApplied(Ema& ema, Model& model) : ema_(ema), model_(model) { ema_.swap_with(model_); }
   ~EmaApplied() { ema_.swap_with(model_); }
   EmaApplied(const EmaApplied&) = delete;

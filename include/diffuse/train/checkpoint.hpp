@@ -59,12 +59,14 @@ inline constexpr const char* label_dropout = "train.label_dropout";  ///< fracti
 
 /// What a checkpoint or weights file says about itself, read without building a model.
 struct CheckpointInfo {
-  std::string path;
+  std::string path;  ///< the file read
   bool training_checkpoint = false;  ///< true: written by save_checkpoint; false: plain weights
   std::string model;                 ///< configuration name (empty for plain weights)
   std::size_t classes = 0;           ///< classes of the model (0: unconditional)
+  ///@{
   /// The trainer's counters, batch and data set size (training checkpoints; 0 otherwise).
   std::uint64_t seed = 0, steps = 0, optimizer_steps = 0, images_seen = 0, batch = 0, data_size = 0;
+  ///@}
   std::map<std::string, std::string> metadata;  ///< every metadata entry, the caller's extras too
 
   /// A number stored as extra metadata (e.g. keys::label_dropout), if present. Throws

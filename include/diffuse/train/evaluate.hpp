@@ -15,9 +15,10 @@
 
 namespace diffuse::train {
 
+/// Settings of evaluate_loss_per_sigma: the noise levels, the batch and the fixed noise.
 struct EvalConfig {
   std::vector<double> sigmas = default_sigmas();  ///< noise levels, each used for every image
-  std::size_t batch = 64;
+  std::size_t batch = 64;  ///< images per forward pass
   std::uint64_t seed = 12345;  ///< noise of image i at level k: Generator(seed, i, k)
 
   /// Nine levels, log-spaced from 0.01 to 10 around EDM's training distribution

@@ -30,8 +30,10 @@ concept ImageSource = requires(const S& s, std::size_t i,
 template <std::size_t H, std::size_t W, std::size_t C>
 class TensorImages {
  public:
-  using Batch = Shape<dyn, H, W, C>;
+  using Batch = Shape<dyn, H, W, C>;  ///< (N, H, W, C)
 
+  /// Takes the images (pixels in [-1, 1]) and optionally one label per image. Throws
+  /// std::invalid_argument when labels are given and their count differs from the images'.
   explicit TensorImages(Tensor<float, Batch> images, std::vector<int> labels = {})
       : images_(std::move(images)), labels_(std::move(labels)) {
     if (!labels_.empty() && labels_.size() != images_.batch())
@@ -39,12 +41,14 @@ class TensorImages {
                                   " images but " + std::to_string(labels_.size()) + " labels");
   }
 
-  std::size_t size() const noexcept { return images_.batch(); }
+  std::size_t size() const noexcept { return images_.batch(); }  ///< Number of images.
+  /// Copies image i (i < size(), not checked) to out.
   void load(std::size_t i, TensorView<float, Shape<H, W, C>> out) const {
     std::memcpy(out.data(), images_.data() + i * Batch::item_size, Batch::item_size * sizeof(float));
   }
+  /// The class of image i, -1 without labels.
   int label(std::size_t i) const noexcept { return labels_.empty() ? -1 : labels_[i]; }
-  const Tensor<float, Batch>& images() const noexcept { return images_; }
+  const Tensor<float, Batch>& images() const noexcept { return images_; }  ///< All images, (N, H, W, C).
 
  private:
   Tensor<float, Batch> images_;

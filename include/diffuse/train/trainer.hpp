@@ -35,6 +35,7 @@
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/train/image_source.hpp"
 
+/// The training loop, its checkpoints, evaluation and the sources of training images.
 namespace diffuse::train {
 
 /// Training cannot go on (too many non-finite steps in a row).
@@ -43,11 +44,12 @@ class TrainingError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Settings of a Trainer.
 struct TrainerConfig {
-  std::size_t batch = 128;
-  std::uint64_t seed = 0;
-  optim::AdamWConfig optimizer{.lr = 1e-3, .weight_decay = 0.0, .warmup_steps = 0};
-  optim::EmaHalfLife ema{};
+  std::size_t batch = 128;  ///< images per step
+  std::uint64_t seed = 0;  ///< seed of every random draw (shuffle, sigma, noise, label dropout)
+  optim::AdamWConfig optimizer{.lr = 1e-3, .weight_decay = 0.0, .warmup_steps = 0};  ///< AdamW's settings
+  optim::EmaHalfLife ema{};  ///< the half-life of the weights' moving average
   int max_bad_steps = 5;  ///< non-finite steps in a row before TrainingError
   /// Class-conditional models: probability that an image is shown without its label
   /// (-1), so the model also learns the unconditional denoiser that classifier-free
@@ -61,9 +63,9 @@ struct StepReport {
   std::uint64_t epoch = 0;  ///< 0-based epoch the batch came from
   double loss = 0;          ///< the batch's EDM loss (mean over images)
   double grad_norm = 0;     ///< global gradient norm before clipping
-  double learning_rate = 0;
-  double seconds = 0;
-  double images_per_second = 0;
+  double learning_rate = 0;  ///< AdamW's learning rate for this step
+  double seconds = 0;  ///< wall-clock time of the step
+  double images_per_second = 0;  ///< batch / seconds
   bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
 };
 
@@ -80,15 +82,17 @@ using default_loss_t = decltype(diffusion::default_loss(std::declval<const typen
 template <class Model, ImageSource Source, diffusion::TrainingLoss Loss = default_loss_t<Model>>
 class Trainer {
  public:
-  using Batch = typename Model::Batch;
-  using Image = drop_axes<Batch, 0>;
+  using Batch = typename Model::Batch;  ///< (N, H, W, C)
+  using Image = drop_axes<Batch, 0>;  ///< (H, W, C)
   static_assert(std::is_same_v<Batch, typename Source::Batch>,
                 "diffuse::train::Trainer: the data set's image shape differs from the model's");
 
-  // The shuffle's and the label dropout's streams, far from the per-image streams
-  // 0 .. batch-1 of the noise.
+  ///@{
+  /// The shuffle's and the label dropout's generator streams, far from the per-image
+  /// streams 0 .. batch-1 of the noise.
   static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
   static constexpr std::uint64_t label_stream = std::uint64_t{1} << 61;
+  ///@}
   /// Classes of the model (0: unconditional; the labels of the data are then unused).
   static constexpr std::size_t classes = nn::classes_v<Model>;
 
@@ -116,10 +120,10 @@ class Trainer {
   std::uint64_t steps_done() const noexcept { return step_; }
   /// Images in the data set (with the batch size, it fixes which images each step uses).
   std::size_t data_size() const noexcept { return data_.size(); }
-  const TrainerConfig& config() const noexcept { return config_; }
-  const Loss& loss() const noexcept { return loss_; }
-  optim::AdamW& optimizer() noexcept { return optimizer_; }
-  optim::Ema& ema() noexcept { return ema_; }
+  const TrainerConfig& config() const noexcept { return config_; }  ///< The settings.
+  const Loss& loss() const noexcept { return loss_; }  ///< The training loss.
+  optim::AdamW& optimizer() noexcept { return optimizer_; }  ///< The optimiser (its state is part of a checkpoint).
+  optim::Ema& ema() noexcept { return ema_; }  ///< The moving average of the weights (sampling uses it).
 
   /// One training step.
   StepReport step() {
@@ -178,8 +182,12 @@ class Trainer {
   /// The counters that, with the seed and the tensors of for_each_state, are the whole
   /// training state.
   struct Counters {
+    ///@{
+    /// The run's seed, the steps taken, the AdamW updates made and the images trained on.
     std::uint64_t seed = 0, steps = 0, optimizer_steps = 0, images_seen = 0;
+    ///@}
   };
+  /// The current counters (for a checkpoint).
   Counters counters() const noexcept { return {config_.seed, step_, optimizer_.step_count(), images_seen_}; }
   /// Restores counters saved by counters(); the seed must be the one this trainer runs with.
   void set_counters(const Counters& c) {

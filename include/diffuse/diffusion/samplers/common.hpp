@@ -38,6 +38,7 @@ namespace diffuse::diffusion {
 
 /// The default callback: does nothing.
 struct NoCallback {
+  /// Ignores its arguments.
   template <class... A>
   void operator()(A&&...) const noexcept {}
 };
@@ -53,8 +54,13 @@ concept Denoiser = requires(D& d, TensorView<const float, Batch> x, float sigma,
 /// sigma_up = min(sigma_next, eta sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2)):
 /// DDIM's noise level for eta (Song et al. 2021) in the variance-exploding view.
 struct AncestralStep {
+  ///@{
+  /// The deterministic step's target and the std of the fresh noise.
   double sigma_down, sigma_up;
+  ///@}
 };
+/// The ancestral split of the step sigma -> sigma_next for `eta` (k-diffusion's
+/// get_ancestral_step); eta 0 or sigma_next 0 give {sigma_next, 0}.
 inline AncestralStep ancestral_step(double sigma, double sigma_next, double eta = 1.0) {
   if (eta == 0.0 || sigma_next == 0.0) return {sigma_next, 0.0};
   const double up = std::min(

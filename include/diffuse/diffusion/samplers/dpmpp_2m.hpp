@@ -19,11 +19,13 @@ namespace diffuse::diffusion {
 /// Second-order multistep ODE sampler (DPM-Solver++(2M)).
 template <Schedule Sched = KarrasSchedule>
 struct DpmPp2M {
-  Sched schedule{};
-  std::size_t steps = 18;
+  Sched schedule{};  ///< the sigma schedule the steps follow
+  std::size_t steps = 18;  ///< number of steps, one denoiser call each
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
+  /// One pass over `sigmas` (descending, ending in 0). x: (N, H, W, C), integrated in place.
+  /// Draws no noise.
   template <class D, class Batch, class Cb>
   void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>&,
            Cb& callback) const {

@@ -14,12 +14,12 @@ namespace diffuse::diffusion {
 /// First-order ODE sampler: x <- x + (sigma_next - sigma) (x - D(x; sigma)) / sigma.
 template <Schedule Sched = KarrasSchedule>
 struct Euler {
-  Sched schedule{};
-  std::size_t steps = 18;
+  Sched schedule{};  ///< the sigma schedule the steps follow
+  std::size_t steps = 18;  ///< number of steps, one denoiser call each
   double s_churn = 0.0;  ///< 0: deterministic
-  double s_tmin = 0.0;
-  double s_tmax = std::numeric_limits<double>::infinity();
-  double s_noise = 1.0;
+  double s_tmin = 0.0;  ///< churn only for sigma >= s_tmin (EDM's S_tmin)
+  double s_tmax = std::numeric_limits<double>::infinity();  ///< churn only for sigma <= s_tmax (EDM's S_tmax)
+  double s_noise = 1.0;  ///< std scale of the churn noise (EDM's S_noise)
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 

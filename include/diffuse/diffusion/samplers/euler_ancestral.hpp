@@ -14,13 +14,14 @@ namespace diffuse::diffusion {
 /// Stochastic first-order sampler with ancestral noise.
 template <Schedule Sched = KarrasSchedule>
 struct EulerAncestral {
-  Sched schedule{};
-  std::size_t steps = 18;
-  double eta = 1.0;
-  double s_noise = 1.0;
+  Sched schedule{};  ///< the sigma schedule the steps follow
+  std::size_t steps = 18;  ///< number of steps, one denoiser call each
+  double eta = 1.0;  ///< DDIM's eta: 0 deterministic, 1 full ancestral noise
+  double s_noise = 1.0;  ///< scale of the fresh noise (k-diffusion's s_noise)
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
+  /// One pass over `sigmas` (descending, ending in 0). x: (N, H, W, C), integrated in place.
   template <class D, class Batch, class Cb>
   void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {

@@ -16,15 +16,16 @@ namespace diffuse::diffusion {
 /// Second-order ODE sampler (EDM Algorithm 2).
 template <Schedule Sched = KarrasSchedule>
 struct Heun {
-  Sched schedule{};
-  std::size_t steps = 18;
+  Sched schedule{};  ///< the sigma schedule the steps follow
+  std::size_t steps = 18;  ///< number of steps (2 steps - 1 denoiser calls)
   double s_churn = 0.0;  ///< 0: deterministic (EDM's setting for the reference model)
-  double s_tmin = 0.0;
-  double s_tmax = std::numeric_limits<double>::infinity();
-  double s_noise = 1.0;
+  double s_tmin = 0.0;  ///< churn only for sigma >= s_tmin (EDM's S_tmin)
+  double s_tmax = std::numeric_limits<double>::infinity();  ///< churn only for sigma <= s_tmax (EDM's S_tmax)
+  double s_noise = 1.0;  ///< std scale of the churn noise (EDM's S_noise)
 
   DIFFUSE_SAMPLER_ENTRY_POINTS
 
+  /// One pass over `sigmas` (descending, ending in 0). x: (N, H, W, C), integrated in place.
   template <class D, class Batch, class Cb>
   void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {

@@ -36,7 +36,7 @@ enum class Activation { none, relu, silu };
 template <class T>
 struct Epilogue {
   const T* bias = nullptr;  ///< [N] per-column bias, or nullptr
-  Activation act = Activation::none;
+  Activation act = Activation::none;  ///< applied after the bias
 };
 
 }  // namespace diffuse::kernels
