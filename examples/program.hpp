@@ -12,7 +12,6 @@
 #include <CLI/CLI.hpp>
 #include <diffuse/io/idx.hpp>
 #include <diffuse/io/image_folder.hpp>
-#include <diffuse/train/checkpoint.hpp>
 #include <diffuse/train/image_source.hpp>
 #include <diffuse/unet.hpp>
 #include <diffuse/version.hpp>

@@ -210,7 +210,7 @@ int run(const Options& o, const std::vector<double>& sigmas) {
   try {
     loaded = train::load_sampling_weights(model->net(), o.checkpoint, o.model, !o.no_ema);
   } catch (const io::SafetensorsError& e) {
-    throw io::SafetensorsError(std::string(e.what()) + " (choose the configuration with --model)");
+    throw io::SafetensorsError(std::string(e.what()) + "; choose the configuration with --model");
   }
   std::fprintf(stderr, "model %s: %s\n", o.model.c_str(), loaded.c_str());
   if (o.label >= 0)

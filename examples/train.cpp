@@ -101,7 +101,8 @@ int run(const Options& o) {
     const train::CheckpointInfo saved = train::read_checkpoint_info(checkpoint);
     cfg.seed = saved.seed;
     if (saved.batch) cfg.batch = saved.batch;
-    if (const auto p = saved.number(train::keys::label_dropout); p && !o.label_dropout_given) cfg.label_dropout = *p;
+    if (!o.label_dropout_given)
+      if (const auto p = saved.number(train::keys::label_dropout)) cfg.label_dropout = *p;
   }
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);

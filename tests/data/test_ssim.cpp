@@ -85,8 +85,17 @@ TEST(Ssim, TakesImagesOfABatchAndConstOrMutableViews) {
   static_assert(std::is_const_v<std::remove_pointer_t<decltype(const_batch.item(0).data())>>);
   const double mixed = ssim(batch.item(0), const_batch.item(1));
   EXPECT_EQ(mixed, ssim(const_batch.item(0), batch.item(1)));
-  EXPECT_EQ(mixed, diffuse::metrics::detail::ssim(batch.item(0).data(), batch.item(1).data(), 12, 12, 1));
   EXPECT_LT(mixed, 0.5);  // independent noise
+}
+
+// The form for images whose size is known only at run time gives the same number and
+// checks the sizes it is given.
+TEST(Ssim, RunTimeSizedImages) {
+  const auto a = random_image<12, 13, 3>(7), b = random_image<12, 13, 3>(8);
+  const std::span<const float> sa(a.data(), a.size()), sb(b.data(), b.size());
+  EXPECT_EQ(ssim(sa, sb, 12, 13, 3), ssim(a.view(), b.view()));
+  EXPECT_THROW(ssim(sa, sb.first(10), 12, 13, 3), std::invalid_argument);
+  EXPECT_THROW(ssim(sa, sb, 13, 12, 2), std::invalid_argument);
 }
 
 TEST(Ssim, FallsAsNoiseGrows) {

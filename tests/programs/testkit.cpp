@@ -93,8 +93,8 @@ int ssim(const std::string& a, const std::string& b) {
     fx[i] = diffuse::io::from_byte(x.pixels[i]);
     fy[i] = diffuse::io::from_byte(y.pixels[i]);
   }
-  // The images' size is known only at run time: the raw-pointer form of metrics::ssim.
-  std::printf("%.6f\n", diffuse::metrics::detail::ssim(fx.data(), fy.data(), x.height, x.width, 1));
+  // The images' size is known only at run time.
+  std::printf("%.6f\n", diffuse::metrics::ssim(std::span<const float>(fx), std::span<const float>(fy), x.height, x.width, 1));
   return 0;
 }
 

@@ -136,6 +136,23 @@ TEST(Checkpoint, ExportedWeightsLoadIntoAFreshNetwork) {
 template <class F>
 void expect_error_naming(F&& f, const std::string& path, const std::string& text);
 
+// A state dict missing its last tensor: the load fails naming it and changes nothing.
+TEST(Checkpoint, StateDictLoadsAllOrNothing) {
+  auto a = std::make_unique<Model>(diffusion::Edm{}, 3);
+  io::SafetensorsWriter w;
+  std::string last;
+  a->net().for_each_param_ref([&](const nn::ParamRef<float>& p) { last = std::string(p.name); });
+  a->net().for_each_param_ref([&](const nn::ParamRef<float>& p) {
+    if (p.name != last) nn::write_param(w, p, std::span<const float>(p.value));
+  });
+  const std::string path = temp_path("partial.safetensors");
+  w.write(path);
+  auto b = std::make_unique<Model>(diffusion::Edm{}, 4);
+  const auto before = weights(*b);
+  expect_error_naming([&] { nn::load_state_dict(b->net(), path); }, path, last);
+  EXPECT_EQ(weights(*b), before);
+}
+
 std::vector<float> ema_weights(train::Trainer<Model, Images>& t) {
   std::vector<float> w;
   t.ema().for_each_param([&](std::string_view, std::span<float> v) { w.insert(w.end(), v.begin(), v.end()); });
@@ -311,14 +328,14 @@ namespace {
 // gradient of every tensor and on a spread of others.
 TEST(TrainingGradient, EdmTinyLossMatchesFiniteDifferencesInDouble) {
   using ModelD = diffusion::EDMPrecond<nn::UNet<nn::edm_tiny, double>>;
-  using ImageD = ModelD::Batch;
+  using BatchD = ModelD::Batch;
   auto model = std::make_unique<ModelD>(diffusion::Edm{}, 21);
-  Tensor<double, ImageD> y(2), noise(2);
+  Tensor<double, BatchD> y(2), noise(2);
   Generator g(8);
   fill_uniform(y, g, -1, 1);
   fill_normal(noise, g);
   const std::vector<double> sigma = {0.4, 2.5};
-  auto loss = [&] { return model->loss(TensorView<const double, ImageD>(y.view()), sigma, TensorView<const double, ImageD>(noise.view())); };
+  auto loss = [&] { return model->loss(TensorView<const double, BatchD>(y.view()), sigma, TensorView<const double, BatchD>(noise.view())); };
   model->zero_grad();
   const double at = loss();
   model->loss_backward();

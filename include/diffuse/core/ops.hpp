@@ -160,6 +160,9 @@ template <class S, class T>
 auto per_item(const std::vector<T>& v) {
   return per_item<S>(std::span<const T>(v));
 }
+/// A temporary vector would be gone before the expression is evaluated.
+template <class S, class T>
+auto per_item(std::vector<T>&& v) = delete;
 ///@}
 
 #define DIFFUSE_COMPOUND_ASSIGN(op, F)                                       \

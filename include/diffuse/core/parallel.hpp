@@ -44,9 +44,10 @@ inline void set_num_threads(int n) noexcept {
 #endif
 }
 
-/// Elements of work (roughly: elements read and written) from which a loop is split
-/// over threads. Measured on 2-core AVX-512 machines: below ~2^15 float operations a
-/// libgomp team costs more than it saves.
+/// Elements of work from which a loop is split over threads: for an element-wise loop
+/// the elements it writes; a loop that passes over its data several times (GroupNorm,
+/// softmax, resampling) counts each pass. Below this a libgomp team costs more than the
+/// work it would share (the earlier per-site thresholds were 2^14 to 2^16).
 inline constexpr std::size_t parallel_min_work = std::size_t{1} << 15;
 
 /// Threads for a loop touching `work` elements: available_threads() from

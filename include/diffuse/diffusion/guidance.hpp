@@ -48,8 +48,8 @@ class Guided {
     both_ = any_label && scale_ != 1.0;
     if (both_) {
       both_labels_ = labels_;
-      both_labels_.resize(2 * labels_.size(), -1);
-      for (int k : labels_) extra_.push_back(k < 0 ? T(0) : static_cast<T>(scale_ - 1.0));
+      both_labels_.resize(2 * labels_.size(), nn::no_label);
+      for (int k : labels_) guided_.push_back(k < 0 ? T(0) : T(1));
     }
   }
 
@@ -77,10 +77,11 @@ class Guided {
     sigma_.assign(2 * n, sigma);
     model_.forward(TensorView<const T, Batch>(x2_.view()), std::span<const T>(sigma_),
                    std::span<const int>(both_labels_), d2_.view());
-    // out = uncond + w_i (cond - uncond) written as cond + (w_i - 1)(cond - uncond), so
-    // that an image without a label (w_i = 1) gets exactly its conditional estimate.
+    // out = uncond + w (cond - uncond); an image without a label keeps its conditional
+    // estimate (which is its unconditional one) exactly.
     const auto cond = d2_.items(0, n), uncond = d2_.items(n, n);
-    out = cond + per_item<Batch>(extra_) * (cond - uncond);
+    const T w = static_cast<T>(scale_);
+    out = where(per_item<Batch>(guided_) > T(0), uncond + w * (cond - uncond), cond);
   }
 
  private:
@@ -89,7 +90,8 @@ class Guided {
   double scale_;
   bool both_ = false;
   Tensor<T, Batch> x2_, d2_;
-  std::vector<T> sigma_, extra_;  // extra_: w_i - 1 for each image
+  std::vector<T> sigma_;
+  std::vector<T> guided_;  // per image: 1 when it has a label, else 0
 };
 
 }  // namespace diffuse::diffusion

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -297,5 +298,10 @@ using VPPrecond = Precond<Vp, Net>;
 template <class Net>
 using VEPrecond = Precond<Ve, Net>;
 ///@}
+
+/// The loss a preconditioned model trains with unless told otherwise: default_loss of its
+/// preconditioning.
+template <class Model>
+using default_loss_t = decltype(default_loss(std::declval<const typename Model::policy_type&>()));
 
 }  // namespace diffuse::diffusion

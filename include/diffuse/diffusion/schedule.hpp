@@ -10,14 +10,14 @@
 //   KarrasSchedule       EDM eq. 5, sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho
 //   ExponentialSchedule  uniform in log sigma (k-diffusion get_sigmas_exponential)
 //   VeSchedule           EDM Table 1 "VE" discretisation (geometric in sigma^2 = t, so also
-//                      uniform in log sigma), with the VE defaults smin = 0.02, smax = 100
+//                        uniform in log sigma), with the VE defaults smin = 0.02, smax = 100
 //   VpSchedule           EDM Table 1 "VP": continuous linear-beta DDPM, t from 1 to eps_s,
-//                      sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)
+//                        sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)
 //   DdpmSchedule         the discrete DDPM schedule (T = 1000 linear betas) at n evenly
-//                      spaced training timesteps: the sigmas DDIM usually runs on
+//                        spaced training timesteps: the sigmas DDIM usually runs on
 //   CosineSchedule       EDM Table 1 "iDDPM" discretisation of the cosine schedule
-//                      (Nichol & Dhariwal 2021): the M = 1000 levels u_j, kept within
-//                      [smin, smax], n of them chosen evenly by index
+//                        (Nichol & Dhariwal 2021): the M = 1000 levels u_j, kept within
+//                        [smin, smax], n of them chosen evenly by index
 //
 // This file does not sample anything; see sampler.hpp.
 #pragma once

@@ -142,10 +142,10 @@ void gemm_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T
   if (batch <= 0 || m <= 0 || n <= 0) return;
   const int nt = available_threads();
   if (nt > 1 && batch >= nt) {
-    DIFFUSE_OMP(parallel for num_threads(nt) schedule(static))
-    for (index_t i = 0; i < batch; ++i)
+    parallel_for(batch, nt, [&](index_t i) {
       detail::gemm_threads(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda,
                            b + i * stride_b, ldb, beta, c + i * stride_c, ldc, epi, 1);
+    });
   } else {
     for (index_t i = 0; i < batch; ++i)
       detail::gemm_threads(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda,

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "diffuse/core/parallel.hpp"
-#include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels {
 

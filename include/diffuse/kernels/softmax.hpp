@@ -15,7 +15,7 @@
 #include <cstddef>
 
 #include "diffuse/core/parallel.hpp"
-#include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels {
 

@@ -12,6 +12,7 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -83,6 +84,19 @@ double ssim(const T* a, const T* b, std::size_t h, std::size_t w, std::size_t c,
 }
 
 }  // namespace detail
+
+/// Mean SSIM of two images of a size known only at run time: a and b hold h x w x c
+/// values each (row-major, channels last). Throws std::invalid_argument when a span's
+/// size is not h * w * c or the window does not fit.
+template <class T>
+double ssim(std::span<const T> a, std::span<const T> b, std::size_t h, std::size_t w, std::size_t c,
+            const SsimOptions& o = {}) {
+  if (a.size() != h * w * c || b.size() != h * w * c)
+    throw std::invalid_argument("diffuse::metrics::ssim: " + std::to_string(a.size()) + " and " +
+                                std::to_string(b.size()) + " values for images of " + std::to_string(h) + "x" +
+                                std::to_string(w) + "x" + std::to_string(c));
+  return detail::ssim(a.data(), b.data(), h, w, c, o);
+}
 
 /// Mean SSIM of two images a, b: (H, W, C) views, channels last, of the same shape and
 /// element type (const or not). 1 for identical images; symmetric in a and b. Throws

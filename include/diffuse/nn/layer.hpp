@@ -2,7 +2,7 @@
 // initialisation, the run-time batch check and the two ways a backward writes an input
 // gradient. A layer header includes this one.
 //
-// The layer contract (see unet.md): forward(x, out) with compile-time shapes and a run-time
+// The layer contract (see docs/unet.md): forward(x, out) with compile-time shapes and a run-time
 // batch; backward_input / backward_params (or one backward) that store or add (beta 0 or
 // 1) the input gradient and accumulate (+=) the parameter gradients; visit_params(f, name)
 // listing the parameters in PyTorch's state_dict order.

@@ -20,10 +20,13 @@
 // load_sampling_weights() read either kind of file, for programs that sample.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -163,11 +166,13 @@ inline CheckpointInfo info_of(const io::SafetensorsFile& f) {
   const auto model = info.metadata.find(keys::model);
   info.model = model == info.metadata.end() ? "?" : model->second;
   info.classes = metadata_number_or(f, keys::classes, 0);
-  info.seed = metadata_number(f, keys::seed);
-  info.steps = metadata_number(f, keys::steps);
-  info.optimizer_steps = metadata_number(f, keys::optimizer_steps);
-  info.images_seen = metadata_number(f, keys::images_seen);
-  info.batch = metadata_number_or(f, keys::batch, 0);  // absent in files of older versions
+  // Absent counters read as 0 here (sampling needs none of them); load_checkpoint, which
+  // does, requires them.
+  info.seed = metadata_number_or(f, keys::seed, 0);
+  info.steps = metadata_number_or(f, keys::steps, 0);
+  info.optimizer_steps = metadata_number_or(f, keys::optimizer_steps, 0);
+  info.images_seen = metadata_number_or(f, keys::images_seen, 0);
+  info.batch = metadata_number_or(f, keys::batch, 0);
   info.data_size = metadata_number_or(f, keys::data_size, 0);
   return info;
 }
@@ -220,18 +225,21 @@ template <class Model, class Source, class Loss>
 void load_checkpoint(const std::string& path, const std::string& model_name, Model& model,
                      Trainer<Model, Source, Loss>& trainer) {
   const io::SafetensorsFile f(path);
-  const CheckpointInfo info = detail::info_of(f);
-  if (!info.training_checkpoint)
+  const auto format = f.metadata().find(keys::format);
+  if (format == f.metadata().end() || format->second != checkpoint_format)
     throw io::DataError(path, std::string("not a diffuse training checkpoint (expected metadata ") + keys::format +
                                   " = " + checkpoint_format + ")");
+  const CheckpointInfo info = detail::info_of(f);
   if (info.model != model_name)
     throw io::DataError(path, "checkpoint of model '" + info.model + "', but this run uses '" + model_name + "'");
-  detail::metadata_number(f, keys::batch);  // required to resume: they fix the images of every step
-  detail::metadata_number(f, keys::data_size);
   constexpr std::size_t classes = Trainer<Model, Source, Loss>::classes;
   if (info.classes != classes)
     throw io::DataError(path, "checkpoint of a model with " + classes_text(info.classes) + ", but this one has " +
                                   classes_text(classes));
+  // The counters are the run's random state, batch and data set size fix its images:
+  // resuming needs every one of them.
+  for (const char* key : {keys::seed, keys::steps, keys::optimizer_steps, keys::images_seen, keys::batch, keys::data_size})
+    detail::metadata_number(f, key);
   if (info.batch != trainer.config().batch || info.data_size != trainer.data_size())
     throw io::DataError(path, "the run was trained with batch " + std::to_string(info.batch) + " on " +
                                   std::to_string(info.data_size) + " images; this one has batch " +

@@ -1,15 +1,19 @@
-// A deterministic measure of a model: the EDM loss on held-out images at a fixed grid
+// A deterministic measure of a model: the training loss (EDM's by default) on held-out images at a fixed grid
 // of noise levels, with fixed noise. Two trainings (or two checkpoints of one) are then
 // compared by one number that does not move with the random draws of the training loss.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "diffuse/core/random.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/diffusion/loss.hpp"
+#include "diffuse/diffusion/precond.hpp"
 #include "diffuse/nn/labels.hpp"
 #include "diffuse/train/image_source.hpp"
 
@@ -30,11 +34,12 @@ struct EvalConfig {
   }
 };
 
-/// Mean per-image EDM loss (lambda(sigma) ||D(y + sigma n; sigma) - y||^2) over the images
-/// of `data` and the noise levels of `cfg`; one entry per level, in order. A class-
-/// conditional model denoises each image given its label (-1, no label, where it has none).
-template <class Model, ImageSource Source>
-std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, const EvalConfig& cfg = {}) {
+/// Mean per-image loss (lambda(sigma) ||D(y + sigma n; sigma) - y||^2, lambda the weight of
+/// `loss_fn`, e.g. diffusion::EDMLoss) over the images of `data` and the noise levels of
+/// `cfg`; one entry per level, in order. A class-conditional model denoises each image
+/// given its label (-1, no label, where it has none).
+template <class Model, ImageSource Source, diffusion::TrainingLoss Loss>
+std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, const EvalConfig& cfg, const Loss& loss_fn) {
   using Batch = typename Model::Batch;
   const std::size_t n = data.size();
   std::vector<double> result(cfg.sigmas.size(), 0.0);
@@ -42,7 +47,7 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
   const std::size_t b = std::min(cfg.batch, n);
   Tensor<float, Batch> y(b), noise(b);
   std::vector<float> sigma(b);
-  std::vector<int> labels(b, -1);
+  std::vector<int> labels(b, nn::no_label);
   constexpr bool conditional = nn::classes_v<Model> > 0;
   if constexpr (conditional) {  // up front, so that an error names the image's index in `data`
     std::vector<int> all(n);
@@ -64,8 +69,8 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
       }
       const TensorView<const float, Batch> y_in(yv), n_in(nv);
       const std::span<const float> s_in(sigma.data(), m);
-      if constexpr (conditional) model.loss(y_in, s_in, n_in, std::span<const int>(labels.data(), m));
-      else model.loss(y_in, s_in, n_in);
+      if constexpr (conditional) model.loss(loss_fn, y_in, s_in, n_in, std::span<const int>(labels.data(), m));
+      else model.loss(loss_fn, y_in, s_in, n_in);
       for (float l : model.loss_per_image()) total += l;
     }
     result[k] = total / static_cast<double>(n);
@@ -73,13 +78,26 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
   return result;
 }
 
-/// The mean of evaluate_loss_per_sigma over the levels: one number per model.
+/// evaluate_loss_per_sigma with the loss EDM pairs with the model's preconditioning
+/// (diffusion::default_loss; for EDM, EDMLoss's weighting).
 template <class Model, ImageSource Source>
-double evaluate_loss(Model& model, const Source& data, const EvalConfig& cfg = {}) {
-  const auto per = evaluate_loss_per_sigma(model, data, cfg);
+std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, const EvalConfig& cfg = {}) {
+  return evaluate_loss_per_sigma(model, data, cfg, diffusion::default_loss(model.policy()));
+}
+
+/// The mean of evaluate_loss_per_sigma over the levels: one number per model.
+template <class Model, ImageSource Source, diffusion::TrainingLoss Loss>
+double evaluate_loss(Model& model, const Source& data, const EvalConfig& cfg, const Loss& loss_fn) {
+  const auto per = evaluate_loss_per_sigma(model, data, cfg, loss_fn);
   double s = 0.0;
   for (double v : per) s += v;
   return per.empty() ? 0.0 : s / static_cast<double>(per.size());
+}
+
+/// evaluate_loss with diffusion::default_loss of the model's preconditioning.
+template <class Model, ImageSource Source>
+double evaluate_loss(Model& model, const Source& data, const EvalConfig& cfg = {}) {
+  return evaluate_loss(model, data, cfg, diffusion::default_loss(model.policy()));
 }
 
 }  // namespace diffuse::train

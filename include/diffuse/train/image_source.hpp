@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/labels.hpp"
 
 namespace diffuse::train {
 
@@ -46,8 +47,8 @@ class TensorImages {
   void load(std::size_t i, TensorView<float, Shape<H, W, C>> out) const {
     std::memcpy(out.data(), images_.data() + i * Batch::item_size, Batch::item_size * sizeof(float));
   }
-  /// The class of image i, -1 without labels.
-  int label(std::size_t i) const noexcept { return labels_.empty() ? -1 : labels_[i]; }
+  /// The class of image i, nn::no_label (-1) without labels.
+  int label(std::size_t i) const noexcept { return labels_.empty() ? nn::no_label : labels_[i]; }
   const Tensor<float, Batch>& images() const noexcept { return images_; }  ///< All images, (N, H, W, C).
 
  private:

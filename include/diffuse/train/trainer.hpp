@@ -61,7 +61,7 @@ struct TrainerConfig {
 struct StepReport {
   std::uint64_t step = 0;   ///< 1-based index of this step
   std::uint64_t epoch = 0;  ///< 0-based epoch the batch came from
-  double loss = 0;          ///< the batch's EDM loss (mean over images)
+  double loss = 0;          ///< the batch's loss (mean over images; the trainer's Loss)
   double grad_norm = 0;     ///< global gradient norm before clipping
   double learning_rate = 0;  ///< AdamW's learning rate for this step
   double seconds = 0;  ///< wall-clock time of the step
@@ -69,17 +69,12 @@ struct StepReport {
   bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
 };
 
-/// The loss a model trains with unless told otherwise: the one EDM pairs with its
-/// preconditioning (diffusion::default_loss).
-template <class Model>
-using default_loss_t = decltype(diffusion::default_loss(std::declval<const typename Model::policy_type&>()));
-
 /// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
 /// zero_grad()) on images from `Source` with the training loss `Loss` (diffusion::EDMLoss,
 /// VPLoss, VELoss: the distribution of sigma and the weighting). A class-conditional model
 /// (Model::classes > 0) is trained on the source's labels, which must all be classes of
 /// the model.
-template <class Model, ImageSource Source, diffusion::TrainingLoss Loss = default_loss_t<Model>>
+template <class Model, ImageSource Source, diffusion::TrainingLoss Loss = diffusion::default_loss_t<Model>>
 class Trainer {
  public:
   using Batch = typename Model::Batch;  ///< (N, H, W, C)
@@ -103,7 +98,7 @@ class Trainer {
   /// smaller than one batch, a label dropout outside [0, 1] or a label that is not a class.
   Trainer(Model& model, const Source& data, TrainerConfig config, Loss loss)
       : model_(model), data_(data), config_(config), loss_(loss), optimizer_(config.optimizer), ema_(model),
-        images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, -1) {
+        images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, nn::no_label) {
     if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
     if (data.size() < config.batch)
       throw std::invalid_argument("diffuse::train::Trainer: the data set has " + std::to_string(data.size()) +
@@ -141,7 +136,7 @@ class Trainer {
     if constexpr (classes > 0) {
       for (std::size_t i = 0; i < b; ++i) {
         Generator g(config_.seed, label_stream | i, s);
-        labels_[i] = diffusion::draw_uniform(g) < config_.label_dropout ? -1 : data_.label(order_[first + i]);
+        labels_[i] = diffusion::draw_uniform(g) < config_.label_dropout ? nn::no_label : data_.label(order_[first + i]);
       }
       r.loss = model_.loss(loss_, images_.view(), sigma_, noise_.view(), labels_);
     } else {

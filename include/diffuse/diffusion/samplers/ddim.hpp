@@ -2,9 +2,10 @@
 // rest of the library uses: with the noise estimate eps = (x - D(x; sigma)) / sigma,
 //   x_next = D + sigma_down eps + sigma_up z,  (sigma_down, sigma_up) = ancestral_step(sigma, sigma_next, eta).
 // This is DDIM's update of x / sqrt(alpha_bar) with sigma^2 = (1 - alpha_bar) / alpha_bar,
-// and it is exactly Euler ancestral's update (samplers/euler_ancestral.hpp) with the same
-// eta: DDIM is that sampler on DDPM's discrete schedule, with eta = 0 (deterministic; an
-// Euler step, EDM section 3) by default. eta = 1 adds DDPM's ancestral noise.
+// and, written x + (sigma_down - sigma) eps, Euler ancestral's update
+// (samplers/euler_ancestral.hpp) with the same eta, equal up to rounding: DDIM is that
+// sampler on DDPM's discrete schedule, with eta = 0 (deterministic; an Euler step, EDM
+// section 3) by default. eta = 1 adds DDPM's ancestral noise.
 #pragma once
 
 #include <cstddef>

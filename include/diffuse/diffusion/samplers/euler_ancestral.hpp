@@ -26,7 +26,7 @@ struct EulerAncestral {
   void run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
-    Tensor<float, Batch> den(x.batch()), z(x.batch());
+    Tensor<float, Batch> den(x.batch()), z(eta > 0.0 ? x.batch() : 0);
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = sigmas[i];
       detail::call_denoiser(denoise, x, sigma, den.view());

@@ -23,11 +23,9 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/simd.hpp"
+#include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels {
-
-/// Index and size type of all kernels (signed: differences and strides are natural).
-using index_t = std::ptrdiff_t;
 
 /// Element-wise activation a fused epilogue applies after the bias.
 enum class Activation { none, relu, silu };

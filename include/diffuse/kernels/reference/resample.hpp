@@ -1,7 +1,7 @@
 // Naive twins of kernels/resample.hpp for the tests.
 #pragma once
 
-#include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels::reference {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels::reference {
 
