@@ -1,6 +1,7 @@
-// What the programs diffuse-train and diffuse-sample share: the line that heads every
-// log (version, instruction set, threads, device), the named model configurations,
-// reading image data sets, and the Ctrl-C / SIGTERM flag.
+// What the programs diffuse-train and diffuse-sample share on their command lines: the
+// line that heads every log (version, instruction set, threads, device), the named model
+// configurations, the Ctrl-C / SIGTERM flag and option checks. Light, for the programs'
+// main translation units; reading data sets is program_data.hpp.
 #pragma once
 
 #include <atomic>
@@ -10,10 +11,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <diffuse/io/idx.hpp>
-#include <diffuse/io/image_folder.hpp>
-#include <diffuse/train/image_source.hpp>
-#include <diffuse/unet.hpp>
+#include <diffuse/core/parallel.hpp>
+#include <diffuse/nn/unet_config.hpp>
 #include <diffuse/version.hpp>
 
 namespace diffuse::programs {
@@ -46,28 +45,6 @@ decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
 
 /// The guidance scale the programs use unless told otherwise (diffusion::Guided).
 inline constexpr double default_guidance = 3.0;
-
-/// Training images from an IDX file (plain or .gz; optional IDX labels) or a folder of
-/// image files (resized to the model's size when `resize`, else rejected).
-template <std::size_t H, std::size_t W, std::size_t C>
-train::TensorImages<H, W, C> load_images(const std::string& path, const std::string& labels, bool resize) {
-  if (std::filesystem::is_directory(path)) {
-    if (!labels.empty()) throw std::invalid_argument("--labels goes with an IDX image file, not a folder");
-    return train::TensorImages<H, W, C>(io::load_image_folder<H, W, C>(path, resize));
-  }
-  if constexpr (C != 1) {
-    throw io::DataError(path, "IDX files hold grey images, but the model takes " + std::to_string(C) + " channels");
-  } else {
-    auto images = io::load_idx_images<H, W>(path);
-    std::vector<int> l;
-    if (!labels.empty()) {
-      l = io::load_idx_labels(labels);
-      if (l.size() != images.batch())
-        throw io::DataError(labels, std::to_string(l.size()) + " labels for " + std::to_string(images.batch()) + " images");
-    }
-    return train::TensorImages<H, W, C>(std::move(images), std::move(l));
-  }
-}
 
 /// Set when SIGINT (Ctrl-C) or SIGTERM arrives; the programs finish the current step,
 /// save what they have and stop.

@@ -10,55 +10,25 @@
 // Image i of a run uses the noise of (seed, i), so the images do not depend on --batch.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <memory>
-#include <optional>
-#include <set>
-#include <span>
+#include <string>
+#include <vector>
 
-#include <diffuse/diffusion/guidance.hpp>
-#include <diffuse/diffusion/precond.hpp>
-#include <diffuse/diffusion/sampler.hpp>
-#include <diffuse/io/image.hpp>
-#include <diffuse/io/image_folder.hpp>
-#include <diffuse/metrics/ssim.hpp>
-#include <diffuse/train/checkpoint.hpp>
+#include <diffuse/diffusion/schedule.hpp>
+#include <diffuse/io/data_error.hpp>
+#include <diffuse/io/safetensors.hpp>
+#include <diffuse/train/checkpoint_info.hpp>
 
 #include "program.hpp"
+#include "sample.hpp"
 
 namespace {
 
 using namespace diffuse;
-using Clock = std::chrono::steady_clock;
-namespace fs = std::filesystem;
+using programs::SampleOptions;
+using programs::UsageError;
 
 constexpr const char* program = "diffuse-sample";
-
-struct Options {
-  std::string checkpoint;
-  std::string model = "edm-mnist-small";
-  std::string out = "samples";
-  std::string sampler = "heun";
-  std::string schedule = "karras";
-  long long steps = 18;
-  long long count = 16;
-  long long batch = 16;
-  std::uint64_t seed = 0;
-  std::string init;
-  double strength = 0.5;
-  double sigma_min = 0;  // 0: the schedule's own
-  double sigma_max = 0;
-  double eta = -1;       // < 0: the sampler's own (1 for euler_ancestral, 0 for ddim)
-  double churn = 0;
-  int label = -1;        // --class; -1: none
-  double guidance = programs::default_guidance;
-  int threads = 0;
-  bool no_ema = false;
-  bool resize = false;
-};
 
 const std::vector<std::string> sampler_names = {"euler", "heun", "euler_ancestral", "dpmpp_2m", "ddim"};
 const std::vector<std::string> schedule_names = {"karras", "exponential", "ve", "vp", "ddpm", "cosine"};
@@ -75,20 +45,7 @@ std::string number(double v) {
   return buf;
 }
 
-// A CSV field: quoted when it holds a comma, a quote or a line break.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-// A command line that parses but makes no sense.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-void check_options(const Options& o, const CLI::App& app) {
+void check_options(const SampleOptions& o, const CLI::App& app) {
   auto known = [](const std::vector<std::string>& names, const std::string& v) {
     return std::find(names.begin(), names.end(), v) != names.end();
   };
@@ -126,7 +83,7 @@ void check_options(const Options& o, const CLI::App& app) {
 }
 
 // The n sigmas of the chosen schedule, then 0.
-std::vector<double> schedule_sigmas(const Options& o) {
+std::vector<double> schedule_sigmas(const SampleOptions& o) {
   const auto n = static_cast<std::size_t>(o.steps);
   auto ranged = [&](auto s) {
     if (o.sigma_min > 0) s.sigma_min = o.sigma_min;
@@ -145,165 +102,10 @@ std::vector<double> schedule_sigmas(const Options& o) {
   return vp.sigmas(n);
 }
 
-// Calls f(sampler) with the chosen sampler (its own schedule and steps are unused: the
-// program passes the sigmas to run()).
-template <class F>
-void with_sampler(const Options& o, F&& f) {
-  const auto n = static_cast<std::size_t>(o.steps);
-  if (o.sampler == "euler") return f(diffusion::Euler<>{.steps = n, .s_churn = o.churn});
-  if (o.sampler == "heun") return f(diffusion::Heun<>{.steps = n, .s_churn = o.churn});
-  if (o.sampler == "euler_ancestral")
-    return f(diffusion::EulerAncestral<>{.steps = n, .eta = o.eta < 0 ? 1.0 : o.eta});
-  if (o.sampler == "dpmpp_2m") return f(diffusion::DpmPp2M<>{.steps = n});
-  return f(diffusion::ddim(n, o.eta < 0 ? 0.0 : o.eta));  // "ddim"
-}
-
-// The output file names of img2img: the inputs' names with .png, checked for clashes.
-std::vector<std::string> output_names(const std::vector<std::string>& inputs, const fs::path& out) {
-  std::set<std::string> used = {"grid.png"};
-  std::vector<std::string> names;
-  for (const auto& in : inputs) {
-    std::string name = fs::path(in).stem().string() + ".png";
-    if (!used.insert(name).second)
-      throw UsageError("two outputs would be named " + name + " (from " + in + "); rename the input");
-    names.push_back(std::move(name));
-  }
-  std::error_code ec;
-  const fs::path in_dir = fs::weakly_canonical(fs::absolute(fs::path(inputs.front()).parent_path()), ec);
-  if (!ec && in_dir == fs::weakly_canonical(fs::absolute(out), ec))
-    throw UsageError("--out is the folder of the input images; choose another so that they are not overwritten");
-  return names;
-}
-
-template <nn::UNetConfig Cfg>
-int run(const Options& o, const std::vector<double>& sigmas) {
-  using Net = nn::UNet<Cfg>;
-  using Model = diffusion::EDMPrecond<Net>;
-  using Batch = typename Net::Batch;
-  constexpr std::size_t R = Cfg.image_size, C = Cfg.image_channels;
-  using Image = Shape<R, R, C>;
-  const auto steps = static_cast<std::size_t>(o.steps);
-  const bool img2img = !o.init.empty();
-  const fs::path out(o.out);
-
-  // Inputs first (cheap to check), then the weights.
-  std::vector<std::string> inputs, names;
-  Tensor<float, Batch> init;
-  if (img2img) {
-    if (fs::is_directory(o.init)) inputs = io::image_files(o.init);
-    else if (fs::exists(o.init)) inputs = {o.init};
-    else throw io::DataError(o.init, "no such file or folder");
-    names = output_names(inputs, out);
-    init.resize(inputs.size());
-    for (std::size_t i = 0; i < inputs.size(); ++i) io::load_image<R, R, C>(inputs[i], init.item(i), o.resize);
-  }
-  const std::size_t total = img2img ? inputs.size() : static_cast<std::size_t>(o.count);
-  if (!img2img)
-    for (std::size_t i = 0; i < total; ++i) {
-      char name[32];
-      std::snprintf(name, sizeof name, "image-%04zu.png", i);
-      names.emplace_back(name);
-    }
-
-  auto model = std::make_unique<Model>(diffusion::Edm{}, 0);
-  std::string loaded;
-  try {
-    loaded = train::load_sampling_weights(model->net(), o.checkpoint, o.model, !o.no_ema);
-  } catch (const io::SafetensorsError& e) {
-    throw io::SafetensorsError(std::string(e.what()) + "; choose the configuration with --model");
-  }
-  std::fprintf(stderr, "model %s: %s\n", o.model.c_str(), loaded.c_str());
-  if (o.label >= 0)
-    std::fprintf(stderr, "class %d of %zu, classifier-free guidance %g\n", o.label, Cfg.classes, o.guidance);
-
-  // img2img starts at sigmas[start]: strength 1 from sigma_max, 0 at sigma = 0 (unchanged).
-  const std::size_t start = img2img ? static_cast<std::size_t>(std::lround((1.0 - o.strength) * double(steps))) : 0;
-  const std::span<const double> run_sigmas(sigmas.data() + start, sigmas.size() - start);
-  std::fprintf(stderr, "sampler %s, schedule %s, %zu steps (sigma %.4g to %.4g), seed %llu, batch %lld\n",
-               o.sampler.c_str(), o.schedule.c_str(), steps, sigmas.front(), sigmas[steps - 1],
-               static_cast<unsigned long long>(o.seed), o.batch);
-  if (img2img)
-    std::fprintf(stderr, "img2img: %zu image(s) from %s, strength %g: noised to sigma %.4g, then %zu of the %zu steps\n",
-                 total, o.init.c_str(), o.strength, sigmas[start], steps - start, steps);
-  if (img2img && start == steps && o.strength > 0)
-    std::fprintf(stderr, "note: strength %g with %zu steps rounds to no step at all (the outputs are the inputs); "
-                         "raise --steps or --strength\n", o.strength, steps);
-
-  fs::create_directories(out);
-  Tensor<float, Batch> all(total);  // every output, for the grid
-  std::vector<double> ssim(total, 0.0);
-  std::size_t evaluations = 0;
-  std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
-  auto denoise = [&](TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> d) {
-    evaluations += guided->network_passes();
-    (*guided)(x, sigma, d);
-  };
-  diffusion::NoCallback callback;
-  programs::install_stop_handler();
-  double seconds = 0;
-  std::size_t done = 0, batches_run = 0;
-  const auto batch = static_cast<std::size_t>(o.batch);
-  const std::size_t batches = (total + batch - 1) / batch;
-  with_sampler(o, [&](const auto& sampler) {
-    Tensor<float, Batch> x;
-    for (std::size_t first = 0; first < total && !programs::stop_requested; first += batch) {
-      const std::size_t b = std::min(batch, total - first);
-      x.resize(b);
-      guided.emplace(*model, std::vector<int>(b, o.label), o.guidance);
-      const auto t0 = Clock::now();
-      diffusion::NoiseSource<Batch> noise(o.seed, first, b);  // image i: the streams of (seed, i)
-      noise.draw(x.view());
-      const auto s0 = static_cast<float>(run_sigmas[0]);
-      if (img2img) {
-        x = init.items(first, b) + s0 * x;
-      } else {
-        x = x * s0;
-      }
-      sampler.run(denoise, x.view(), run_sigmas, noise, callback);
-      const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-      seconds += dt;
-      all.items(first, b) = clamp(x, -1.f, 1.f);
-      for (std::size_t i = 0; i < b; ++i) {
-        const std::size_t j = first + i;
-        io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Image>(all.item(j))));
-        if (img2img) {
-          ssim[j] = metrics::ssim(init.item(j), all.item(j));
-          std::fprintf(stderr, "%s -> %s: SSIM %.4f\n", inputs[j].c_str(), names[j].c_str(), ssim[j]);
-        }
-      }
-      done = first + b;
-      ++batches_run;
-      std::fprintf(stderr, "batch %zu/%zu: images %zu-%zu in %.2f s\n", first / batch + 1, batches, first, done - 1, dt);
-    }
-  });
-
-  const TensorView<const float, Batch> finished(all.items(0, done));
-  if (done > 0) io::write_png((out / "grid.png").string(), io::image_grid(finished));
-  if (img2img && done > 0) {
-    std::FILE* f = std::fopen((out / "ssim.csv").c_str(), "w");
-    if (!f) throw io::DataError((out / "ssim.csv").string(), "cannot write");
-    std::fprintf(f, "input,output,ssim\n");
-    double mean = 0;
-    for (std::size_t j = 0; j < done; ++j) {
-      std::fprintf(f, "%s,%s,%.6f\n", csv_field(inputs[j]).c_str(), csv_field(names[j]).c_str(), ssim[j]);
-      mean += ssim[j];
-    }
-    std::fclose(f);
-    std::fprintf(stderr, "mean SSIM %.4f over %zu image(s) (input vs output, images in [-1, 1])\n",
-                 mean / double(done), done);
-  }
-  const bool stopped = done < total;
-  std::fprintf(stderr, "%s %zu image(s) in %.2f s: %.3f images/s, %zu network evaluations per image; %s\n",
-               stopped ? "interrupted after" : (img2img ? "img2img on" : "sampled"), done, seconds,
-               seconds > 0 ? double(done) / seconds : 0.0, batches_run ? evaluations / batches_run : 0,
-               (out / "grid.png").c_str());
-  return stopped ? 130 : 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
+  diffuse::programs::SampleOptions o;
   CLI::App app{"diffuse-sample: draws images from a trained EDM diffusion model, or reworks given ones (img2img)"};
   // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -359,7 +161,7 @@ int main(int argc, char** argv) {
       throw diffuse::io::DataError(o.checkpoint, "a model with " + std::to_string(classes) + " classes; the programs take " +
                                                      std::to_string(diffuse::programs::label_classes));
     return diffuse::programs::with_model(o.model, classes > 0,
-                                         [&]<diffuse::nn::UNetConfig Cfg>() { return run<Cfg>(o, sigmas); });
+                                         [&]<diffuse::nn::UNetConfig Cfg>() { return diffuse::programs::sample_model<Cfg>(o, sigmas); });
   } catch (const UsageError& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
     return 2;
