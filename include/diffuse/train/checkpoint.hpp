@@ -56,8 +56,8 @@ auto param_refs(Net& net) {
 
 // The parameter a state tensor belongs to: "ema.X" -> X, "optim.X.exp_avg[_sq]" -> X.
 inline std::string_view param_of(std::string_view state) {
-  if (state.starts_with("ema.")) return state.substr(4);
-  state.remove_prefix(6);  // "optim."
+  if (state.starts_with(ema_prefix)) return state.substr(ema_prefix.size());
+  state.remove_prefix(optimizer_prefix.size());
   for (std::string_view suffix : {".exp_avg_sq", ".exp_avg"})
     if (state.ends_with(suffix)) return state.substr(0, state.size() - suffix.size());
   return state;
@@ -171,7 +171,7 @@ std::string load_sampling_weights(Net& net, const std::string& path, const std::
   if (!info.training_checkpoint && !use_ema)
     throw io::DataError(path, "raw (non-EMA) weights exist only in training checkpoints; this file holds plain weights");
   try {
-    nn::load_state_dict(net, file, info.training_checkpoint && use_ema ? "ema." : "");
+    nn::load_state_dict(net, file, info.training_checkpoint && use_ema ? ema_prefix : std::string_view{});
   } catch (const io::SafetensorsError& e) {
     throw io::SafetensorsError(std::string(e.what()) + " (not weights of model '" + model_name + "'?)");
   }

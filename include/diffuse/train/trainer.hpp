@@ -22,6 +22,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,11 @@ struct StepReport {
   double images_per_second = 0;  ///< batch / seconds
   bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
 };
+
+/// Prefix of the EMA's state tensors: "ema.<param>" (Trainer::for_each_state, checkpoints).
+inline constexpr std::string_view ema_prefix = "ema.";
+/// Prefix of the optimiser's state tensors: "optim.<param>.exp_avg", "optim.<param>.exp_avg_sq".
+inline constexpr std::string_view optimizer_prefix = "optim.";
 
 /// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
 /// zero_grad()) on images from `Source` with the training loss `Loss` (diffusion::EDMLoss,
@@ -202,11 +208,11 @@ class Trainer {
   template <class F>
   void for_each_state(F&& f) {
     ema_.for_each_param([&](std::string_view name, std::span<float> v) {
-      const std::string n = "ema." + std::string(name);
+      const std::string n = std::string(ema_prefix) + std::string(name);
       f(std::string_view(n), v);
     });
     optimizer_.for_each_state([&](std::string_view name, std::span<float> v) {
-      const std::string n = "optim." + std::string(name);
+      const std::string n = std::string(optimizer_prefix) + std::string(name);
       f(std::string_view(n), v);
     });
   }
