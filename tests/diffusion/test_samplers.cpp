@@ -192,6 +192,39 @@ TEST(SamplerOrder, DdimWithEtaZeroIsEuler) {
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a.data()[k], b.data()[k], 1e-4f);
 }
 
+// --- degenerate schedules ----------------------------------------------------------------
+
+// A schedule that repeats sigmas (what a clamped range gives, e.g. --sigma-min 80 with a
+// maximum of 80) has steps of length 0. Every sampler treats them as no-ops: the result is
+// finite and equals that of the schedule without the repeats (deterministic samplers; the
+// ancestral ones draw no noise on a zero-length step either).
+template <class Sampler>
+void expect_repeats_are_no_ops(const Sampler& sampler, const char* name) {
+  const std::vector<double> plain = {80.0, 10.0, 1.0, 0.1, 0.0};
+  const std::vector<double> repeated = {80.0, 80.0, 80.0, 10.0, 10.0, 1.0, 0.1, 0.1, 0.0};
+  MixtureDenoiser den{&smooth};
+  auto run = [&](const std::vector<double>& sigmas) {
+    Tensor<float, Point> x = start_points();
+    dd::NoiseSource<Point> noise(5, 0, x.batch());
+    dd::NoCallback callback;
+    sampler.run(den, x.view(), std::span<const double>(sigmas), noise, callback);
+    return x;
+  };
+  const auto a = run(plain), b = run(repeated);
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    ASSERT_TRUE(std::isfinite(b.data()[k])) << name << " element " << k;
+    ASSERT_NEAR(b.data()[k], a.data()[k], 1e-5f * (1.f + std::abs(a.data()[k]))) << name << " element " << k;
+  }
+}
+
+TEST(SamplerDegenerate, RepeatedSigmasAreStepsOfLengthZero) {
+  expect_repeats_are_no_ops(dd::Euler<>{}, "euler");
+  expect_repeats_are_no_ops(dd::Heun<>{}, "heun");
+  expect_repeats_are_no_ops(dd::EulerAncestral<>{}, "euler_ancestral");
+  expect_repeats_are_no_ops(dd::DpmPp2M<>{}, "dpmpp_2m");
+  expect_repeats_are_no_ops(dd::ddim(10, 0.5), "ddim");
+}
+
 // --- contracts: callback, call counts, sample == start + sample_from ------------------
 
 TEST(SamplerContract, CallbackSeesEveryStep) {

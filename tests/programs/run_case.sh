@@ -221,6 +221,16 @@ case $case_name in
     ! "$testkit" compare "$dir/b1/image-0000.png" "$dir/other/image-0000.png" 8 >/dev/null ||
       fail "another seed gives the same image"
     ;;
+  sample_repeated_sigmas)  # --sigma-min at the maximum: 80, 80, 80, 0 is the one step 80, 0
+    for s in dpmpp_2m heun euler_ancestral; do
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --sampler $s --sigma-min 80 --steps 3 --out "$dir/$s-3"
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --sampler $s --sigma-min 80 --steps 1 --out "$dir/$s-1"
+      for i in 0 1; do
+        "$testkit" compare "$dir/$s-3/image-000$i.png" "$dir/$s-1/image-000$i.png" 1 >/dev/null ||
+          fail "$s: three steps at one sigma differ from one step"
+      done
+    done
+    ;;
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
     for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \

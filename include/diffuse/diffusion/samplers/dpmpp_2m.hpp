@@ -4,7 +4,8 @@
 //   h = log(sigma / sigma_next), r = h_prev / h,
 //   D' = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}   (D' = D_i on the first and the last step),
 //   x <- (sigma_next / sigma) x + (1 - sigma_next / sigma) D'.
-// Deterministic; one denoiser call per step; the last step (to 0) returns D'.
+// Deterministic; one denoiser call per step; the last step (to 0) returns D'. A repeated
+// sigma is a step of length 0 that leaves x and the history as they are.
 #pragma once
 
 #include <cmath>
@@ -31,24 +32,29 @@ struct DpmPp2M {
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1;
     Tensor<float, Batch> den(x.batch()), old(x.batch());
+    double last = 0.0;  // sigma of the last step that moved (0: none yet), whose estimate is `old`
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = sigmas[i], next = sigmas[i + 1];
       detail::call_denoiser(denoise, x, sigma, den.view());
       detail::call_back(callback, i, sigma, x, den.view());
+      // A repeated sigma (a degenerate schedule) is a step of length 0: it changes neither
+      // x nor the history, so the result is that of the schedule without the repeat.
+      if (next == sigma) continue;
       if (next == 0.0) {
         x = den;  // the limit h -> infinity of the update below
       } else {
         const auto ratio = static_cast<float>(next / sigma);
         const auto keep = static_cast<float>(-std::expm1(-std::log(sigma / next)));  // 1 - next / sigma
-        if (i == 0) {
+        if (last == 0.0) {
           x = ratio * x + keep * den;
         } else {
-          const double h = std::log(sigma / next), h_prev = std::log(sigmas[i - 1] / sigma);
+          const double h = std::log(sigma / next), h_prev = std::log(last / sigma);
           const double c = 0.5 * h / h_prev;  // 1 / (2r)
           x = ratio * x + keep * (static_cast<float>(1.0 + c) * den - static_cast<float>(c) * old);
         }
       }
       std::swap(den, old);
+      last = sigma;
     }
   }
 };
