@@ -10,6 +10,7 @@
 // Image i of a run uses the noise of (seed, i), so the images do not depend on --batch.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -102,6 +103,20 @@ std::vector<double> schedule_sigmas(const SampleOptions& o) {
   return vp.sigmas(n);
 }
 
+// The schedule the options give must run downwards through finite sigmas. A bound given
+// alone is checked against the schedule's own other bound this way, whichever it is.
+void check_schedule(const SampleOptions& o, const std::vector<double>& sigmas) {
+  const std::size_t n = sigmas.size() - 1;  // the last entry is the final 0
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(sigmas[i]) || !(sigmas[i] > 0))
+      throw UsageError("the " + o.schedule + " schedule has sigma " + number(sigmas[i]) +
+                       " (--sigma-min and --sigma-max must give finite, positive sigmas)");
+  if (sigmas[n - 1] > sigmas[0])
+    throw UsageError("the " + o.schedule + " schedule would run upwards, from sigma " + number(sigmas[0]) + " to " +
+                     number(sigmas[n - 1]) + ": --sigma-min must not be above --sigma-max (a bound not given is the "
+                     "schedule's own)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,6 +159,7 @@ int main(int argc, char** argv) {
   try {
     check_options(o, app);
     const std::vector<double> sigmas = schedule_sigmas(o);
+    check_schedule(o, sigmas);
     const diffuse::train::CheckpointInfo saved = diffuse::train::read_checkpoint_info(o.checkpoint);
     if (saved.training_checkpoint && saved.model != o.model)
       throw diffuse::io::DataError(o.checkpoint, "checkpoint of model '" + saved.model + "', but --model is '" + o.model +

@@ -221,6 +221,10 @@ case $case_name in
     ! "$testkit" compare "$dir/b1/image-0000.png" "$dir/other/image-0000.png" 8 >/dev/null ||
       fail "another seed gives the same image"
     ;;
+  sample_sigma_max_below_min)  # below the schedule's own sigma_min 0.002
+    expect_error "schedule would run upwards, from sigma 0.001 to 0.002" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --sigma-max 0.001 ;;
+  sample_sigma_min_above_max)  # above the schedule's own sigma_max 80
+    expect_error "schedule would run upwards, from sigma 80 to 100" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --sigma-min 100 ;;
   sample_repeated_sigmas)  # --sigma-min at the maximum: 80, 80, 80, 0 is the one step 80, 0
     for s in dpmpp_2m heun euler_ancestral; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --sampler $s --sigma-min 80 --steps 3 --out "$dir/$s-3"
