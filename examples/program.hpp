@@ -6,21 +6,52 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <diffuse/core/parallel.hpp>
+#include <diffuse/kernels/precision.hpp>
 #include <diffuse/nn/unet_config.hpp>
 #include <diffuse/version.hpp>
 
 namespace diffuse::programs {
 
-/// "diffuse 0.1.0 | avx512bw | 2 threads | device cpu": heads every log.
+/// "diffuse 0.1.0 | instruction set avx512bw | 2 OpenMP threads | matmul fp32 | device
+/// cpu": heads every log.
 inline std::string info_line() {
   return std::string("diffuse ") + version + " | instruction set " + instruction_set() + " | " +
-         std::to_string(available_threads()) + " OpenMP threads | device cpu";
+         std::to_string(available_threads()) + " OpenMP threads | matmul " +
+         kernels::to_string(kernels::matmul_precision()) + " | device cpu";
+}
+
+/// --info's second line: whether --precision bf16 can run here, and if not why.
+inline std::string bf16_line() {
+  const std::string why = kernels::bf16_unavailable_reason();
+  return why.empty() ? "bf16 available (AVX512-BF16)" : "bf16 not available: " + why;
+}
+
+/// The --precision option of both programs.
+inline CLI::Option* add_precision_option(CLI::App& app, std::string& value) {
+  return app
+      .add_option("--precision", value,
+                  "operands of the convolutions and matrix products: fp32, or bf16 (BF16 operands, FP32 "
+                  "accumulation and weights; needs AVX512-BF16, else fp32 with a warning)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+}
+
+/// Selects --precision; bf16 where it cannot run warns on stderr and stays in fp32.
+inline void apply_precision(const std::string& value, const char* program) {
+  const auto p = kernels::parse_matmul_precision(value).value_or(kernels::MatmulPrecision::fp32);
+  try {
+    kernels::set_matmul_precision(p);
+  } catch (const std::runtime_error& e) {
+    std::fprintf(stderr, "%s: warning: --precision %s: %s; running in fp32\n", program, value.c_str(),
+                 e.what());
+  }
 }
 
 /// The model configurations the programs know, by the names of the reference models.

@@ -149,13 +149,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--resize", o.resize, "img2img: resize images of another size (else they are rejected)");
   app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")->check(diffuse::programs::positive_number);
+  std::string precision = "fp32";
+  diffuse::programs::add_precision_option(app, precision);
   app.set_version_flag("--version", diffuse::programs::info_line());
   bool info = false;
   app.add_flag("--info", info, "print version, instruction set, threads and device, then exit");
   if (const int code = diffuse::programs::parse_command_line(app, argc, argv, program); code >= 0) return code;
   if (o.threads > 0) diffuse::set_num_threads(o.threads);
+  diffuse::programs::apply_precision(precision, program);
   std::fprintf(stderr, "%s\n", diffuse::programs::info_line().c_str());
-  if (info) return 0;
+  if (info) {
+    std::fprintf(stderr, "%s\n", diffuse::programs::bf16_line().c_str());
+    return 0;
+  }
   try {
     check_options(o, app);
     const std::vector<double> sigmas = schedule_sigmas(o);

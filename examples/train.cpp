@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
       ->check(diffuse::programs::positive_number)->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from the checkpoint in the output folder");
   app.add_flag("--resize", o.resize, "resize images of another size (else they are rejected)");
+  std::string precision = "fp32";
+  diffuse::programs::add_precision_option(app, precision);
   app.set_version_flag("--version", diffuse::programs::info_line());
   bool info = false;
   app.add_flag("--info", info, "print version, instruction set, threads and device, then exit");
@@ -52,8 +54,12 @@ int main(int argc, char** argv) {
   (void)epochs;
   if (const int code = diffuse::programs::parse_command_line(app, argc, argv, "diffuse-train"); code >= 0) return code;
   if (o.threads > 0) diffuse::set_num_threads(o.threads);
+  diffuse::programs::apply_precision(precision, "diffuse-train");
   std::fprintf(stderr, "%s\n", diffuse::programs::info_line().c_str());
-  if (info) return 0;
+  if (info) {
+    std::fprintf(stderr, "%s\n", diffuse::programs::bf16_line().c_str());
+    return 0;
+  }
   if (app.count("--label-dropout") && o.labels.empty()) {
     std::fprintf(stderr, "diffuse-train: error: --label-dropout goes with --labels (class-conditional training)\n");
     return 2;

@@ -17,7 +17,12 @@
 #include "diffuse/core/simd.hpp"
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/precision.hpp"
 #include "diffuse/kernels/resample.hpp"
+
+#if DIFFUSE_BF16_KERNELS
+#include <immintrin.h>
+#endif
 
 #if DIFFUSE_BENCH_OPENBLAS
 #include <cblas.h>
@@ -67,6 +72,44 @@ double measure_peak(int nt) {
 
 double g_peak[3] = {0, 0, 0};  // GFLOP/s at 1 and 2 threads, measured in main
 
+#if DIFFUSE_BF16_KERNELS
+// BF16 dot-product peak: `vdpbf16ps` does 16 lanes x 2 multiply-adds, i.e. 64 FLOPs. Its
+// throughput differs between CPUs (one per cycle on AMD Zen 4, where FP32 FMAs of 512 bits
+// also issue once per cycle; one every two cycles on some Intel cores with two 512-bit FMA
+// ports), which decides whether BF16 operands are faster than FP32 at all.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) double bf16_loop(long iters) {
+  constexpr int A = 16;
+  __m512 acc[A];
+  for (int i = 0; i < A; ++i) acc[i] = _mm512_set1_ps(float(i) * 1e-3f);
+  __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < A; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    __asm__("" : "+v"(a));  // keep the loop
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < A; ++i) s = _mm512_add_ps(s, acc[i]);
+  return double(_mm512_reduce_add_ps(s));
+}
+
+void BM_PeakBf16(benchmark::State& st) {
+  if (!k::bf16_available()) {
+    st.SkipWithError(k::bf16_unavailable_reason().c_str());
+    return;
+  }
+  const int nt = int(st.range(0));
+  const long iters = 1'000'000;
+  for (auto _ : st) {
+    double sink = 0;
+    DIFFUSE_OMP(parallel num_threads(nt) reduction(+ : sink))
+    sink += bf16_loop(iters);
+    benchmark::DoNotOptimize(sink);
+  }
+  const double flops = double(nt) * double(iters) * 16.0 * 64.0;
+  st.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+#endif
+
 void BM_Peak(benchmark::State& st) {
   const int nt = int(st.range(0));
   const long iters = 1'000'000;
@@ -97,9 +140,21 @@ std::vector<float> random_floats(std::size_t n, unsigned seed) {
 
 // ---- GEMM -----------------------------------------------------------------------------
 
+// Runs under the precision of the benchmark's last argument (0 fp32, 1 bf16); a bf16 row
+// where BF16 cannot run is skipped with the reason.
+bool use_precision(benchmark::State& st, bool bf16) {
+  if (bf16 && !k::bf16_available()) {
+    st.SkipWithError(k::bf16_unavailable_reason().c_str());
+    return false;
+  }
+  k::set_matmul_precision(bf16 ? k::MatmulPrecision::bf16 : k::MatmulPrecision::fp32);
+  return true;
+}
+
 void BM_Gemm(benchmark::State& st) {
   const index_t n = st.range(0);
   const int nt = int(st.range(1));
+  if (!use_precision(st, st.range(2) != 0)) return;
   diffuse::set_num_threads(nt);
   auto a = random_floats(std::size_t(n * n), 1), b = random_floats(std::size_t(n * n), 2);
   std::vector<float> c(std::size_t(n * n));
@@ -152,7 +207,8 @@ const ConvCase conv_cases[] = {
 
 enum class Pass { fwd, bwd_input, bwd_weight };
 
-void BM_Conv(benchmark::State& st, k::Conv2dShape s, Pass pass, int nt) {
+void BM_Conv(benchmark::State& st, k::Conv2dShape s, Pass pass, int nt, bool bf16) {
+  if (!use_precision(st, bf16)) return;
   diffuse::set_num_threads(nt);
   auto x = random_floats(std::size_t(s.n * s.h * s.w * s.cin), 1);
   auto w = random_floats(std::size_t(s.kk() * s.cout), 2);
@@ -221,9 +277,14 @@ int main(int argc, char** argv) {
   std::printf("OpenBLAS not found at build time: no cblas_sgemm comparison\n");
 #endif
   timing(benchmark::RegisterBenchmark("BM_Peak", BM_Peak)->Arg(1)->Arg(2));
+#if DIFFUSE_BF16_KERNELS
+  timing(benchmark::RegisterBenchmark("BM_PeakBf16", BM_PeakBf16)->Arg(1)->Arg(2));
+#endif
   for (long n : {256, 512, 1024, 2048})
     for (long nt : {1, 2}) {
-      timing(benchmark::RegisterBenchmark("BM_Gemm", BM_Gemm)->Args({n, nt}));
+      for (long bf16 : {0, 1})
+        timing(benchmark::RegisterBenchmark(bf16 ? "BM_Gemm_bf16" : "BM_Gemm", BM_Gemm)
+                   ->Args({n, nt, bf16}));
 #if DIFFUSE_BENCH_OPENBLAS
       timing(benchmark::RegisterBenchmark("BM_OpenBLAS_Sgemm", BM_OpenBLAS_Sgemm)->Args({n, nt}));
 #endif
@@ -235,8 +296,12 @@ int main(int argc, char** argv) {
       for (const auto& [pass, pname] : passes) {
         const std::string name = std::string("BM_Conv/") + c.name + "/" + pname + "/threads:" +
                                  std::to_string(nt);
-        timing(benchmark::RegisterBenchmark(name.c_str(), BM_Conv, c.s, pass, nt))
+        timing(benchmark::RegisterBenchmark(name.c_str(), BM_Conv, c.s, pass, nt, false))
             ->Unit(benchmark::kMillisecond);
+        if (pass != Pass::bwd_weight)  // the weight gradient has no BF16 path
+          timing(benchmark::RegisterBenchmark((name + "/bf16").c_str(), BM_Conv, c.s, pass, nt,
+                                              true))
+              ->Unit(benchmark::kMillisecond);
       }
   timing(benchmark::RegisterBenchmark("BM_Upsample2x/fwd_128x14x14x64", BM_Upsample, false));
   timing(benchmark::RegisterBenchmark("BM_Upsample2x/bwd_128x14x14x64", BM_Upsample, true));

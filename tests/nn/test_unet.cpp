@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <diffuse/io/safetensors.hpp>
+#include <diffuse/kernels/precision.hpp>
 
 #include "gradcheck.hpp"
 #include "support/threads.hpp"
@@ -407,6 +408,46 @@ TEST(NnUNet, MatchesPyTorch) {
     ++checked;
   });
   EXPECT_EQ(checked, grads.names().size());
+}
+
+// BF16 operands (kernels/precision.hpp) against PyTorch's FP32 on the same weights: the
+// network's output and input gradient move by the operands' rounding (relative 2^-9 per
+// operand) accumulated through the layers, and no more; the weight gradients, FP32
+// kernels on BF16-path activations, likewise.
+TEST(NnUNet, Bf16StaysCloseToFp32) {
+  if (!kernels::bf16_available()) GTEST_SKIP() << kernels::bf16_unavailable_reason();
+  const std::string dir = DIFFUSE_FIXTURES_DIR;
+  auto net = std::make_unique<TinyF>(0);
+  nn::load_state_dict(*net, dir + "/edm_tiny_weights.safetensors");
+  const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
+  constexpr std::size_t n = 3, H = 28, Cimg = 1;
+  using kernels::index_t;
+  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Batch>& t) {
+    const auto v = io_file.read_vector(name, {n, Cimg, H, H});
+    nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
+  };
+  Tensor<float, TinyF::Batch> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
+  to_nhwc("x", x);
+  to_nhwc("dout", dout);
+  to_nhwc("out", want_out);
+  to_nhwc("dx", want_dx);
+  const auto c_noise = io_file.read_vector("c_noise", {n});
+  kernels::MatmulPrecisionScope bf16(kernels::MatmulPrecision::bf16);
+  net->zero_grad();
+  net->forward(x, c_noise, out);
+  net->backward(dout, dx);
+  const double e_out = relative_error(std::span<const float>(out.data(), out.size()), {want_out.data(), want_out.size()});
+  const double e_dx = relative_error(std::span<const float>(dx.data(), dx.size()), {want_dx.data(), want_dx.size()});
+  std::printf("relative error of BF16 against FP32: output %.2e, input gradient %.2e\n", e_out, e_dx);
+  EXPECT_GT(e_out, 1e-5);  // the BF16 path ran (FP32 agrees to 1e-6 or better)
+  EXPECT_LT(e_out, 2e-2);
+  EXPECT_LT(e_dx, 4e-2);
+  const io::SafetensorsFile grads(dir + "/edm_tiny_grads.safetensors");
+  net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
+    std::vector<float> want(p.grad.size());
+    nn::read_param(grads, p, std::span<float>(want));
+    EXPECT_LT(relative_error(p.grad, want), 4e-2) << p.name;
+  });
 }
 
 // hash_uniform() and deterministic_params() of make_fixtures.py.

@@ -235,6 +235,27 @@ case $case_name in
       done
     done
     ;;
+  sample_precision)  # --precision bf16: close to fp32 where it runs, fp32 with a warning where not
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --out "$dir/fp32"
+    expect_ok env DIFFUSE_DISABLE_BF16=1 "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --precision bf16 --out "$dir/off"
+    grep -q 'warning: --precision bf16: .*DIFFUSE_DISABLE_BF16 is set; running in fp32' "$dir/stderr" || fail "no fallback warning"
+    grep -q '| matmul fp32 |' "$dir/stderr" || fail "the info line does not say fp32 after the fallback"
+    for i in 0 1; do
+      "$testkit" compare "$dir/fp32/image-000$i.png" "$dir/off/image-000$i.png" 0 >/dev/null || fail "the fallback is not fp32"
+    done
+    expect_ok "$sample" --info
+    if grep -q '^bf16 available' "$dir/stderr"; then
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --precision bf16 --out "$dir/bf16"
+      grep -q '| matmul bf16 |' "$dir/stderr" || fail "the info line does not say bf16"
+      for i in 0 1; do  # 8-bit images: BF16 moves a few pixels by a few levels
+        "$testkit" compare "$dir/fp32/image-000$i.png" "$dir/bf16/image-000$i.png" 16 >/dev/null ||
+          fail "bf16 image $i is far from fp32 ($("$testkit" compare "$dir/fp32/image-000$i.png" "$dir/bf16/image-000$i.png" 16))"
+      done
+      expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 2 --batch 8 --precision bf16 --out "$dir/train"
+      need "$dir/train/checkpoint.safetensors"
+    fi
+    expect_error "--precision: bf17 not in {fp32,bf16}" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --precision bf17
+    expect_error "--precision: fp16 not in {fp32,bf16}" "$train" --data "$data/train.idx" --precision fp16 ;;
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
     for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \

@@ -18,10 +18,14 @@
 //
 // Overwrite or accumulate: every output takes beta; out = beta * out + result, and
 // beta == 0 never reads out (so it may hold garbage). Layers pass beta = 1 to accumulate
-// into .grad. Not here: groups, dilation, asymmetric padding, argument checking.
+// into .grad. The forward and input-gradient passes take BF16 operands when
+// matmul_precision() is bf16 (precision.hpp); the weight gradient stays FP32.
+// Not here: groups, dilation, asymmetric padding, argument checking.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 
 #include "diffuse/kernels/gemm.hpp"
 
@@ -50,7 +54,18 @@ namespace detail {
 /// Copies one im2col row segment: columns [j, j + len) of output pixel (n, oy, ox), in
 /// runs of channels, zeros where the window leaves the image. (kh, kw, ci) is column j.
 template <class T>
-inline void im2col_segment(T* __restrict d, const T* __restrict x, const Conv2dShape& s,
+inline void store_run(T* __restrict d, const T* __restrict s, index_t n) noexcept {
+  copy_run(d, s, n);
+}
+#if DIFFUSE_BF16_KERNELS
+inline void store_run(std::uint16_t* __restrict d, const float* __restrict s, index_t n) noexcept {
+  convert_run_bf16(d, s, n);
+}
+#endif
+
+/// D is T (FP32 packing) or std::uint16_t (BF16 packing: the values are rounded).
+template <class D, class T>
+inline void im2col_segment(D* __restrict d, const T* __restrict x, const Conv2dShape& s,
                            index_t n, index_t oy, index_t ox, index_t kh, index_t kw, index_t ci,
                            index_t len) noexcept {
   const index_t y0 = oy * s.stride - s.pad, x0 = ox * s.stride - s.pad;
@@ -59,7 +74,7 @@ inline void im2col_segment(T* __restrict d, const T* __restrict x, const Conv2dS
     const index_t run = std::min(s.cin - ci, len - p);
     const index_t iy = y0 + kh, ix = x0 + kw;
     if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
-      copy_run(d + p, x + ((n * s.h + iy) * s.w + ix) * s.cin + ci, run);
+      store_run(d + p, x + ((n * s.h + iy) * s.w + ix) * s.cin + ci, run);
     else
       zero_run(d + p, run);
     p += run;
@@ -129,6 +144,37 @@ struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k
     for (int i = mr; i < MR; ++i) zero_run(dst + i * KS, kc);
   }
 };
+
+#if DIFFUSE_BF16_KERNELS
+/// op(A) = im2col(x) with BF16 pairs (detail/gemm_bf16.hpp): row panel dst[i * KS + q].
+struct PackAIm2colRowsBf16 {
+  const float* x;
+  Conv2dShape s;
+  void operator()(bf16x2* dst, index_t i0, int mr, index_t q0, index_t qc) const noexcept {
+    constexpr index_t KS = Tiling<float>::KS;
+    constexpr int MR = Tiling<float>::MR;
+    const index_t oh = s.oh(), ow = s.ow();
+    const index_t k0 = 2 * q0, len = std::min(2 * qc, s.kk() - k0);
+    const index_t kh = k0 / (s.k * s.cin), rem = k0 % (s.k * s.cin);
+    const index_t kw = rem / s.cin, ci = rem % s.cin;
+    index_t n = i0 / (oh * ow), r = i0 % (oh * ow);
+    index_t oy = r / ow, ox = r % ow;
+    for (int i = 0; i < mr; ++i) {
+      auto* d = reinterpret_cast<std::uint16_t*>(dst + i * KS);
+      im2col_segment(d, x, s, n, oy, ox, kh, kw, ci, len);
+      zero_run_bf16(d + len, 2 * qc - len);
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+    for (int i = mr; i < MR; ++i) zero_run(dst + i * KS, qc);
+  }
+};
+#endif
 
 template <class T>
 struct PackBIm2colCols {  // op(B) = im2col(x) restricted to pixels [p0, ...): panel dst[k * NR + j]
@@ -306,6 +352,17 @@ void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const 
                  epi, nt);
     return;
   }
+#if DIFFUSE_BF16_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (matmul_precision() == MatmulPrecision::bf16) {
+      // K blocks on whole taps when a tap is a whole number of pairs.
+      gemm_driver<float, Tiling<float>::MR, true, Bf16Kernel>(
+          p, s.cout, (s.kk() + 1) / 2, 1.0f, beta, y, s.cout, epi, PackAIm2colRowsBf16{x, s},
+          PackBRowMajorBf16{w, s.cout, s.kk()}, nt, s.cin % 2 == 0 ? s.cin / 2 : 1);
+      return;
+    }
+  }
+#endif
   gemm_driver<T, Tiling<T>::MR, true>(p, s.cout, s.kk(), T(1), beta, y, s.cout, epi,
                                       PackAIm2colRows<T>{x, s}, PackBRowMajor<T>{w, s.cout},
                                       nt, s.cin);

@@ -3,13 +3,18 @@
 // for attention. Raw pointers and run-time sizes; the engine (packing, blocking,
 // micro-kernel, threads) is detail/gemm_core.hpp.
 //
+// Float GEMMs take BF16 operands when kernels::matmul_precision() is bf16 (precision.hpp).
 // Threads: OpenMP across cores; called inside a parallel region it runs on the calling
 // thread only. Workspace: thread_local packing buffers that grow to the largest problem
 // seen and are reused, so steady-state calls do not allocate.
 // Not here: argument checking beyond "empty problem does nothing".
 #pragma once
 
+#include <type_traits>
+
+#include "diffuse/kernels/detail/gemm_bf16.hpp"
 #include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/precision.hpp"
 
 /// CPU compute kernels on raw pointers and run-time sizes: GEMM, 2-D convolution,
 /// resampling, group normalisation and softmax, with slow reference twins in
@@ -102,6 +107,15 @@ void gemm_threads(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T
   constexpr int MR = Tiling<T>::MR;
   // alpha == 0: C = act(beta * C + bias) without touching A and B.
   if (alpha == T(0)) k = 0;
+#if DIFFUSE_BF16_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (matmul_precision() == MatmulPrecision::bf16) {
+      gemm_bf16_threads(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epi,
+                        nthreads);
+      return;
+    }
+  }
+#endif
   auto run = [&](const auto& pack_b) {
     if (trans_a)
       gemm_driver<T, MR, false>(m, n, k, alpha, beta, c, ldc, epi, PackATrans<T, MR>{a, lda},
@@ -121,7 +135,8 @@ void gemm_threads(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T
 /// C = act(alpha * op(A) * op(B) + beta * C + bias), all row-major.
 /// op(A) is M x K: A is [M][lda] (trans_a false) or [K][lda] (trans_a true);
 /// op(B) is K x N: B is [K][ldb] or [N][ldb]; C is [M][ldc]. beta == 0 never reads C.
-/// Any M, N, K >= 0 (K == 0 gives act(beta * C + bias)).
+/// Any M, N, K >= 0 (K == 0 gives act(beta * C + bias)). For float, the operands are
+/// rounded to BF16 when matmul_precision() is MatmulPrecision::bf16.
 template <class T>
 void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
           const T* a /*op(A): M x K*/, index_t lda, const T* b /*op(B): K x N*/, index_t ldb,

@@ -217,6 +217,19 @@ inline void micro_kernel(index_t kc, const T* __restrict a, const T* __restrict 
   }
 }
 
+/// The micro-kernel a GEMM runs, as a type: `packed` is the element of the packed panels
+/// (one K step each) and run<MR, ARow>(kc, a, b, c, ...) multiplies kc of them. FmaKernel
+/// multiplies T by T with FMAs; detail/gemm_bf16.hpp has the BF16 one.
+template <class T>
+struct FmaKernel {
+  using packed = T;
+  template <int MR, bool ARow>
+  static void run(index_t kc, const T* a, const T* b, T* c, index_t ldc, int mr, int nr,
+                  T alpha, T beta, const T* bias, Activation act) noexcept {
+    micro_kernel<T, MR, ARow>(kc, a, b, c, ldc, mr, nr, alpha, beta, bias, act);
+  }
+};
+
 /// d[0, n) = s[0, n), whole vectors first (packing is on the critical path of thin GEMMs).
 template <class T>
 inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) noexcept {
@@ -260,11 +273,12 @@ inline index_t round_up(index_t a, index_t b) noexcept { return ceil_div(a, b) *
 
 /// One thread's share: C rows [ib, ie) x columns [jb, je), all of K, BLIS loop nest
 /// (NC, KC, MC blocks around packed panels) with thread_local buffers.
-template <class T, int MR, bool ARow, class PackA, class PackB>
+template <class T, int MR, bool ARow, class Mk = FmaKernel<T>, class PackA, class PackB>
 void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T alpha, T beta,
                  T* c, index_t ldc, const Epilogue<T>& epi, const PackA& pack_a,
                  const PackB& pack_b, index_t k_align = 1) {
   using Tl = Tiling<T>;
+  using P = typename Mk::packed;  // k runs over packed elements
   constexpr int NR = Tl::NR;
   constexpr index_t KS = Tl::KS;
   const index_t m = ie - ib, n = je - jb;
@@ -287,8 +301,8 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
     // is still in L1) and keeping the C tile in cache across K blocks.
     const index_t npanels = ceil_div(n, NR);
     const index_t nkb_used = k > 0 ? ceil_div(k, kcb) : 1;
-    T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(nkb_used * npanels * KS * NR));
-    T* abuf = thread_scratch<T, 0>(static_cast<std::size_t>(MR * KS));
+    P* bbuf = thread_scratch<P, 1>(static_cast<std::size_t>(nkb_used * npanels * KS * NR));
+    P* abuf = thread_scratch<P, 0>(static_cast<std::size_t>(MR * KS));
     for (index_t b = 0; b < nkb_used; ++b) {
       const index_t pc = b * kcb, kc = std::min(kcb, k - pc);
       for (index_t jp = 0; jp < npanels; ++jp)
@@ -303,7 +317,7 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
         pack_a(abuf, i0, mr, pc, kc);
         for (index_t jp = 0; jp < npanels; ++jp) {
           const index_t j0 = jb + jp * NR;
-          micro_kernel<T, MR, ARow>(kc, abuf, bbuf + (b * npanels + jp) * KS * NR,
+          Mk::template run<MR, ARow>(kc, abuf, bbuf + (b * npanels + jp) * KS * NR,
                                     c + i0 * ldc + j0, ldc, mr,
                                     static_cast<int>(std::min<index_t>(NR, je - j0)), alpha,
                                     b == 0 ? beta : T(1),
@@ -318,8 +332,8 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
   const index_t m_panels = ceil_div(m, MR);
   const index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
   const index_t mc = ceil_div(m_panels, n_ic) * MR;
-  T* bbuf = thread_scratch<T, 1>(static_cast<std::size_t>(KS * ncb));
-  T* abuf = thread_scratch<T, 0>(static_cast<std::size_t>(mc * KS));
+  P* bbuf = thread_scratch<P, 1>(static_cast<std::size_t>(KS * ncb));
+  P* abuf = thread_scratch<P, 0>(static_cast<std::size_t>(mc * KS));
   for (index_t jc = jb; jc < je; jc += ncb) {
     const index_t nb = std::min(ncb, je - jc);
     const index_t npanels = ceil_div(nb, NR);
@@ -335,9 +349,9 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
         const index_t i0 = ib + (m_panels * ic / n_ic) * MR;
         const index_t mb = std::min(ib + (m_panels * (ic + 1) / n_ic) * MR, ie) - i0;
         const index_t mpanels = ceil_div(mb, MR);
-        auto tile = [&](const T* ap, index_t ip, index_t jp) {
+        auto tile = [&](const P* ap, index_t ip, index_t jp) {
           const index_t j0 = jc + jp * NR;
-          micro_kernel<T, MR, ARow>(kc, ap, bbuf + jp * KS * NR, c + (i0 + ip * MR) * ldc + j0,
+          Mk::template run<MR, ARow>(kc, ap, bbuf + jp * KS * NR, c + (i0 + ip * MR) * ldc + j0,
                                     ldc, static_cast<int>(std::min<index_t>(MR, mb - ip * MR)),
                                     static_cast<int>(std::min<index_t>(NR, nb - jp * NR)),
                                     alpha, beta_blk,
@@ -373,7 +387,7 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
 /// until the end. B is packed once per thread instead of once per team, which costs
 /// K x N copies against M x N x K / threads multiply-adds; in exchange a thread that the
 /// OS descheduled (this machine is shared) never stalls the other at a barrier.
-template <class T, int MR, bool ARow, class PackA, class PackB>
+template <class T, int MR, bool ARow, class Mk = FmaKernel<T>, class PackA, class PackB>
 void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t ldc,
                  const Epilogue<T>& epi, const PackA& pack_a, const PackB& pack_b,
                  int nthreads, index_t k_align = 1) {
@@ -391,7 +405,7 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
   const index_t parts = std::max<index_t>(
       1, std::min<index_t>(nthreads, split_m ? m_panels : n_panels));
   if (parts == 1) {
-    gemm_serial<T, MR, ARow>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b, k_align);
+    gemm_serial<T, MR, ARow, Mk>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b, k_align);
     return;
   }
   const int nt = static_cast<int>(parts);
@@ -401,12 +415,12 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
       if (split_m) {
         const index_t ib = m_panels * t / parts * MR;
         const index_t ie = std::min(m_panels * (t + 1) / parts * MR, m);
-        gemm_serial<T, MR, ARow>(ib, ie, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
+        gemm_serial<T, MR, ARow, Mk>(ib, ie, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
                                  k_align);
       } else {
         const index_t jb = n_panels * t / parts * NR;
         const index_t je = std::min(n_panels * (t + 1) / parts * NR, n);
-        gemm_serial<T, MR, ARow>(0, m, jb, je, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
+        gemm_serial<T, MR, ARow, Mk>(0, m, jb, je, k, alpha, beta, c, ldc, epi, pack_a, pack_b,
                                  k_align);
       }
     }
