@@ -298,10 +298,8 @@ int main(int argc, char** argv) {
                                  std::to_string(nt);
         timing(benchmark::RegisterBenchmark(name.c_str(), BM_Conv, c.s, pass, nt, false))
             ->Unit(benchmark::kMillisecond);
-        if (pass != Pass::bwd_weight)  // the weight gradient has no BF16 path
-          timing(benchmark::RegisterBenchmark((name + "/bf16").c_str(), BM_Conv, c.s, pass, nt,
-                                              true))
-              ->Unit(benchmark::kMillisecond);
+        timing(benchmark::RegisterBenchmark((name + "/bf16").c_str(), BM_Conv, c.s, pass, nt, true))
+            ->Unit(benchmark::kMillisecond);
       }
   timing(benchmark::RegisterBenchmark("BM_Upsample2x/fwd_128x14x14x64", BM_Upsample, false));
   timing(benchmark::RegisterBenchmark("BM_Upsample2x/bwd_128x14x14x64", BM_Upsample, true));

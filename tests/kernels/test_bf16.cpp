@@ -132,7 +132,7 @@ const Conv2dShape conv_shapes[] = {
     {1, 13, 13, 17, 19, 3, 1, 1}, {1, 14, 14, 32, 32, 3, 2, 1}, {1, 4, 4, 400, 32, 3, 1, 1},
 };
 
-TEST(Bf16, ConvolutionMatchesReferenceOnRoundedOperands) {
+TEST(Bf16, ConvolutionsMatchReferenceOnRoundedOperands) {
   SKIP_WITHOUT_BF16();
   k::MatmulPrecisionScope bf16(MatmulPrecision::bf16);
   unsigned seed = 500;
@@ -160,6 +160,19 @@ TEST(Bf16, ConvolutionMatchesReferenceOnRoundedOperands) {
       EXPECT_TRUE(all_near(dx, dx_want, tolerance<float>(double(s.k * s.k * s.cout), 2.0)))
           << "backward input n" << s.n << " h" << s.h << " cin" << s.cin << " cout" << s.cout
           << " k" << s.k << " s" << s.stride << " threads " << nt;
+
+      auto dw = random_vector<float>(std::size_t(s.kk() * s.cout), seed++);
+      auto db = random_vector<float>(std::size_t(s.cout), seed++);
+      auto dw_want = dw, db_want = db;
+      k::conv2d_backward_weight(s, x.data(), dy.data(), dw.data(), db.data(), 1.0f);
+      // The bias gradient sums dy itself (no product): it stays FP32.
+      ref::conv2d_backward_weight(s, xr.data(), dyr.data(), dw_want.data(), static_cast<float*>(nullptr), 1.0f);
+      auto scratch = dw_want;
+      ref::conv2d_backward_weight(s, x.data(), dy.data(), scratch.data(), db_want.data(), 1.0f);
+      EXPECT_TRUE(all_near(dw, dw_want, tolerance<float>(double(s.pixels()), 2.0)))
+          << "backward weight n" << s.n << " h" << s.h << " cin" << s.cin << " cout" << s.cout
+          << " k" << s.k << " s" << s.stride << " threads " << nt;
+      EXPECT_TRUE(all_near(db, db_want, tolerance<float>(double(s.pixels()), 2.0)));
     }
   }
 }

@@ -19,7 +19,8 @@
 // Overwrite or accumulate: every output takes beta; out = beta * out + result, and
 // beta == 0 never reads out (so it may hold garbage). Layers pass beta = 1 to accumulate
 // into .grad. The forward and input-gradient passes take BF16 operands when
-// matmul_precision() is bf16 (precision.hpp); the weight gradient stays FP32.
+// matmul_precision() is bf16 (precision.hpp), and so does the weight gradient (then on
+// the packed engine, pixels in pairs).
 // Not here: groups, dilation, asymmetric padding, argument checking.
 #pragma once
 
@@ -241,6 +242,43 @@ struct PackADyTrans {  // op(A) = dy^T restricted to pixels [p0, ...): k-major d
     }
   }
 };
+
+#if DIFFUSE_BF16_KERNELS
+/// The weight gradient's operands as BF16 pairs of consecutive pixels: the FP32 packer
+/// writes 2 qc pixel rows into a scratch panel, which is then paired (an odd last pixel
+/// pairs with zero). k-major A panel dst[q * MR + i] (dy^T) ...
+template <int MR>
+struct PackADyTransBf16 {
+  const float* dy;
+  index_t cout, p0, pixels;  // pixels of the range starting at p0
+  void operator()(bf16x2* dst, index_t i0, int mr, index_t q0, index_t qc) const noexcept {
+    const index_t rows = std::min(2 * qc, pixels - 2 * q0);
+    float* tmp = thread_scratch<float, 2>(static_cast<std::size_t>(2 * qc * MR));
+    PackADyTrans<float, MR>{dy, cout, p0}(tmp, i0, mr, 2 * q0, rows);
+    for (index_t q = 0; q < qc; ++q)
+      for (int i = 0; i < MR; ++i)
+        dst[q * MR + i] = pack_bf16x2(tmp[2 * q * MR + i], 2 * q + 1 < rows ? tmp[(2 * q + 1) * MR + i] : 0.0f);
+  }
+};
+
+/// ... and B panel dst[q * NR + j] (im2col(x) rows of the range's pixels).
+struct PackBIm2colColsBf16 {
+  const float* x;
+  Conv2dShape s;
+  index_t p0, pixels;
+  void operator()(bf16x2* dst, index_t j0, int nr, index_t q0, index_t qc) const noexcept {
+    constexpr int NR = Bf16Kernel::NR;
+    const index_t rows = std::min(2 * qc, pixels - 2 * q0);
+    float* tmp = thread_scratch<float, 2>(static_cast<std::size_t>((2 * qc + 1) * NR));
+    PackBIm2colCols<float>{x, s, p0}(tmp, j0, nr, 2 * q0, rows);
+    zero_run(tmp + rows * NR, (2 * qc + 1 - rows) * NR);  // the odd pixel's partner
+    for (index_t q = 0; q < qc; ++q) {
+      pair_rows_bf16(dst + q * NR, tmp + 2 * q * NR, tmp + (2 * q + 1) * NR);
+      pair_rows_bf16(dst + q * NR + 16, tmp + 2 * q * NR + 16, tmp + (2 * q + 1) * NR + 16);
+    }
+  }
+};
+#endif
 
 /// Weight-gradient tile without packing: dw[ci0 + i][j0 + j] (row stride ldc) =
 /// beta * dw + sum_p xrow[p][ci0 + i] * dy[p * ldy + j] for i < MR, j < NR. xrow[p] points
@@ -512,9 +550,23 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
   const index_t part = co * kk + co;
   T* parts = detail::thread_scratch<T, 3>(static_cast<std::size_t>(part * np));
   constexpr int MRS = Tiling<T>::MR_SMALL, MRB = Tiling<T>::MR;
-  const bool direct = detail::wgrad_direct_ok<T>(s);
+  bool bf16 = false;
+#if DIFFUSE_BF16_KERNELS
+  if constexpr (std::is_same_v<T, float>) bf16 = matmul_precision() == MatmulPrecision::bf16;
+#endif
+  const bool direct = !bf16 && detail::wgrad_direct_ok<T>(s);
   const bool small_tile = co % MRB != 0 && co % MRS == 0;
 
+  // General channel counts: dw^T = dy^T im2col(x) on the packed GEMM engine.
+  auto wgrad_packed = [&](index_t p0, index_t p1, T* dwt) {
+    const detail::PackBIm2colCols<T> pack_b{x, s, p0};
+    if (small_tile)
+      detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
+                                         detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
+    else
+      detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
+                                         detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+  };
   // The threads share the ranges; one thread runs them all when nt == 1 (no parallel
   // region then: entering one makes libgomp allocate).
   auto work = [&] {
@@ -524,17 +576,25 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
       T* dbt = dwt + co * kk;
       if (direct) {
         detail::wgrad_direct(s, x, dy, p0, p1, dwt);
+#if DIFFUSE_BF16_KERNELS
+      } else if constexpr (std::is_same_v<T, float>) {
+        if (bf16) {  // dw^T = dy^T im2col(x) with BF16 pairs of pixels
+          const index_t px = p1 - p0, q = (px + 1) / 2;
+          const detail::PackBIm2colColsBf16 pack_b{x, s, p0, px};
+          if (small_tile)
+            detail::gemm_driver<float, MRS, false, detail::Bf16Kernel>(
+                co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
+                detail::PackADyTransBf16<MRS>{dy, co, p0, px}, pack_b, 1);
+          else
+            detail::gemm_driver<float, MRB, false, detail::Bf16Kernel>(
+                co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
+                detail::PackADyTransBf16<MRB>{dy, co, p0, px}, pack_b, 1);
+        } else {
+          wgrad_packed(p0, p1, dwt);
+        }
+#endif
       } else {
-        // General channel counts: dw^T = dy^T im2col(x) on the packed GEMM engine.
-        const detail::PackBIm2colCols<T> pack_b{x, s, p0};
-        if (small_tile)
-          detail::gemm_driver<T, MRS, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
-                                             Epilogue<T>{},
-                                             detail::PackADyTrans<T, MRS>{dy, co, p0}, pack_b, 1);
-        else
-          detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk,
-                                             Epilogue<T>{},
-                                             detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
+        wgrad_packed(p0, p1, dwt);
       }
       for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
       for (index_t q = p0; q < p1; ++q) {

@@ -5,10 +5,9 @@
 // kernels pack them, products are exact in FP32 and sums are FP32, so BF16 changes the
 // operands' rounding (8 significant bits instead of 24) and nothing else.
 //
-// What it applies to: every float GEMM (kernels::gemm, gemm_batched) and the convolution
-// forward and input-gradient passes. The weight gradient of a convolution, the element-wise
-// work, the normalisations and the optimizer stay FP32 (mixed precision with FP32 master
-// weights). double is always double.
+// What it applies to: every float GEMM (kernels::gemm, gemm_batched) and the three passes
+// of the convolutions. The element-wise work, the normalisations, softmax, the loss and the
+// optimizer stay FP32 (mixed precision with FP32 master weights). double is always double.
 #pragma once
 
 #include <atomic>
