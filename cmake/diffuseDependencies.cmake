@@ -1,4 +1,4 @@
-# Finds what the diffuse target links to: xsimd and OpenMP.
+# Finds what the diffuse target links to: xsimd, OpenMP and nlohmann_json.
 # Used by the project's own CMakeLists.txt and by the installed diffuseConfig.cmake.
 
 # Debian's xsimd 8 exports a target that links to `xtl`, which is not installed with it;
@@ -28,6 +28,12 @@ macro(diffuse_find_dependencies)
     message(FATAL_ERROR
       "diffuse needs OpenMP for C++, which was not found for ${CMAKE_CXX_COMPILER_ID}.\n"
       "On Debian or Ubuntu: apt-get install libgomp1 (g++) or libomp-dev (clang++)")
+  endif()
+  find_package(nlohmann_json 3 QUIET)
+  if(NOT nlohmann_json_FOUND)
+    message(FATAL_ERROR
+      "diffuse needs nlohmann_json 3 (JSON for safetensors headers), which was not found.\n"
+      "On Debian or Ubuntu: apt-get install nlohmann-json3-dev")
   endif()
 endmacro()
 

@@ -26,6 +26,7 @@ packages=(
   pkg-config                  # the consumer test of the installed diffuse.pc
   doxygen                     # the API reference and its test (docs.api_reference)
   libxsimd-dev                # SIMD (the library's dependency; OpenMP comes with g++)
+  nlohmann-json3-dev          # JSON: safetensors headers (the library's dependency), the training log
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
   libcli11-dev                # the programs' command lines

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -74,6 +76,11 @@ decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
   return tiny ? f.template operator()<nn::edm_tiny>() : f.template operator()<nn::edm_mnist_small>();
 }
 
+/// A command line that parses but makes no sense: exit status 2, like a parse error.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// The guidance scale the programs use unless told otherwise (diffusion::Guided).
 inline constexpr double default_guidance = 3.0;
 
@@ -99,19 +106,58 @@ inline std::string duration_text(double seconds) {
   return buf;
 }
 
-/// A CLI11 check for options that must be above 0, with a plain message
-/// ("--batch: must be positive (got 0)") instead of CLI::PositiveNumber's range.
-inline const CLI::Validator positive_number(
-    [](std::string& text) -> std::string {
-      try {
-        std::size_t used = 0;
-        const double v = std::stod(text, &used);
-        if (used == text.size()) return v > 0 ? std::string() : "must be positive (got " + text + ")";
-      } catch (const std::exception&) {
-      }
-      return "'" + text + "' is not a number";
-    },
-    "POSITIVE");
+/// "1e+05" style text of an option's bound.
+inline std::string bound_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+/// A CLI11 check for a real-valued option: a finite number in [lo, hi], or (lo, hi] when
+/// lo_open. Run on the text before conversion, so inf, nan, 1e39 (inf once stored as a
+/// float) and trailing junk are refused with the option's name and range, e.g.
+/// "--lr: must be a finite number in (0, 10] (got inf)".
+inline CLI::Validator real_in(double lo, double hi, bool lo_open = false) {
+  const std::string range = (lo_open ? "(" : "[") + bound_text(lo) + ", " + bound_text(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        const std::string want = "must be a finite number in " + range + " (got " + text + ")";
+        try {
+          std::size_t used = 0;
+          const double v = std::stod(text, &used);
+          if (used != text.size() || !std::isfinite(v)) return want;
+          return (lo_open ? v > lo : v >= lo) && v <= hi ? std::string() : want;
+        } catch (const std::exception&) {
+          return want;  // not a number, or beyond double's range
+        }
+      },
+      "REAL in " + range);
+}
+
+/// A CLI11 check for an integer option in [lo, hi]: "--steps: must be an integer in
+/// [1, 100000] (got 1e9)".
+inline CLI::Validator integer_in(long long lo, long long hi) {
+  const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        const std::string want = "must be an integer in " + range + " (got " + text + ")";
+        try {
+          std::size_t used = 0;
+          const long long v = std::stoll(text, &used, 10);
+          return used == text.size() && v >= lo && v <= hi ? std::string() : want;
+        } catch (const std::exception&) {
+          return want;
+        }
+      },
+      "INT in " + range);
+}
+
+/// Limits shared by both programs' options: far beyond any sensible value, well inside what
+/// the types the values end in can hold.
+inline constexpr long long max_threads = 1024;
+inline constexpr long long max_steps = 100'000'000;
+inline constexpr long long max_batch = 65'536;
+inline constexpr double max_sigma = 1e5;  // EDM's largest is 80, VE's 100
 
 /// Parses the command line. Returns -1 to go on, otherwise the exit code to return now:
 /// 0 after --help or --version (printed to stdout by CLI11), 2 after a parse error, which

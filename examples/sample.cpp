@@ -51,36 +51,28 @@ void check_options(const SampleOptions& o, const CLI::App& app) {
     return std::find(names.begin(), names.end(), v) != names.end();
   };
   if (o.checkpoint.empty()) throw UsageError("--checkpoint is required (a training checkpoint or a weights file)");
-  if (o.steps < 1) throw UsageError("--steps must be at least 1 (got " + std::to_string(o.steps) + ")");
-  if (o.count < 1) throw UsageError("--count must be at least 1 (got " + std::to_string(o.count) + ")");
-  if (o.batch < 1) throw UsageError("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
   if (!known(sampler_names, o.sampler))
     throw UsageError("unknown sampler '" + o.sampler + "' (known: " + joined(sampler_names) + ")");
   if (!known(schedule_names, o.schedule))
     throw UsageError("unknown schedule '" + o.schedule + "' (known: " + joined(schedule_names) + ")");
   if (!known(programs::model_names, o.model))
     throw UsageError("unknown model '" + o.model + "' (known: " + joined(programs::model_names) + ")");
-  if (!(o.strength >= 0.0 && o.strength <= 1.0))
-    throw UsageError("--strength must be in [0, 1] (got " + number(o.strength) + ")");
   if (app.count("--strength") && o.init.empty()) throw UsageError("--strength goes with --init (img2img)");
   if (app.count("--resize") && o.init.empty()) throw UsageError("--resize goes with --init (img2img)");
   if (app.count("--count") && !o.init.empty())
     throw UsageError("--count is for generation; with --init every input image is processed");
-  if (app.count("--sigma-min") && !(o.sigma_min > 0)) throw UsageError("--sigma-min must be positive");
-  if (app.count("--sigma-max") && !(o.sigma_max > 0)) throw UsageError("--sigma-max must be positive");
   if (o.sigma_min > 0 && o.sigma_max > 0 && !(o.sigma_min < o.sigma_max))
     throw UsageError("--sigma-min must be below --sigma-max");
+  if (o.schedule == "ddpm" && static_cast<std::size_t>(o.steps) > diffusion::DdpmSchedule{}.timesteps)
+    throw UsageError("--steps " + std::to_string(o.steps) + " is more than the " +
+                     std::to_string(diffusion::DdpmSchedule{}.timesteps) + " timesteps of the ddpm schedule");
   if ((o.sigma_min > 0 || o.sigma_max > 0) && o.schedule == "ddpm")
     throw UsageError("--sigma-min/--sigma-max do not apply to the ddpm schedule (its betas fix its range)");
   if (app.count("--eta") && o.sampler != "euler_ancestral" && o.sampler != "ddim")
     throw UsageError("--eta applies to the samplers euler_ancestral and ddim, not " + o.sampler);
-  if (app.count("--eta") && !(o.eta >= 0)) throw UsageError("--eta must not be negative");
   if (app.count("--churn") && o.sampler != "euler" && o.sampler != "heun")
     throw UsageError("--churn applies to the samplers euler and heun, not " + o.sampler);
-  if (app.count("--churn") && !(o.churn >= 0)) throw UsageError("--churn must not be negative");
-  if (app.count("--class") && o.label < 0) throw UsageError("--class must not be negative");
   if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
-  if (app.count("--guidance") && !(o.guidance >= 0)) throw UsageError("--guidance must not be negative");
 }
 
 // The n sigmas of the chosen schedule, then 0.
@@ -94,7 +86,17 @@ std::vector<double> schedule_sigmas(const SampleOptions& o) {
   if (o.schedule == "karras") return ranged(diffusion::KarrasSchedule{});
   if (o.schedule == "exponential") return ranged(diffusion::ExponentialSchedule{});
   if (o.schedule == "ve") return ranged(diffusion::VeSchedule{});
-  if (o.schedule == "cosine") return ranged(diffusion::CosineSchedule{});
+  if (o.schedule == "cosine") {  // n of its discrete levels within the range
+    diffusion::CosineSchedule c;
+    if (o.sigma_min > 0) c.sigma_min = o.sigma_min;
+    if (o.sigma_max > 0) c.sigma_max = o.sigma_max;
+    const std::size_t kept = c.levels_within_range();
+    if (kept < n)
+      throw UsageError("the cosine schedule has " + std::to_string(kept) + " of its " + std::to_string(c.M) +
+                       " levels between sigma " + number(c.sigma_min) + " and " + number(c.sigma_max) +
+                       " (--sigma-min, --sigma-max), fewer than --steps " + std::to_string(n));
+    return c.sigmas(n);
+  }
   if (o.schedule == "ddpm") return diffusion::DdpmSchedule{}.sigmas(n);
   diffusion::VpSchedule vp;  // "vp"
   if (o.sigma_min > 0 || o.sigma_max > 0)
@@ -130,25 +132,30 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-ema", o.no_ema, "use a training checkpoint's raw weights instead of their EMA");
   app.add_option("--out", o.out, "output folder (one PNG per image, grid.png)")->capture_default_str();
-  app.add_option("--count", o.count, "images to generate")->capture_default_str();
-  app.add_option("--batch", o.batch, "images per batch")->capture_default_str();
+  app.add_option("--count", o.count, "images to generate")->check(programs::integer_in(1, 1'000'000))->capture_default_str();
+  app.add_option("--batch", o.batch, "images per batch")->check(programs::integer_in(1, programs::max_batch))->capture_default_str();
   app.add_option("--sampler", o.sampler, "sampler (" + joined(sampler_names) + ")")->capture_default_str();
   app.add_option("--schedule", o.schedule, "sigma schedule (" + joined(schedule_names) + ")")->capture_default_str();
-  app.add_option("--steps", o.steps, "sampling steps")->capture_default_str();
+  app.add_option("--steps", o.steps, "sampling steps")->check(programs::integer_in(1, 100'000))->capture_default_str();
   app.add_option("--seed", o.seed, "random seed (image i uses the noise of (seed, i))")->capture_default_str();
-  app.add_option("--sigma-min", o.sigma_min, "lowest sigma of the schedule (default: the schedule's own)");
-  app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)");
-  app.add_option("--eta", o.eta, "noise of euler_ancestral (default 1) and ddim (default 0)");
-  app.add_option("--churn", o.churn, "EDM's S_churn for euler and heun (default 0: deterministic)");
-  app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)");
+  app.add_option("--sigma-min", o.sigma_min, "lowest sigma of the schedule (default: the schedule's own)")
+      ->check(programs::real_in(0, programs::max_sigma, true));
+  app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)")
+      ->check(programs::real_in(0, programs::max_sigma, true));
+  app.add_option("--eta", o.eta, "noise of euler_ancestral (default 1) and ddim (default 0)")->check(programs::real_in(0, 100));
+  app.add_option("--churn", o.churn, "EDM's S_churn for euler and heun (default 0: deterministic)")
+      ->check(programs::real_in(0, 1e4));
+  app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)")
+      ->check(programs::integer_in(0, 1'000'000));
   app.add_option("--guidance", o.guidance,
                  "with --class: classifier-free guidance scale (1: plain conditional, 0: unconditional)")
-      ->capture_default_str();
+      ->check(programs::real_in(0, 1000))->capture_default_str();
   app.add_option("--init", o.init, "img2img: an image file, or a folder of images, to start from");
   app.add_option("--strength", o.strength, "img2img: how much to change, 0 (nothing) to 1 (all)")
-      ->capture_default_str();
+      ->check(programs::real_in(0, 1))->capture_default_str();
   app.add_flag("--resize", o.resize, "img2img: resize images of another size (else they are rejected)");
-  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")->check(diffuse::programs::positive_number);
+  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")
+      ->check(programs::integer_in(1, programs::max_threads));
   std::string precision = "fp32";
   diffuse::programs::add_precision_option(app, precision);
   app.set_version_flag("--version", diffuse::programs::info_line());

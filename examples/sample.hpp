@@ -39,11 +39,6 @@ struct SampleOptions {
   bool resize = false;
 };
 
-// A command line that parses but makes no sense.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 /// Samples (or runs img2img) with configuration Cfg over `sigmas` (the schedule's, then
 /// 0); returns the exit code (0, or 130 when interrupted). Throws UsageError for options
 /// that make no sense with the inputs, and io errors naming the file.

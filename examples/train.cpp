@@ -24,25 +24,30 @@ int main(int argc, char** argv) {
   app.add_option("--labels", o.labels, "IDX label file: train a class-conditional model (classes 0-9)");
   app.add_option("--label-dropout", o.label_dropout,
                  "with --labels: fraction of images shown without their label (for guidance)")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+      ->check(diffuse::programs::real_in(0, 1))->capture_default_str();
   app.add_option("--model", o.model, "model configuration")
       ->check(CLI::IsMember(diffuse::programs::model_names))->capture_default_str();
   app.add_option("--out", o.out, "output folder (checkpoint, log, samples)")->capture_default_str();
-  app.add_option("--batch", o.batch, "images per step")->check(diffuse::programs::positive_number)->capture_default_str();
-  app.add_option("--lr", o.lr, "learning rate (AdamW)")->check(diffuse::programs::positive_number)->capture_default_str();
-  app.add_option("--warmup", o.warmup, "steps of linear learning-rate warm-up")->capture_default_str();
-  auto* steps = app.add_option("--steps", o.steps, "stop after this many steps in all")->check(diffuse::programs::positive_number);
-  auto* epochs = app.add_option("--epochs", o.epochs, "stop after this many passes over the data")->check(diffuse::programs::positive_number);
-  app.add_option("--minutes", o.minutes, "stop after this much time")->check(diffuse::programs::positive_number);
-  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")->check(diffuse::programs::positive_number);
+  app.add_option("--batch", o.batch, "images per step")->check(diffuse::programs::integer_in(1, diffuse::programs::max_batch))->capture_default_str();
+  app.add_option("--lr", o.lr, "learning rate (AdamW)")->check(diffuse::programs::real_in(0, 10, true))->capture_default_str();
+  app.add_option("--warmup", o.warmup, "steps of linear learning-rate warm-up")
+      ->check(diffuse::programs::integer_in(0, diffuse::programs::max_steps))->capture_default_str();
+  auto* steps = app.add_option("--steps", o.steps, "stop after this many steps in all")
+                    ->check(diffuse::programs::integer_in(1, diffuse::programs::max_steps));
+  auto* epochs = app.add_option("--epochs", o.epochs, "stop after this many passes over the data")
+                     ->check(diffuse::programs::real_in(0, 1e6, true));
+  app.add_option("--minutes", o.minutes, "stop after this much time")->check(diffuse::programs::real_in(0, 1e7, true));
+  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")
+      ->check(diffuse::programs::integer_in(1, diffuse::programs::max_threads));
   app.add_option("--seed", o.seed, "random seed (weights, shuffling, noise)")->capture_default_str();
   app.add_option("--ema-half-life", o.ema_half_life, "EMA half-life in millions of images")
-      ->check(diffuse::programs::positive_number)->capture_default_str();
-  app.add_option("--sample-every", o.sample_every, "write a sample grid every N steps (0: only at the end)")->capture_default_str();
+      ->check(diffuse::programs::real_in(0, 1e6, true))->capture_default_str();
+  app.add_option("--sample-every", o.sample_every, "write a sample grid every N steps (0: only at the end)")
+      ->check(diffuse::programs::integer_in(0, diffuse::programs::max_steps))->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every, "save a checkpoint every N steps (0: only at the end)")
-      ->capture_default_str();
+      ->check(diffuse::programs::integer_in(0, diffuse::programs::max_steps))->capture_default_str();
   app.add_option("--log-every", o.log_every, "progress line every N steps when not on a terminal")
-      ->check(diffuse::programs::positive_number)->capture_default_str();
+      ->check(diffuse::programs::integer_in(1, diffuse::programs::max_steps))->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from the checkpoint in the output folder");
   app.add_flag("--resize", o.resize, "resize images of another size (else they are rejected)");
   std::string precision = "fp32";
@@ -77,6 +82,9 @@ int main(int argc, char** argv) {
     }
     return diffuse::programs::with_model(o.model, !o.labels.empty(),
                                          [&]<diffuse::nn::UNetConfig Cfg>() { return diffuse::programs::train_model<Cfg>(o); });
+  } catch (const diffuse::programs::UsageError& e) {
+    std::fprintf(stderr, "diffuse-train: error: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "diffuse-train: error: %s\n", e.what());
     return 1;

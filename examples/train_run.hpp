@@ -16,6 +16,7 @@
 #include <diffuse/train/checkpoint.hpp>
 #include <diffuse/train/trainer.hpp>
 #include <diffuse/unet.hpp>
+#include <nlohmann/json.hpp>
 
 #include "program.hpp"
 #include "program_data.hpp"
@@ -89,6 +90,19 @@ int train_model(const TrainOptions& o) {
                  static_cast<unsigned long long>(trainer.steps_done()));
   }
 
+  // Where to stop, checked before the log or a checkpoint is written.
+  std::uint64_t last_step = o.steps ? o.steps : ~std::uint64_t{0};
+  if (o.epochs > 0) {
+    const std::size_t per_epoch = trainer.batches_per_epoch();
+    const auto epoch_steps = static_cast<std::uint64_t>(o.epochs * static_cast<double>(per_epoch));
+    if (epoch_steps == 0)
+      throw UsageError("--epochs " + bound_text(o.epochs) + " is less than one step: an epoch of the " +
+                       std::to_string(data.size()) + " images is " + std::to_string(per_epoch) + " step(s) of " +
+                       std::to_string(cfg.batch) + "; give --epochs " + bound_text(1.0 / static_cast<double>(per_epoch)) +
+                       " or more");
+    last_step = std::min(last_step, epoch_steps);
+  }
+
   auto save = [&] {
     train::save_checkpoint(checkpoint, o.model, *model, trainer,
                            {{train::keys::lr, std::to_string(o.lr)},
@@ -115,14 +129,15 @@ int train_model(const TrainOptions& o) {
 
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
   if (!log) throw io::DataError(log_path, "cannot write the log");
-  std::fprintf(log, "{\"info\":\"%s\",\"model\":\"%s\",\"classes\":%zu,\"batch\":%zu,\"seed\":%llu}\n",
-               info_line().c_str(), o.model.c_str(), classes, cfg.batch,
-               static_cast<unsigned long long>(cfg.seed));
+  // One JSON object per line, written by a JSON library: a diverging run's NaN or infinite
+  // loss is null, and every line parses.
+  auto log_line = [&](const nlohmann::json& j) {
+    std::fputs((j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n").c_str(), log);
+    std::fflush(log);
+  };
+  log_line({{"info", info_line()}, {"model", o.model}, {"classes", classes}, {"batch", cfg.batch}, {"seed", cfg.seed}});
 
   const std::uint64_t first_step = trainer.steps_done();
-  std::uint64_t last_step = o.steps ? o.steps : ~std::uint64_t{0};
-  if (o.epochs > 0)
-    last_step = std::min<std::uint64_t>(last_step, static_cast<std::uint64_t>(o.epochs * trainer.batches_per_epoch()));
   const auto start = train_detail::Clock::now();
   const double budget = o.minutes > 0 ? o.minutes * 60.0 : -1.0;
   train_detail::Progress progress(o.log_every);
@@ -141,12 +156,14 @@ int train_model(const TrainOptions& o) {
       smoothed = 0.98 * smoothed + 0.02 * r.loss;
       weight = 0.98 * weight + 0.02;
     }
-    std::fprintf(log,
-                 "{\"step\":%llu,\"epoch\":%llu,\"loss\":%.6g,\"grad_norm\":%.6g,\"lr\":%.6g,\"seconds\":%.6g,"
-                 "\"images_per_second\":%.6g,\"skipped\":%s}\n",
-                 static_cast<unsigned long long>(r.step), static_cast<unsigned long long>(r.epoch), r.loss, r.grad_norm,
-                 r.learning_rate, r.seconds, r.images_per_second, r.skipped ? "true" : "false");
-    std::fflush(log);
+    log_line({{"step", r.step},
+              {"epoch", r.epoch},
+              {"loss", r.loss},
+              {"grad_norm", r.grad_norm},
+              {"lr", r.learning_rate},
+              {"seconds", r.seconds},
+              {"images_per_second", r.images_per_second},
+              {"skipped", r.skipped}});
     if (r.skipped) std::fprintf(stderr, "\nstep %llu skipped: the loss or gradient was not finite\n",
                                 static_cast<unsigned long long>(r.step));
     const double done = static_cast<double>(r.step - first_step);

@@ -12,6 +12,7 @@
 #include <diffuse/core/random.hpp>
 #include <diffuse/io/safetensors.hpp>
 #include <diffuse/nn/state_dict.hpp>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -91,6 +92,66 @@ TEST(Safetensors, Errors) {
   const SafetensorsFile g(path);
   expect_error([&] { g.read_vector<float>("w", {2, 2}); }, {path, "'w'", "expected dtype F32, F64, F16 or BF16, found I32"});
   std::remove(path.c_str());
+}
+
+// Element counts that wrap around 2^64 (2^62 + 1 elements x 4 = 4 (mod 2^64)) must not pass
+// for the few bytes present: every size from a header is multiplied with overflow checks.
+TEST(Safetensors, ShapesWhoseSizeOverflowsAreErrors) {
+  const std::string path = temp_path("overflow.safetensors");
+  write_bytes(path, with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387905,4],"data_offsets":[0,16]}})", 16));
+  expect_error([&] { SafetensorsFile f(path); }, {path, "'w'", "[4611686018427387905, 4]", "too many elements"});
+  write_bytes(path, with_header(R"({"w":{"dtype":"F32","shape":[4,4611686018427387904],"data_offsets":[0,0]}})", 0));
+  expect_error([&] { SafetensorsFile f(path); }, {path, "'w'", "too many elements"});
+  write_bytes(path, with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0));
+  expect_error([&] { SafetensorsFile f(path); }, {path, "'w'", "too many elements"});
+  // A zero dimension makes an empty tensor whatever the others are.
+  write_bytes(path, with_header(R"({"w":{"dtype":"F32","shape":[0,4611686018427387905],"data_offsets":[0,0]}})", 0));
+  EXPECT_NO_THROW(SafetensorsFile f(path));
+}
+
+// Metadata with control characters and bytes that are not UTF-8 (a Linux file name may hold
+// any): the header must still be strict JSON, which other readers (Python's json, the
+// safetensors package) require; control characters round-trip, invalid bytes become U+FFFD.
+TEST(Safetensors, HeaderIsStrictJsonWhateverTheMetadata) {
+  const std::string path = temp_path("control.safetensors");
+  SafetensorsWriter w;
+  const std::vector<float> v = {1, 2};
+  w.add<float>("w", {2}, v);
+  w.set_metadata("data", "runs/a\tb\n\x01\"q\"\\.idx");
+  w.set_metadata("bad", "x\xff\xfey");
+  w.write(path);
+  std::ifstream f(path, std::ios::binary);
+  std::uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, '\0');
+  f.read(header.data(), std::streamsize(n));
+  EXPECT_TRUE(nlohmann::json::accept(header)) << header;
+  const SafetensorsFile back(path);
+  EXPECT_EQ(back.metadata().at("data"), "runs/a\tb\n\x01\"q\"\\.idx");
+  EXPECT_EQ(back.metadata().at("bad"), "x\xEF\xBF\xBD\xEF\xBF\xBDy");
+}
+
+// Duplicate names, wrong types and unknown keys are format errors even where JSON allows them.
+TEST(Safetensors, HeaderStructureIsChecked) {
+  const std::string path = temp_path("structure.safetensors");
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+       "tensor 'w' appears twice"},
+      {R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "shape must be an array of non-negative integers"},
+      {R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", "shape must be an array of non-negative integers"},
+      {R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", "dtype must be a string"},
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", "data_offsets must be [begin, end]"},
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", "unknown key 'x'"},
+      {R"({"w":{"dtype":"F32","shape":[1]}})", "needs dtype, shape and data_offsets"},
+      {R"({"__metadata__":{"k":5},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", "metadata 'k' is not a string"},
+      {R"([1,2])", "not a JSON object"},
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})", "not JSON"},
+      {"{\"w\":{\"dtype\":\"F\t32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not JSON"},  // raw TAB
+  };
+  for (const auto& [header, want] : cases) {
+    write_bytes(path, with_header(header, 4));
+    expect_error([&] { SafetensorsFile f(path); }, {path, "corrupt header", want});
+  }
 }
 
 TEST(Safetensors, ReadsHalfAndBFloat16) {

@@ -87,9 +87,16 @@ case $case_name in
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 3 --batch 4 --out "$dir" --sample-every 0
     need "$ckpt" "$weights" "$dir/samples.png" "$dir/log.jsonl"
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 3 ]] || fail "log.jsonl does not have 3 steps"
+    "$testkit" json "$dir/log.jsonl" || fail "log.jsonl is not JSON lines"
+    "$testkit" json "$ckpt" || fail "the checkpoint's header is not JSON"
     head -n 1 "$dir/stderr" | grep -q '^diffuse ' || fail "stderr does not start with the info line"
     ;;
 
+  train_control_characters)  # a data path with a TAB and a byte that is not UTF-8 lands in the header as JSON
+    cp "$data/train.idx" "$dir/$(printf 'ta\tb\xff').idx"
+    expect_ok "$train" --data "$dir/$(printf 'ta\tb\xff').idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir/run" --sample-every 0
+    "$testkit" json "$dir/run/checkpoint.safetensors" || fail "the checkpoint's header is not JSON"
+    "$testkit" json "$dir/run/log.jsonl" || fail "log.jsonl is not JSON lines" ;;
   train_repeated_option)  # the last occurrence wins: cmake/setup.sh main passes its defaults first
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"
@@ -120,6 +127,20 @@ case $case_name in
     expect_error "--label-dropout goes with --labels" "$train" --data "$data/train.idx" --label-dropout 0.2 "${tiny[@]}" --out "$dir" ;;
   train_label_dropout_range)
     expect_error "--label-dropout" "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" --label-dropout 1.5 "${tiny[@]}" --out "$dir" ;;
+  train_option_ranges)  # every numeric option: finite, in its range, refused before any file is touched
+    for bad in "--lr inf" "--lr nan" "--lr 1e39" "--lr 0" "--epochs nan" "--epochs inf" "--minutes inf" "--minutes -1" \
+               "--ema-half-life inf" "--label-dropout nan" "--label-dropout 1.5" "--batch 1e9" "--batch 2.5" "--warmup -1" \
+               "--steps 99999999999" "--threads 0" "--threads 100000" "--log-every 0" "--sample-every x" "--checkpoint-every -2"; do
+      # shellcheck disable=SC2086
+      expect_error "${bad%% *}: must be " "$train" --data "$data/train.idx" "${tiny[@]}" --out "$dir/run" $bad
+      [[ ! -e $dir/run ]] || fail "$bad: the output folder was created"
+    done ;;
+  train_epochs_below_one_step)  # 16 images at batch 8: an epoch is 2 steps, 0.4 of it is none
+    expect_error "--epochs 0.4 is less than one step: an epoch of the 16 images is 2 step(s) of 8; give --epochs 0.5 or more" \
+      "$train" --data "$data/train.idx" "${tiny[@]}" --batch 8 --epochs 0.4 --out "$dir/run"
+    [[ ! -e $dir/run/checkpoint.safetensors && ! -e $dir/run/log.jsonl ]] || fail "a checkpoint or log was written"
+    expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --batch 8 --epochs 0.5 --sample-every 0 --out "$dir/half"
+    [[ $(grep -c '"step":' "$dir/half/log.jsonl") == 1 ]] || fail "--epochs 0.5 did not run one step" ;;
   train_negative_steps) expect_error "--steps" "$train" --data "$data/train.idx" "${tiny[@]}" --steps -3 --out "$dir" ;;
   train_batch_zero) expect_error "--batch" "$train" --data "$data/train.idx" "${tiny[@]}" --batch 0 --out "$dir" ;;
   train_unknown_option) expect_error "--bogus" "$train" --bogus ;;
@@ -175,14 +196,14 @@ case $case_name in
     expect_error "nope.png: no such file" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/nope.png" --out "$dir" ;;
   sample_unreadable_init)
     expect_error "garbage.png: cannot read image" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/garbage.png" --out "$dir" ;;
-  sample_negative_steps) expect_error "--steps must be at least 1" "$sample" --checkpoint "$ckpt" --steps -3 --out "$dir" ;;
-  sample_zero_steps) expect_error "--steps must be at least 1" "$sample" --checkpoint "$ckpt" --steps 0 --out "$dir" ;;
-  sample_zero_count) expect_error "--count must be at least 1" "$sample" --checkpoint "$ckpt" --count 0 --out "$dir" ;;
-  sample_batch_zero) expect_error "--batch must be at least 1" "$sample" --checkpoint "$ckpt" --batch 0 --out "$dir" ;;
+  sample_negative_steps) expect_error "--steps: must be an integer in [1, 100000] (got -3)" "$sample" --checkpoint "$ckpt" --steps -3 --out "$dir" ;;
+  sample_zero_steps) expect_error "--steps: must be an integer in [1, 100000] (got 0)" "$sample" --checkpoint "$ckpt" --steps 0 --out "$dir" ;;
+  sample_zero_count) expect_error "--count: must be an integer in [1, 1000000] (got 0)" "$sample" --checkpoint "$ckpt" --count 0 --out "$dir" ;;
+  sample_batch_zero) expect_error "--batch: must be an integer in [1, 65536] (got 0)" "$sample" --checkpoint "$ckpt" --batch 0 --out "$dir" ;;
   sample_strength_high)
-    expect_error "--strength must be in [0, 1]" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength 1.5 --out "$dir" ;;
+    expect_error "--strength: must be a finite number in [0, 1] (got 1.5)" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength 1.5 --out "$dir" ;;
   sample_strength_negative)
-    expect_error "--strength must be in [0, 1]" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength -0.1 --out "$dir" ;;
+    expect_error "--strength: must be a finite number in [0, 1] (got -0.1)" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength -0.1 --out "$dir" ;;
   sample_strength_without_init) expect_error "--strength goes with --init" "$sample" --checkpoint "$ckpt" --strength 0.5 ;;
   sample_unknown_sampler) expect_error "unknown sampler 'lms'" "$sample" --checkpoint "$ckpt" --sampler lms ;;
   sample_unknown_schedule) expect_error "unknown schedule 'linear'" "$sample" --checkpoint "$ckpt" --schedule linear ;;
@@ -235,6 +256,20 @@ case $case_name in
       done
     done
     ;;
+  sample_option_ranges)  # non-finite, overflowing (1e39 is inf as a float) and out-of-range values
+    for bad in "--sigma-max inf" "--sigma-max 1e39" "--sigma-min nan" "--sigma-min 0" "--guidance 1e39" "--guidance -1" \
+               "--eta -inf" "--churn nan" "--strength nan" "--steps 1e3" "--count 99999999999999999999" "--class -1" \
+               "--threads 0" "--batch 100000"; do
+      # shellcheck disable=SC2086
+      expect_error "${bad%% *}: must be " "$sample" --checkpoint "$ckpt" "${tiny[@]}" --out "$dir/out" $bad
+      [[ ! -e $dir/out ]] || fail "$bad: the output folder was created"
+    done ;;
+  sample_schedule_limits)  # the options that cause it are named
+    expect_error "--steps 1001 is more than the 1000 timesteps of the ddpm schedule" \
+      "$sample" --checkpoint "$ckpt" "${tiny[@]}" --schedule ddpm --steps 1001 --out "$dir"
+    expect_error "the cosine schedule has 2 of its 1000 levels between sigma 50 and 60 (--sigma-min, --sigma-max), fewer than --steps 18" \
+      "$sample" --checkpoint "$ckpt" "${tiny[@]}" --schedule cosine --sigma-min 50 --sigma-max 60 --steps 18 --out "$dir"
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --schedule ddpm --steps 1000 --count 1 --out "$dir/ddpm" ;;
   sample_precision)  # --precision bf16: close to fp32 where it runs, fp32 with a warning where not
     expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --out "$dir/fp32"
     expect_ok env DIFFUSE_DISABLE_BF16=1 "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --precision bf16 --out "$dir/off"

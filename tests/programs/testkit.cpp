@@ -6,6 +6,9 @@
 //   testkit png PATH H W [SEED]                     one grey H x W test image
 //   testkit compare A.png B.png MAXDIFF             same size, every byte within MAXDIFF
 //   testkit ssim A.png B.png                        prints the SSIM of two grey images
+//   testkit json FILE                               FILE is JSON lines (every line parses
+//                                                   with a strict JSON parser), or, for a
+//                                                   .safetensors file, its header is JSON
 //
 // Exit status 0 on success, 1 when a comparison fails, 2 on bad use.
 #include <cmath>
@@ -18,6 +21,7 @@
 
 #include <diffuse/io/image.hpp>
 #include <diffuse/metrics/ssim.hpp>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -98,6 +102,31 @@ int ssim(const std::string& a, const std::string& b) {
   return 0;
 }
 
+// Strict JSON (nlohmann::json follows RFC 8259: no raw control characters in strings, no
+// NaN): what Python's json module and the safetensors package accept.
+int json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  if (path.size() > 12 && path.ends_with(".safetensors")) {
+    std::uint64_t n = 0;
+    f.read(reinterpret_cast<char*>(&n), 8);
+    std::string header(n, '\0');
+    f.read(header.data(), std::streamsize(n));
+    if (!nlohmann::json::accept(header)) {
+      std::printf("%s: the header is not JSON\n", path.c_str());
+      return 1;
+    }
+    return 0;
+  }
+  std::string line;
+  for (int i = 1; std::getline(f, line); ++i)
+    if (!nlohmann::json::accept(line)) {
+      std::printf("%s:%d: not JSON: %s\n", path.c_str(), i, line.c_str());
+      return 1;
+    }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,10 +142,11 @@ int main(int argc, char** argv) {
     }
     if (a.size() == 4 && a[0] == "compare") return compare(a[1], a[2], std::stoi(a[3]));
     if (a.size() == 3 && a[0] == "ssim") return ssim(a[1], a[2]);
+    if (a.size() == 2 && a[0] == "json") return json(a[1]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "testkit: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim ...\n");
+  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json ...\n");
   return 2;
 }

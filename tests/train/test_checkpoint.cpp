@@ -306,6 +306,26 @@ TEST(Checkpoint, WrongFilesAreRejectedWithoutHarm) {
     expect_error_naming([&] { train::load_checkpoint(cond_path, "edm-tiny", *model, t); }, cond_path,
                         "checkpoint of a model with 10 classes (class-conditional), but this one has no classes");
   }
+  // Metadata that is not what it should be: every counter a whole number, classes in range.
+  {
+    const std::string bad = temp_path("bad-metadata.safetensors");
+    struct Case {
+      const char *key, *value, *want;
+    };
+    const Case cases[] = {
+        {train::keys::seed, "abc", "is not a whole number: 'abc'"},
+        {train::keys::seed, "-1", "is not a whole number: '-1'"},  // not 2^64 - 1
+        {train::keys::steps, " 5", "is not a whole number: ' 5'"},
+        {train::keys::batch, "2e0", "is not a whole number: '2e0'"},
+        {train::keys::images_seen, "99999999999999999999999", "is 99999999999999999999999, more than 18446744073709551615"},
+        {train::keys::classes, "4611686018427387904", "is 4611686018427387904, more than 1000000"}};
+    for (const auto& c : cases) {
+      train::save_checkpoint(bad, "edm-tiny", *model, t, {{c.key, c.value}});
+      const std::string want = std::string("metadata '") + c.key + "' " + c.want;
+      expect_error_naming([&] { train::load_checkpoint(bad, "edm-tiny", *model, t); }, bad, want);
+      expect_error_naming([&] { train::read_checkpoint_info(bad); }, bad, want);
+    }
+  }
   // Missing.
   expect_error_naming([&] { train::load_checkpoint(temp_path("none"), "edm-tiny", *model, t); }, temp_path("none"), "cannot open");
   EXPECT_EQ(weights(*model), before);

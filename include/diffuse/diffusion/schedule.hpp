@@ -186,7 +186,9 @@ struct DdpmSchedule {
   void sigmas(std::span<double> out) const {
     detail::check_steps(out.size(), "DdpmSchedule");
     const std::size_t n = out.size() - 1;
-    if (n > timesteps) throw std::invalid_argument("diffuse::diffusion::DdpmSchedule: more steps than timesteps");
+    if (n > timesteps)
+      throw std::invalid_argument("diffuse::diffusion::DdpmSchedule: " + std::to_string(n) + " steps asked for, but it has " +
+                                  std::to_string(timesteps) + " timesteps");
     // sigma of every timestep, by one running product.
     std::vector<double> table(timesteps);
     double log_abar = 0.0;
@@ -228,6 +230,13 @@ struct CosineSchedule {
     return u;
   }
 
+  /// How many levels lie in [sigma_min, sigma_max]: the most steps sigmas() can give.
+  std::size_t levels_within_range() const {
+    std::size_t k = 0;
+    for (double u : levels()) k += u >= sigma_min && u <= sigma_max;
+    return k;
+  }
+
   /// The n sigmas of an n-step sampler, descending, then 0 (n + 1 numbers).
   std::vector<double> sigmas(std::size_t n) const { return detail::make_sigmas(*this, n); }
   /// Fills `out` (n + 1 numbers) with n of the kept levels, evenly spaced by index, then 0.
@@ -238,7 +247,10 @@ struct CosineSchedule {
     std::vector<double> kept;
     for (double u : levels())
       if (u >= sigma_min && u <= sigma_max) kept.push_back(u);
-    if (kept.size() < n) throw std::invalid_argument("diffuse::diffusion::CosineSchedule: too many steps");
+    if (kept.size() < n)
+      throw std::invalid_argument("diffuse::diffusion::CosineSchedule: " + std::to_string(n) + " steps asked for, but only " +
+                                  std::to_string(kept.size()) + " of its levels lie in [sigma_min, sigma_max] = [" +
+                                  std::to_string(sigma_min) + ", " + std::to_string(sigma_max) + "]");
     for (std::size_t i = 0; i < n; ++i) {
       const double idx = n > 1 ? static_cast<double>(kept.size() - 1) / static_cast<double>(n - 1) * static_cast<double>(i) : 0.0;
       out[i] = kept[static_cast<std::size_t>(std::nearbyint(idx))];

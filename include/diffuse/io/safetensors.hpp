@@ -4,11 +4,11 @@
 //   header: {"<name>": {"dtype": "F32", "shape": [d0, ...], "data_offsets": [begin, end]}, ...,
 //            "__metadata__": {"<key>": "<value>", ...}}   offsets relative to the data
 //
-// The header is parsed by a small hand-written JSON reader that accepts exactly what
-// the format needs (objects, arrays, strings, non-negative integers; other scalars are
-// parsed and ignored): no dependency for a header-only library, and every error can name
-// the file, the tensor and what was expected. This file knows the format only: the
-// mapping of a network's parameters to PyTorch's names and layouts is nn/state_dict.hpp.
+// The header is JSON, read and written with nlohmann::json; on top of the JSON syntax every
+// rule of the format is checked (structure, offsets within the file, sizes that match dtype
+// and shape, with overflow checks), and every error names the file and the tensor. This file
+// knows the format only: the mapping of a network's parameters to PyTorch's names and
+// layouts is nn/state_dict.hpp.
 //
 // Not here: memory mapping (files are read whole: checkpoints of these models are a few
 // MB), writing dtypes other than F32 and F64 (F16 and BF16 are read), big-endian hosts.
@@ -20,12 +20,15 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace diffuse::io {
 
@@ -49,6 +52,16 @@ struct TensorInfo {
 };
 
 namespace detail {
+
+/// Bytes of a tensor of `shape` with elements of `element_size` bytes, or nullopt when the
+/// product overflows std::size_t (a header is untrusted input; a zero dimension gives 0).
+inline std::optional<std::size_t> checked_bytes(std::span<const std::size_t> shape, std::size_t element_size) {
+  if (std::find(shape.begin(), shape.end(), std::size_t{0}) != shape.end()) return 0;
+  std::size_t n = element_size;
+  for (std::size_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) return std::nullopt;
+  return n;
+}
 
 inline std::string shape_text(std::span<const std::size_t> s) {
   std::string t = "[";
@@ -82,170 +95,69 @@ inline float f16_to_float(std::uint16_t h) {
   return std::bit_cast<float>(sign | ((exp + 112) << 23) | (man << 13));
 }
 
-// A JSON reader for safetensors headers. Errors carry the byte position.
-class HeaderParser {
- public:
-  HeaderParser(std::string_view text, const std::string& file) : s_(text), file_(file) {}
-
-  std::map<std::string, TensorInfo> parse(std::map<std::string, std::string>& metadata) {
-    std::map<std::string, TensorInfo> out;
-    expect('{');
-    if (peek() == '}') {
-      ++i_;
-    } else {
-      for (;;) {
-        std::string name = string();
-        expect(':');
-        if (name == "__metadata__") {
-          object([&](const std::string& key) { metadata[key] = string(); });
-        } else {
-          if (out.count(name)) fail("tensor '" + name + "' appears twice");
-          out[name] = tensor(name);
-        }
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect('}');
-        break;
-      }
-    }
-    skip_ws();
-    if (i_ != s_.size()) fail("unexpected text after the header object");
-    return out;
+// Reads a safetensors header (JSON, parsed by nlohmann::json) into the tensor table and
+// the metadata, checking the format's structure: an object of tensors, each with exactly
+// dtype (a string), shape (non-negative integers) and data_offsets ([begin, end]), and an
+// optional "__metadata__" object of strings. A name may appear once (a JSON parser alone
+// would keep the last). Errors name the file and, where it applies, the tensor.
+inline std::map<std::string, TensorInfo> parse_header(std::string_view text, const std::string& file,
+                                                      std::map<std::string, std::string>& metadata) {
+  auto fail = [&](const std::string& what) -> SafetensorsError {
+    return SafetensorsError("diffuse::io: " + file + ": corrupt header: " + what);
+  };
+  std::string duplicate;
+  const auto count_keys = [&, seen = std::map<std::string, int>{}](int depth, nlohmann::json::parse_event_t event,
+                                                                   nlohmann::json& parsed) mutable {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && ++seen[parsed.get<std::string>()] == 2 &&
+        duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text.begin(), text.end(), count_keys);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw fail(std::string("not JSON (") + e.what() + ")");
   }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw SafetensorsError("diffuse::io: " + file_ + ": corrupt header at byte " + std::to_string(i_) + ": " + what);
-  }
-  void skip_ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
-  }
-  char peek() {
-    skip_ws();
-    if (i_ >= s_.size()) fail("unexpected end of header");
-    return s_[i_];
-  }
-  void expect(char c) {
-    if (peek() != c) fail(std::string("expected '") + c + "', found '" + s_[i_] + "'");
-    ++i_;
-  }
-  std::string string() {
-    expect('"');
-    std::string r;
-    while (true) {
-      if (i_ >= s_.size()) fail("unterminated string");
-      char c = s_[i_++];
-      if (c == '"') break;
-      if (c != '\\') {
-        r += c;
-        continue;
-      }
-      if (i_ >= s_.size()) fail("unterminated escape");
-      c = s_[i_++];
-      switch (c) {
-        case '"': case '\\': case '/': r += c; break;
-        case 'b': r += '\b'; break;
-        case 'f': r += '\f'; break;
-        case 'n': r += '\n'; break;
-        case 'r': r += '\r'; break;
-        case 't': r += '\t'; break;
-        case 'u': {
-          if (i_ + 4 > s_.size()) fail("short \\u escape");
-          unsigned cp = 0;
-          for (int k = 0; k < 4; ++k) {
-            const char h = s_[i_++];
-            cp = cp * 16 + unsigned(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                                    : h >= 'A' && h <= 'F' ? h - 'A' + 10 : (fail("bad \\u escape"), 0));
-          }
-          // UTF-8 (surrogate pairs are kept as two 3-byte sequences: names are ASCII in practice)
-          if (cp < 0x80) r += char(cp);
-          else if (cp < 0x800) r += {char(0xC0 | (cp >> 6)), char(0x80 | (cp & 0x3F))};
-          else r += {char(0xE0 | (cp >> 12)), char(0x80 | ((cp >> 6) & 0x3F)), char(0x80 | (cp & 0x3F))};
-          break;
-        }
-        default: fail(std::string("bad escape \\") + c);
-      }
-    }
-    return r;
-  }
-  std::size_t integer() {
-    skip_ws();
-    if (i_ >= s_.size() || s_[i_] < '0' || s_[i_] > '9') fail("expected a non-negative integer");
-    std::size_t v = 0;
-    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
-      const std::size_t d = std::size_t(s_[i_++] - '0');
-      if (v > (SIZE_MAX - d) / 10) fail("integer too large");
-      v = v * 10 + d;
+  if (!header.is_object()) throw fail("the header is not a JSON object");
+  if (!duplicate.empty()) throw fail("tensor '" + duplicate + "' appears twice");
+  auto sizes = [&](const nlohmann::json& j, const std::string& what) {
+    if (!j.is_array()) throw fail(what + " must be an array of non-negative integers");
+    std::vector<std::size_t> v;
+    for (const auto& x : j) {
+      if (!x.is_number_unsigned()) throw fail(what + " must be an array of non-negative integers (found " + x.dump() + ")");
+      v.push_back(x.get<std::size_t>());
     }
     return v;
-  }
-  std::vector<std::size_t> int_array() {
-    std::vector<std::size_t> v;
-    expect('[');
-    if (peek() == ']') {
-      ++i_;
-      return v;
-    }
-    for (;;) {
-      v.push_back(integer());
-      if (peek() == ',') {
-        ++i_;
-        continue;
+  };
+  std::map<std::string, TensorInfo> out;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) throw fail("__metadata__ must be an object of strings");
+      for (const auto& [key, value] : entry.items()) {
+        if (!value.is_string()) throw fail("metadata '" + key + "' is not a string");
+        metadata[key] = value.get<std::string>();
       }
-      expect(']');
-      return v;
+      continue;
     }
-  }
-  template <class F>
-  void object(F&& member) {
-    expect('{');
-    if (peek() == '}') {
-      ++i_;
-      return;
-    }
-    for (;;) {
-      std::string key = string();
-      expect(':');
-      member(key);
-      if (peek() == ',') {
-        ++i_;
-        continue;
-      }
-      expect('}');
-      return;
-    }
-  }
-  TensorInfo tensor(const std::string& name) {
+    const std::string where = "tensor '" + name + "'";
+    if (!entry.is_object()) throw fail(where + " is not an object");
+    for (const auto& [key, value] : entry.items())
+      if (key != "dtype" && key != "shape" && key != "data_offsets") throw fail(where + ": unknown key '" + key + "'");
+    if (!entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets"))
+      throw fail(where + ": needs dtype, shape and data_offsets");
+    if (!entry["dtype"].is_string()) throw fail(where + ": dtype must be a string");
     TensorInfo t;
-    bool has_dtype = false, has_shape = false, has_offsets = false;
-    object([&](const std::string& key) {
-      if (key == "dtype") {
-        t.dtype = string();
-        has_dtype = true;
-      } else if (key == "shape") {
-        t.shape = int_array();
-        has_shape = true;
-      } else if (key == "data_offsets") {
-        auto o = int_array();
-        if (o.size() != 2 || o[1] < o[0]) fail("tensor '" + name + "': data_offsets must be [begin, end]");
-        t.begin = o[0];
-        t.end = o[1];
-        has_offsets = true;
-      } else {
-        fail("tensor '" + name + "': unknown key '" + key + "'");
-      }
-    });
-    if (!has_dtype || !has_shape || !has_offsets)
-      fail("tensor '" + name + "': needs dtype, shape and data_offsets");
-    return t;
+    t.dtype = entry["dtype"].get<std::string>();
+    t.shape = sizes(entry["shape"], where + ": shape");
+    const auto offsets = sizes(entry["data_offsets"], where + ": data_offsets");
+    if (offsets.size() != 2 || offsets[1] < offsets[0]) throw fail(where + ": data_offsets must be [begin, end]");
+    t.begin = offsets[0];
+    t.end = offsets[1];
+    out.emplace(name, std::move(t));
   }
-
-  std::string_view s_;
-  const std::string& file_;
-  std::size_t i_ = 0;
-};
+  return out;
+}
 
 }  // namespace detail
 
@@ -269,14 +181,16 @@ class SafetensorsFile {
     if (n > bytes.size() - 8)
       throw SafetensorsError("diffuse::io: " + path_ + ": truncated file (header of " + std::to_string(n) +
                              " bytes announced, " + std::to_string(bytes.size() - 8) + " present)");
-    detail::HeaderParser parser(std::string_view(bytes.data() + 8, std::size_t(n)), path_);
-    tensors_ = parser.parse(metadata_);
+    tensors_ = detail::parse_header(std::string_view(bytes.data() + 8, std::size_t(n)), path_, metadata_);
     data_.assign(bytes.begin() + 8 + std::ptrdiff_t(n), bytes.end());
     for (const auto& [name, t] : tensors_) {
-      std::size_t count = 1;
-      for (std::size_t d : t.shape) count *= d;
       const std::size_t es = detail::dtype_size(t.dtype);
       if (es == 0) throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': unknown dtype '" + t.dtype + "'");
+      const std::optional<std::size_t> bytes_needed = detail::checked_bytes(t.shape, es);
+      if (!bytes_needed)
+        throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': shape " + detail::shape_text(t.shape) +
+                               " has too many elements (its size overflows 64 bits)");
+      const std::size_t count = *bytes_needed / es;
       if (t.end - t.begin != count * es)
         throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': data_offsets span " +
                                std::to_string(t.end - t.begin) + " bytes, but " + t.dtype + " " +
@@ -407,46 +321,16 @@ class SafetensorsWriter {
   /// Writes the file at `path` (directly; io::write_atomically makes it atomic). Throws
   /// SafetensorsError when the file cannot be created or written.
   void write(const std::string& path) const {
-    std::string h = "{";
-    auto quoted = [](const std::string& s) {
-      std::string q = "\"";
-      for (char c : s) {
-        if (c == '"' || c == '\\') q += '\\';
-        q += c;
-      }
-      return q + "\"";
-    };
-    if (!metadata_.empty()) {
-      h += "\"__metadata__\":{";
-      bool first = true;
-      for (const auto& [k, v] : metadata_) {
-        if (!first) h += ",";
-        h += quoted(k);
-        h += ":";
-        h += quoted(v);
-        first = false;
-      }
-      h += "}";
-    }
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata_.empty()) header["__metadata__"] = metadata_;
     std::size_t offset = 0;
     for (const auto& e : entries_) {
-      if (h.size() > 1) h += ",";
-      h += quoted(e.name);
-      h += ":{\"dtype\":\"";
-      h += e.dtype;
-      h += "\",\"shape\":[";
-      for (std::size_t i = 0; i < e.shape.size(); ++i) {
-        if (i) h += ",";
-        h += std::to_string(e.shape[i]);
-      }
-      h += "],\"data_offsets\":[";
-      h += std::to_string(offset);
-      h += ",";
-      h += std::to_string(offset + e.bytes.size());
-      h += "]}";
+      header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes.size()}}};
       offset += e.bytes.size();
     }
-    h += "}";
+    // Control characters are escaped; bytes that are not UTF-8 (a file name on Linux may hold
+    // any) become U+FFFD, so that every JSON reader accepts the header.
+    std::string h = header.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-byte aligned
     std::ofstream f(path, std::ios::binary);
     if (!f) throw SafetensorsError("diffuse::io: cannot create " + path);

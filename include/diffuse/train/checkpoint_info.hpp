@@ -5,9 +5,12 @@
 // checkpoint.hpp.
 #pragma once
 
+#include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -38,6 +41,9 @@ inline constexpr const char* data = "train.data";                    ///< data s
 inline constexpr const char* label_dropout = "train.label_dropout";  ///< fraction without label
 }  // namespace keys
 
+/// The most classes a checkpoint's metadata may declare (far above any real model's).
+inline constexpr std::uint64_t max_classes = 1'000'000;
+
 /// What a checkpoint or weights file says about itself, read without building a model.
 struct CheckpointInfo {
   std::string path;  ///< the file read
@@ -67,23 +73,29 @@ struct CheckpointInfo {
 
 namespace detail {
 
-inline std::uint64_t metadata_number(const io::SafetensorsFile& f, const std::string& key) {
+// A counter stored as metadata: decimal digits only (no sign, space or exponent: std::stoull
+// would take "-1" as 2^64 - 1), at most `max`. Errors name the file, the key and the value.
+inline std::uint64_t metadata_number(const io::SafetensorsFile& f, const std::string& key,
+                                     std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
   auto it = f.metadata().find(key);
   if (it == f.metadata().end())
     throw io::DataError(f.path(), "not a diffuse training checkpoint (metadata '" + key + "' is missing)");
-  try {
-    std::size_t used = 0;
-    const auto v = std::stoull(it->second, &used);
-    if (used != it->second.size()) throw std::invalid_argument("trailing characters");
-    return v;
-  } catch (const std::exception&) {
-    throw io::DataError(f.path(), "metadata '" + key + "' is not a number: '" + it->second + "'");
-  }
+  const std::string& text = it->second;
+  std::uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || ec == std::errc::invalid_argument || ptr != end)
+    throw io::DataError(f.path(), "metadata '" + key + "' is not a whole number: '" + text + "'");
+  if (ec == std::errc::result_out_of_range || v > max)
+    throw io::DataError(f.path(), "metadata '" + key + "' is " + text + ", more than " + std::to_string(max));
+  return v;
 }
 
 // As metadata_number, `fallback` when the key is absent (files of older versions).
-inline std::uint64_t metadata_number_or(const io::SafetensorsFile& f, const std::string& key, std::uint64_t fallback) {
-  return f.metadata().count(key) ? metadata_number(f, key) : fallback;
+inline std::uint64_t metadata_number_or(const io::SafetensorsFile& f, const std::string& key, std::uint64_t fallback,
+                                        std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
+  return f.metadata().count(key) ? metadata_number(f, key, max) : fallback;
 }
 
 // Opens `path` as a safetensors file; a missing file or a folder is an io::DataError.
@@ -113,7 +125,7 @@ inline CheckpointInfo info_of(const io::SafetensorsFile& f) {
                                       checkpoint_format + ")");
   const auto model = info.metadata.find(keys::model);
   info.model = model == info.metadata.end() ? "?" : model->second;
-  info.classes = metadata_number_or(f, keys::classes, 0);
+  info.classes = metadata_number_or(f, keys::classes, 0, max_classes);
   // Absent counters read as 0 here (sampling needs none of them); load_checkpoint, which
   // does, requires them.
   info.seed = metadata_number_or(f, keys::seed, 0);
