@@ -97,6 +97,13 @@ case $case_name in
     expect_ok "$train" --data "$dir/$(printf 'ta\tb\xff').idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir/run" --sample-every 0
     "$testkit" json "$dir/run/checkpoint.safetensors" || fail "the checkpoint's header is not JSON"
     "$testkit" json "$dir/run/log.jsonl" || fail "log.jsonl is not JSON lines" ;;
+  train_resume_plain_weights)  # a weights file where the checkpoint should be: refused, and left as it was
+    mkdir -p "$dir/run"
+    cp "$weights" "$dir/run/checkpoint.safetensors"
+    expect_error "checkpoint.safetensors: not a diffuse training checkpoint" \
+      "$train" --data "$data/train.idx" "${tiny[@]}" --batch 4 --steps 5 --out "$dir/run" --resume
+    cmp -s "$weights" "$dir/run/checkpoint.safetensors" || fail "the file was changed"
+    [[ ! -e $dir/run/log.jsonl ]] || fail "a log was started" ;;
   train_repeated_option)  # the last occurrence wins: cmake/setup.sh main passes its defaults first
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"
