@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "diffuse-train: error: --label-dropout goes with --labels (class-conditional training)\n");
     return 2;
   }
-  o.label_dropout_given = app.count("--label-dropout") > 0;
+  for (const CLI::Option* opt : app.get_options())
+    if (opt->count() > 0)
+      for (const std::string& name : opt->get_lnames()) o.given.insert("--" + name);
   try {
     const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();
     if (o.resume && std::filesystem::exists(checkpoint)) {  // say how to resume a run with(out) labels

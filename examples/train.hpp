@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include <diffuse/nn/unet_config.hpp>
@@ -28,7 +29,7 @@ struct TrainOptions {
   std::uint64_t seed = 0;
   double ema_half_life = 0.5;  // millions of images (EDM: 0.5)
   double label_dropout = 0.1;
-  bool label_dropout_given = false;  // else a resumed run keeps its own
+  std::set<std::string> given;  // options on the command line ("--lr"); a resumed run keeps the others
   std::uint64_t sample_every = 500;
   std::uint64_t checkpoint_every = 1000;
   std::uint64_t log_every = 10;

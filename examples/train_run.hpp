@@ -71,17 +71,41 @@ int train_model(const TrainOptions& o) {
   cfg.seed = o.seed;
   cfg.optimizer.lr = o.lr;
   cfg.optimizer.warmup_steps = o.warmup;
-  cfg.ema.half_life_images = o.ema_half_life * 1e6;
+  double ema_half_life = o.ema_half_life;  // millions of images, as the option and the checkpoint say
   cfg.label_dropout = o.label_dropout;
-  if (o.resume) {  // a resumed run keeps the seed and batch it started with
+  if (o.resume) {  // a resumed run continues the run it resumes
     if (!fs::exists(checkpoint))
       throw io::DataError(checkpoint, "no checkpoint to resume from in " + o.out);
     const train::CheckpointInfo saved = train::read_checkpoint_info(checkpoint);
+    // Seed and batch decide which images and noise each step sees: another value would be
+    // another run.
+    if (o.given.count("--seed") && o.seed != saved.seed)
+      throw UsageError("--seed " + std::to_string(o.seed) + " differs from the run's seed " + std::to_string(saved.seed) +
+                       " (a resumed run keeps its seed; start a new run in another --out)");
+    if (o.given.count("--batch") && saved.batch && o.batch != saved.batch)
+      throw UsageError("--batch " + std::to_string(o.batch) + " differs from the run's batch " +
+                       std::to_string(saved.batch) + " (a resumed run keeps its batch; start a new run in another --out)");
     cfg.seed = saved.seed;
     if (saved.batch) cfg.batch = saved.batch;
-    if (!o.label_dropout_given)
-      if (const auto p = saved.number(train::keys::label_dropout)) cfg.label_dropout = *p;
+    // Hyper-parameters: the run's own unless the option is given; an override is said.
+    auto keep = [&](const char* option, const char* key, double value, double lo, double hi) {
+      const auto was = saved.number(key);
+      if (!was) return value;  // a checkpoint of an older version
+      if (!(*was >= lo && *was <= hi))  // the option's own range
+        throw io::DataError(checkpoint, std::string("metadata '") + key + "' is " + exact_text(*was) + ", outside [" +
+                                            bound_text(lo) + ", " + bound_text(hi) + "] (" + option + ")");
+      if (!o.given.count(option)) return *was;
+      if (value != *was)
+        std::fprintf(stderr, "%s %s overrides the run's %s\n", option, exact_text(value).c_str(), exact_text(*was).c_str());
+      return value;
+    };
+    cfg.optimizer.lr = keep("--lr", train::keys::lr, cfg.optimizer.lr, 1e-30, 10);
+    cfg.optimizer.warmup_steps = static_cast<std::uint64_t>(
+        keep("--warmup", train::keys::warmup, static_cast<double>(cfg.optimizer.warmup_steps), 0, double(max_steps)));
+    ema_half_life = keep("--ema-half-life", train::keys::ema_half_life, ema_half_life, 1e-30, 1e6);
+    cfg.label_dropout = keep("--label-dropout", train::keys::label_dropout, cfg.label_dropout, 0, 1);
   }
+  cfg.ema.half_life_images = ema_half_life * 1e6;
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
   if (o.resume) {
@@ -105,9 +129,11 @@ int train_model(const TrainOptions& o) {
 
   auto save = [&] {
     train::save_checkpoint(checkpoint, o.model, *model, trainer,
-                           {{train::keys::lr, std::to_string(o.lr)},
+                           {{train::keys::lr, exact_text(cfg.optimizer.lr)},
+                            {train::keys::warmup, std::to_string(cfg.optimizer.warmup_steps)},
+                            {train::keys::ema_half_life, exact_text(ema_half_life)},
                             {train::keys::data, o.data},
-                            {train::keys::label_dropout, std::to_string(cfg.label_dropout)}});
+                            {train::keys::label_dropout, exact_text(cfg.label_dropout)}});
     const optim::EmaApplied ema_weights(trainer.ema(), *model);  // the weights sampling uses
     train::export_weights((out / "model_ema.safetensors").string(), model->net());
   };

@@ -104,6 +104,19 @@ case $case_name in
       "$train" --data "$data/train.idx" "${tiny[@]}" --batch 4 --steps 5 --out "$dir/run" --resume
     cmp -s "$weights" "$dir/run/checkpoint.safetensors" || fail "the file was changed"
     [[ ! -e $dir/run/log.jsonl ]] || fail "a log was started" ;;
+  train_resume_keeps_hyperparameters)  # 3 steps, then --resume to 5 without the options: as 5 steps in one go
+    run=(--data "$data/train.idx" "${tiny[@]}" --sample-every 0 --checkpoint-every 0)
+    hyper=(--batch 4 --lr 0.002 --warmup 2 --ema-half-life 0.001)
+    expect_ok "$train" "${run[@]}" "${hyper[@]}" --steps 3 --out "$dir/resumed"
+    expect_ok "$train" "${run[@]}" --steps 5 --resume --out "$dir/resumed"
+    grep -q 'overrides' "$dir/stderr" && fail "an option was said to override although none was given"
+    expect_ok "$train" "${run[@]}" "${hyper[@]}" --steps 5 --out "$dir/straight"
+    for f in checkpoint.safetensors model_ema.safetensors; do
+      cmp -s "$dir/resumed/$f" "$dir/straight/$f" || fail "$f of the resumed run differs from the straight run's"
+    done
+    expect_ok "$train" "${run[@]}" --steps 6 --resume --lr 0.001 --out "$dir/resumed"
+    grep -q -- "--lr 0.001 overrides the run's 0.002" "$dir/stderr" || fail "the override of --lr was not said"
+    expect_error "--batch 8 differs from the run's batch 4" "$train" "${run[@]}" --steps 7 --resume --batch 8 --out "$dir/resumed" ;;
   train_repeated_option)  # the last occurrence wins: cmake/setup.sh main passes its defaults first
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"

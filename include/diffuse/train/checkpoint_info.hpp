@@ -39,6 +39,8 @@ inline constexpr const char* classes = "diffuse.classes";            ///< 0: unc
 inline constexpr const char* lr = "train.lr";                        ///< learning rate
 inline constexpr const char* data = "train.data";                    ///< data set path
 inline constexpr const char* label_dropout = "train.label_dropout";  ///< fraction without label
+inline constexpr const char* warmup = "train.warmup";                ///< learning-rate warm-up steps
+inline constexpr const char* ema_half_life = "train.ema_half_life";  ///< EMA half-life, millions of images
 }  // namespace keys
 
 /// The most classes a checkpoint's metadata may declare (far above any real model's).
