@@ -37,15 +37,18 @@ macro(diffuse_find_dependencies)
   endif()
 endmacro()
 
-# Finds what diffuse::io (image files, IDX data sets) links to: zlib and Debian's stb
-# library. Sets DIFFUSE_IO_FOUND and, when found, the imported target diffuse::stb.
+# Finds what diffuse::io (image files, IDX data sets) links to: zlib, libspng (PNG, with
+# its checksums verified) and Debian's stb library (other formats, writing). Sets
+# DIFFUSE_IO_FOUND and, when found, the imported targets diffuse::stb and diffuse::spng.
 # With REQUIRED, stops with the Debian packages to install.
 macro(diffuse_find_io_dependencies)
   cmake_parse_arguments(_diffuse_io "REQUIRED" "" "" ${ARGN})
   find_package(ZLIB QUIET)
   find_path(DIFFUSE_STB_INCLUDE_DIR stb/stb_image.h)
   find_library(DIFFUSE_STB_LIBRARY NAMES stb)
-  if(ZLIB_FOUND AND DIFFUSE_STB_INCLUDE_DIR AND DIFFUSE_STB_LIBRARY)
+  find_path(DIFFUSE_SPNG_INCLUDE_DIR spng.h)
+  find_library(DIFFUSE_SPNG_LIBRARY NAMES spng)
+  if(ZLIB_FOUND AND DIFFUSE_STB_INCLUDE_DIR AND DIFFUSE_STB_LIBRARY AND DIFFUSE_SPNG_INCLUDE_DIR AND DIFFUSE_SPNG_LIBRARY)
     set(DIFFUSE_IO_FOUND TRUE)
     if(NOT TARGET diffuse::stb)
       add_library(diffuse::stb UNKNOWN IMPORTED)
@@ -53,12 +56,18 @@ macro(diffuse_find_io_dependencies)
         IMPORTED_LOCATION "${DIFFUSE_STB_LIBRARY}"
         INTERFACE_INCLUDE_DIRECTORIES "${DIFFUSE_STB_INCLUDE_DIR}")
     endif()
+    if(NOT TARGET diffuse::spng)
+      add_library(diffuse::spng UNKNOWN IMPORTED)
+      set_target_properties(diffuse::spng PROPERTIES
+        IMPORTED_LOCATION "${DIFFUSE_SPNG_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${DIFFUSE_SPNG_INCLUDE_DIR}")
+    endif()
   else()
     set(DIFFUSE_IO_FOUND FALSE)
     if(_diffuse_io_REQUIRED)
       message(FATAL_ERROR
-        "diffuse::io (images and data sets) needs zlib and stb, which were not both found.\n"
-        "On Debian or Ubuntu: apt-get install zlib1g-dev libstb-dev")
+        "diffuse::io (images and data sets) needs zlib, libspng and stb, which were not all found.\n"
+        "On Debian or Ubuntu: apt-get install zlib1g-dev libspng-dev libstb-dev")
     endif()
   endif()
 endmacro()

@@ -30,7 +30,7 @@ packages=(
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
   libcli11-dev                # the programs' command lines
-  zlib1g-dev libstb-dev       # diffuse::io: gzip-compressed data sets, PNG and JPEG files
+  zlib1g-dev libspng-dev libstb-dev  # diffuse::io: gzip-compressed data sets; PNG (checksums verified), JPEG
   dataset-fashion-mnist       # real data for the main program and the data tests
 )
 

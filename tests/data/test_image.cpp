@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include <zlib.h>
+
 #include <diffuse/io/image.hpp>
 #include <diffuse/tensor.hpp>
 
@@ -72,6 +74,77 @@ TEST(Image, WrongSizeAndBadFilesGiveClearErrors) {
   write_bytes(dir.file("garbage.png"), {0x89, 'P', 'N', 'G', 1, 2, 3});
   EXPECT_THROW(io::read_image(dir.file("garbage.png")), io::DataError);
   EXPECT_THROW(io::write_png(dir.file("no/such/folder/x.png"), img), io::DataError);
+}
+
+// A grey PNG built by hand: IHDR, one IDAT holding a zlib stream of stored (uncompressed)
+// blocks, so that a pixel can be changed in place, and IEND; chunk CRCs from zlib.
+// With change_a_pixel the zlib Adler-32 stays that of the unchanged pixels; fix_chunk_crc
+// false leaves the IDAT CRC wrong too; declared_h (if not 0) is the height IHDR claims.
+std::string grey_png(std::uint32_t w, std::uint32_t h, bool change_a_pixel, bool fix_chunk_crc = true,
+                     std::uint32_t declared_h = 0) {
+  auto be32 = [](std::uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data, bool good_crc = true) {
+    const std::string td = type + data;
+    std::uint32_t crc = static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(td.data()), uInt(td.size())));
+    if (!good_crc) crc ^= 1;
+    return be32(std::uint32_t(data.size())) + td + be32(crc);
+  };
+  std::string raw;  // filter byte 0, then the row
+  for (std::uint32_t y = 0; y < h; ++y) {
+    raw += '\0';
+    for (std::uint32_t x = 0; x < w; ++x) raw += char((x * 37 + y * 11) & 0xff);
+  }
+  const std::uint32_t adler = static_cast<std::uint32_t>(adler32(1, reinterpret_cast<const Bytef*>(raw.data()), uInt(raw.size())));
+  if (change_a_pixel) raw[1 + w / 2] = char(raw[1 + w / 2] ^ 0x40);
+  const auto n = static_cast<std::uint16_t>(raw.size());
+  std::string z = {char(0x78), char(0x01), char(0x01), char(n & 0xff), char(n >> 8), char(~n & 0xff), char((~n >> 8) & 0xff)};
+  z += raw + be32(adler);
+  const std::string ihdr = be32(w) + be32(declared_h ? declared_h : h) + std::string{char(8), char(0), char(0), char(0), char(0)};
+  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", z, fix_chunk_crc) + chunk("IEND", "");
+}
+
+void write_png_bytes(const std::string& path, const std::string& bytes) {
+  write_bytes(path, std::vector<unsigned char>(bytes.begin(), bytes.end()));
+}
+
+// PNG checksums are verified: a changed pixel is an error whether the chunk CRC was
+// updated to match (then the zlib Adler-32 catches it) or not.
+TEST(Image, DamagedPngIsAnErrorNamingTheFile) {
+  TempDir dir;
+  const std::string good = dir.file("good.png"), bad = dir.file("bad.png");
+  write_png_bytes(good, grey_png(8, 3, false));
+  const io::Image8 img = io::read_image(good);
+  ASSERT_EQ(img.width, 8u);
+  ASSERT_EQ(img.channels, 1u);
+  EXPECT_EQ(img.pixels[5], 5 * 37);
+  for (bool fixed_crc : {true, false}) {
+    write_png_bytes(bad, grey_png(8, 3, true, fixed_crc));
+    try {
+      (void)io::read_image(bad);
+      ADD_FAILURE() << "a changed pixel was read without complaint (chunk CRC " << (fixed_crc ? "updated" : "stale") << ")";
+    } catch (const io::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("damaged PNG"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// A header that declares 20000 x 20000 pixels is refused before the pixels are allocated.
+TEST(Image, DeclaredSizeIsCheckedBeforeDecoding) {
+  TempDir dir;
+  const std::string path = dir.file("huge.png");
+  write_png_bytes(path, grey_png(20000, 1, false, true, 20000));  // one row of data, 20000 declared
+  try {
+    (void)io::read_image(path);
+    ADD_FAILURE() << "no error";
+  } catch (const io::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("declares 20000x20000 pixels"), std::string::npos) << e.what();
+  }
+  // The limit is a parameter: a small image above a small limit is refused the same way.
+  write_png_bytes(path, grey_png(8, 3, false));
+  EXPECT_THROW((void)io::read_image(path, 0, 16), io::DataError);
 }
 
 TEST(Image, ResizeKeepsAConstantImageConstant) {

@@ -68,7 +68,10 @@ TEST(Bf16, UnavailableIsAnErrorThatChangesNothing) {
     k::set_matmul_precision(MatmulPrecision::bf16);
     ADD_FAILURE() << "no exception";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("DIFFUSE_DISABLE_BF16"), std::string::npos) << e.what();
+    // The reason: the variable, or (a build without the kernels) the build itself.
+    const std::string why = DIFFUSE_BF16_KERNELS ? "DIFFUSE_DISABLE_BF16 is set" : "this build has no BF16 kernels";
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    EXPECT_EQ(k::bf16_unavailable_reason().rfind(why, 0), 0u) << k::bf16_unavailable_reason();
   }
   EXPECT_EQ(k::matmul_precision(), MatmulPrecision::fp32);
   ::unsetenv("DIFFUSE_DISABLE_BF16");
