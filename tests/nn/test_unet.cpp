@@ -375,79 +375,80 @@ TEST(NnUNet, TrainingStepAllocatesNothingAfterTheFirst) {
 
 // ---- PyTorch parity (fixtures from tests/fixtures/make_fixtures.py) ---------------------
 
+// edm-tiny with PyTorch's weights, and PyTorch's inputs, outputs and gradients for them
+// (NCHW files, NHWC tensors here).
+struct TinyFixture {
+  static constexpr std::size_t n = 3, H = 28, C = 1;
+  std::unique_ptr<TinyF> net = std::make_unique<TinyF>(0);
+  Tensor<float, TinyF::Batch> x{n}, dout{n}, want_out{n}, want_dx{n};
+  std::vector<float> c_noise;
+  float loss = 0;
+  io::SafetensorsFile grads{std::string(DIFFUSE_FIXTURES_DIR) + "/edm_tiny_grads.safetensors"};
+
+  TinyFixture() {
+    const std::string dir = DIFFUSE_FIXTURES_DIR;
+    nn::load_state_dict(*net, dir + "/edm_tiny_weights.safetensors");
+    const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
+    using kernels::index_t;
+    auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Batch>& t) {
+      const auto v = io_file.read_vector(name, {n, C, H, H});
+      nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(C), index_t(H), index_t(H));
+    };
+    to_nhwc("x", x);
+    to_nhwc("dout", dout);
+    to_nhwc("out", want_out);
+    to_nhwc("dx", want_dx);
+    c_noise = io_file.read_vector("c_noise", {n});
+    loss = io_file.read_vector("loss", {1})[0];
+  }
+  /// Largest error of each parameter gradient of `net` against PyTorch's, relative to its scale.
+  template <class F>
+  std::size_t for_each_grad_error(F&& f) const {
+    std::size_t checked = 0;
+    net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
+      std::vector<float> want(p.grad.size());
+      nn::read_param(grads, p, std::span<float>(want));
+      f(p.name, relative_error(p.grad, want));
+      ++checked;
+    });
+    return checked;
+  }
+};
+
+double relative_error_of(const Tensor<float, TinyF::Batch>& got, const Tensor<float, TinyF::Batch>& want) {
+  return relative_error(std::span<const float>(got.data(), got.size()), {want.data(), want.size()});
+}
+
 TEST(NnUNet, MatchesPyTorch) {
-  const std::string dir = DIFFUSE_FIXTURES_DIR;
-  auto net = std::make_unique<TinyF>(0);
-  nn::load_state_dict(*net, dir + "/edm_tiny_weights.safetensors");
-  const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
-  constexpr std::size_t n = 3, H = 28, Cimg = 1;
-  using kernels::index_t;
-  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Batch>& t) {
-    const auto v = io_file.read_vector(name, {n, Cimg, H, H});
-    nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
-  };
-  Tensor<float, TinyF::Batch> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
-  to_nhwc("x", x);
-  to_nhwc("dout", dout);
-  to_nhwc("out", want_out);
-  to_nhwc("dx", want_dx);
-  const auto c_noise = io_file.read_vector("c_noise", {n});
-  const auto loss = io_file.read_vector("loss", {1});
-  net->zero_grad();
-  net->forward(x, c_noise, out);
-  EXPECT_LT(relative_error(std::span<const float>(out.data(), out.size()), {want_out.data(), want_out.size()}), 1e-4);
-  EXPECT_NEAR(dot(out, dout), loss[0], 1e-4 * std::abs(loss[0]));
-  net->backward(dout, dx);
-  EXPECT_LT(relative_error(std::span<const float>(dx.data(), dx.size()), {want_dx.data(), want_dx.size()}), 1e-3);
-  const io::SafetensorsFile grads(dir + "/edm_tiny_grads.safetensors");
-  std::size_t checked = 0;
-  net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
-    std::vector<float> want(p.grad.size());
-    nn::read_param(grads, p, std::span<float>(want));
-    EXPECT_LT(relative_error(p.grad, want), 1e-3) << p.name;
-    ++checked;
-  });
-  EXPECT_EQ(checked, grads.names().size());
+  TinyFixture t;
+  Tensor<float, TinyF::Batch> out(t.n), dx(t.n);
+  t.net->zero_grad();
+  t.net->forward(t.x, t.c_noise, out);
+  EXPECT_LT(relative_error_of(out, t.want_out), 1e-4);
+  EXPECT_NEAR(dot(out, t.dout), t.loss, 1e-4 * std::abs(t.loss));
+  t.net->backward(t.dout, dx);
+  EXPECT_LT(relative_error_of(dx, t.want_dx), 1e-3);
+  const std::size_t checked = t.for_each_grad_error([](std::string_view name, double e) { EXPECT_LT(e, 1e-3) << name; });
+  EXPECT_EQ(checked, t.grads.names().size());
 }
 
 // BF16 operands (kernels/precision.hpp) against PyTorch's FP32 on the same weights: the
 // network's output and input gradient move by the operands' rounding (relative 2^-9 per
-// operand) accumulated through the layers, and no more; the weight gradients, FP32
-// kernels on BF16-path activations, likewise.
+// operand) accumulated through the layers, and no more; the weight gradients likewise.
 TEST(NnUNet, Bf16StaysCloseToFp32) {
   if (!kernels::bf16_available()) GTEST_SKIP() << kernels::bf16_unavailable_reason();
-  const std::string dir = DIFFUSE_FIXTURES_DIR;
-  auto net = std::make_unique<TinyF>(0);
-  nn::load_state_dict(*net, dir + "/edm_tiny_weights.safetensors");
-  const io::SafetensorsFile io_file(dir + "/edm_tiny_io.safetensors");
-  constexpr std::size_t n = 3, H = 28, Cimg = 1;
-  using kernels::index_t;
-  auto to_nhwc = [&](const char* name, Tensor<float, TinyF::Batch>& t) {
-    const auto v = io_file.read_vector(name, {n, Cimg, H, H});
-    nn::nchw_to_nhwc(v.data(), t.data(), index_t(n), index_t(Cimg), index_t(H), index_t(H));
-  };
-  Tensor<float, TinyF::Batch> x(n), dout(n), out(n), dx(n), want_out(n), want_dx(n);
-  to_nhwc("x", x);
-  to_nhwc("dout", dout);
-  to_nhwc("out", want_out);
-  to_nhwc("dx", want_dx);
-  const auto c_noise = io_file.read_vector("c_noise", {n});
+  TinyFixture t;
+  Tensor<float, TinyF::Batch> out(t.n), dx(t.n);
   kernels::MatmulPrecisionScope bf16(kernels::MatmulPrecision::bf16);
-  net->zero_grad();
-  net->forward(x, c_noise, out);
-  net->backward(dout, dx);
-  const double e_out = relative_error(std::span<const float>(out.data(), out.size()), {want_out.data(), want_out.size()});
-  const double e_dx = relative_error(std::span<const float>(dx.data(), dx.size()), {want_dx.data(), want_dx.size()});
+  t.net->zero_grad();
+  t.net->forward(t.x, t.c_noise, out);
+  t.net->backward(t.dout, dx);
+  const double e_out = relative_error_of(out, t.want_out), e_dx = relative_error_of(dx, t.want_dx);
   std::printf("relative error of BF16 against FP32: output %.2e, input gradient %.2e\n", e_out, e_dx);
   EXPECT_GT(e_out, 1e-5);  // the BF16 path ran (FP32 agrees to 1e-6 or better)
   EXPECT_LT(e_out, 2e-2);
   EXPECT_LT(e_dx, 4e-2);
-  const io::SafetensorsFile grads(dir + "/edm_tiny_grads.safetensors");
-  net->for_each_param_ref([&](const nn::ParamRef<float>& p) {
-    std::vector<float> want(p.grad.size());
-    nn::read_param(grads, p, std::span<float>(want));
-    EXPECT_LT(relative_error(p.grad, want), 4e-2) << p.name;
-  });
+  t.for_each_grad_error([](std::string_view name, double e) { EXPECT_LT(e, 4e-2) << name; });
 }
 
 // hash_uniform() and deterministic_params() of make_fixtures.py.

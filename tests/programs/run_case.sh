@@ -174,6 +174,31 @@ case $case_name in
     expect_ok "$train" --info
     grep -q '^diffuse .*device' "$dir/stderr" || fail "--info does not print the info line"
     ;;
+  train_kill_at_any_moment)  # SIGKILL at many moments (mid-step, mid-checkpoint): --resume always finds the
+    # last complete checkpoint, and the run ends bit for bit as one that was never killed
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --steps 30 --sample-every 0 --checkpoint-every 1 --log-every 1)
+    expect_ok "$train" "${run[@]}" --out "$dir/straight"
+    kills=0
+    for delay in 0.15 0.2 0.25 0.3 0.35 0.4 0.45 0.5 0.55 0.6 0.3 0.25; do
+      resume=()
+      [[ -e $dir/killed/checkpoint.safetensors ]] && resume=(--resume)
+      "$train" "${run[@]}" "${resume[@]}" --out "$dir/killed" >"$dir/stdout" 2>"$dir/stderr" &
+      pid=$!
+      sleep "$delay"
+      if kill -KILL "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+      wait "$pid" 2>/dev/null || true
+      if [[ -e $dir/killed/checkpoint.safetensors ]]; then  # whatever is there must load
+        expect_ok "$sample" --checkpoint "$dir/killed/checkpoint.safetensors" "${tiny[@]}" --count 1 --steps 1 --out "$dir/probe"
+      fi
+    done
+    ((kills >= 6)) || fail "only $kills of the runs were killed before they finished (the machine is too fast for the delays)"
+    resume=()
+    [[ -e $dir/killed/checkpoint.safetensors ]] && resume=(--resume)
+    expect_ok "$train" "${run[@]}" "${resume[@]}" --out "$dir/killed"
+    for f in checkpoint.safetensors model_ema.safetensors; do
+      cmp -s "$dir/straight/$f" "$dir/killed/$f" || fail "$f after $kills kills differs from the run that was never killed"
+    done
+    echo "ok: $kills kills" ;;
   train_interrupt)  # SIGINT during a long run: exit 130 and a checkpoint that loads
     rc=0
     "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1000000 --batch 4 --out "$dir" --sample-every 0 \
