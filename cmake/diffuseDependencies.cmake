@@ -37,6 +37,14 @@ macro(diffuse_find_dependencies)
   endif()
 endmacro()
 
+# An imported target for a library found by find_library / find_path (once).
+macro(diffuse_import_library target library include_dir)
+  if(NOT TARGET ${target})
+    add_library(${target} UNKNOWN IMPORTED)
+    set_target_properties(${target} PROPERTIES IMPORTED_LOCATION "${library}" INTERFACE_INCLUDE_DIRECTORIES "${include_dir}")
+  endif()
+endmacro()
+
 # Finds what diffuse::io (image files, IDX data sets) links to: zlib, libspng (PNG, with
 # its checksums verified) and Debian's stb library (other formats, writing). Sets
 # DIFFUSE_IO_FOUND and, when found, the imported targets diffuse::stb and diffuse::spng.
@@ -50,18 +58,8 @@ macro(diffuse_find_io_dependencies)
   find_library(DIFFUSE_SPNG_LIBRARY NAMES spng)
   if(ZLIB_FOUND AND DIFFUSE_STB_INCLUDE_DIR AND DIFFUSE_STB_LIBRARY AND DIFFUSE_SPNG_INCLUDE_DIR AND DIFFUSE_SPNG_LIBRARY)
     set(DIFFUSE_IO_FOUND TRUE)
-    if(NOT TARGET diffuse::stb)
-      add_library(diffuse::stb UNKNOWN IMPORTED)
-      set_target_properties(diffuse::stb PROPERTIES
-        IMPORTED_LOCATION "${DIFFUSE_STB_LIBRARY}"
-        INTERFACE_INCLUDE_DIRECTORIES "${DIFFUSE_STB_INCLUDE_DIR}")
-    endif()
-    if(NOT TARGET diffuse::spng)
-      add_library(diffuse::spng UNKNOWN IMPORTED)
-      set_target_properties(diffuse::spng PROPERTIES
-        IMPORTED_LOCATION "${DIFFUSE_SPNG_LIBRARY}"
-        INTERFACE_INCLUDE_DIRECTORIES "${DIFFUSE_SPNG_INCLUDE_DIR}")
-    endif()
+    diffuse_import_library(diffuse::stb "${DIFFUSE_STB_LIBRARY}" "${DIFFUSE_STB_INCLUDE_DIR}")
+    diffuse_import_library(diffuse::spng "${DIFFUSE_SPNG_LIBRARY}" "${DIFFUSE_SPNG_INCLUDE_DIR}")
   else()
     set(DIFFUSE_IO_FOUND FALSE)
     if(_diffuse_io_REQUIRED)

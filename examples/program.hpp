@@ -107,8 +107,8 @@ inline std::string duration_text(double seconds) {
   return buf;
 }
 
-/// "1e+05" style text of an option's bound.
-inline std::string bound_text(double v) {
+/// A number as "%g" writes it ("0.5", "1e+05"): options' bounds and values in messages.
+inline std::string number_text(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
@@ -129,7 +129,7 @@ inline std::string exact_text(double v) {
 /// float) and trailing junk are refused with the option's name and range, e.g.
 /// "--lr: must be a finite number in (0, 10] (got inf)".
 inline CLI::Validator real_in(double lo, double hi, bool lo_open = false) {
-  const std::string range = (lo_open ? "(" : "[") + bound_text(lo) + ", " + bound_text(hi) + "]";
+  const std::string range = (lo_open ? "(" : "[") + number_text(lo) + ", " + number_text(hi) + "]";
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         const std::string want = "must be a finite number in " + range + " (got " + text + ")";

@@ -40,12 +40,6 @@ std::string joined(const std::vector<std::string>& v) {
   return s;
 }
 
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 void check_options(const SampleOptions& o, const CLI::App& app) {
   auto known = [](const std::vector<std::string>& names, const std::string& v) {
     return std::find(names.begin(), names.end(), v) != names.end();
@@ -93,7 +87,7 @@ std::vector<double> schedule_sigmas(const SampleOptions& o) {
     const std::size_t kept = c.levels_within_range();
     if (kept < n)
       throw UsageError("the cosine schedule has " + std::to_string(kept) + " of its " + std::to_string(c.M) +
-                       " levels between sigma " + number(c.sigma_min) + " and " + number(c.sigma_max) +
+                       " levels between sigma " + programs::number_text(c.sigma_min) + " and " + programs::number_text(c.sigma_max) +
                        " (--sigma-min, --sigma-max), fewer than --steps " + std::to_string(n));
     return c.sigmas(n);
   }
@@ -111,11 +105,11 @@ void check_schedule(const SampleOptions& o, const std::vector<double>& sigmas) {
   const std::size_t n = sigmas.size() - 1;  // the last entry is the final 0
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(sigmas[i]) || !(sigmas[i] > 0))
-      throw UsageError("the " + o.schedule + " schedule has sigma " + number(sigmas[i]) +
+      throw UsageError("the " + o.schedule + " schedule has sigma " + programs::number_text(sigmas[i]) +
                        " (--sigma-min and --sigma-max must give finite, positive sigmas)");
   if (sigmas[n - 1] > sigmas[0])
-    throw UsageError("the " + o.schedule + " schedule would run upwards, from sigma " + number(sigmas[0]) + " to " +
-                     number(sigmas[n - 1]) + ": --sigma-min must not be above --sigma-max (a bound not given is the "
+    throw UsageError("the " + o.schedule + " schedule would run upwards, from sigma " + programs::number_text(sigmas[0]) + " to " +
+                     programs::number_text(sigmas[n - 1]) + ": --sigma-min must not be above --sigma-max (a bound not given is the "
                      "schedule's own)");
 }
 

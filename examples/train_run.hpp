@@ -93,7 +93,7 @@ int train_model(const TrainOptions& o) {
       if (!was) return value;  // a checkpoint of an older version
       if (!(*was >= lo && *was <= hi))  // the option's own range
         throw io::DataError(checkpoint, std::string("metadata '") + key + "' is " + exact_text(*was) + ", outside [" +
-                                            bound_text(lo) + ", " + bound_text(hi) + "] (" + option + ")");
+                                            number_text(lo) + ", " + number_text(hi) + "] (" + option + ")");
       if (!o.given.count(option)) return *was;
       if (value != *was)
         std::fprintf(stderr, "%s %s overrides the run's %s\n", option, exact_text(value).c_str(), exact_text(*was).c_str());
@@ -120,9 +120,9 @@ int train_model(const TrainOptions& o) {
     const std::size_t per_epoch = trainer.batches_per_epoch();
     const auto epoch_steps = static_cast<std::uint64_t>(o.epochs * static_cast<double>(per_epoch));
     if (epoch_steps == 0)
-      throw UsageError("--epochs " + bound_text(o.epochs) + " is less than one step: an epoch of the " +
+      throw UsageError("--epochs " + number_text(o.epochs) + " is less than one step: an epoch of the " +
                        std::to_string(data.size()) + " images is " + std::to_string(per_epoch) + " step(s) of " +
-                       std::to_string(cfg.batch) + "; give --epochs " + bound_text(1.0 / static_cast<double>(per_epoch)) +
+                       std::to_string(cfg.batch) + "; give --epochs " + number_text(1.0 / static_cast<double>(per_epoch)) +
                        " or more");
     last_step = std::min(last_step, epoch_steps);
   }

@@ -190,11 +190,10 @@ class SafetensorsFile {
       if (!bytes_needed)
         throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': shape " + detail::shape_text(t.shape) +
                                " has too many elements (its size overflows 64 bits)");
-      const std::size_t count = *bytes_needed / es;
-      if (t.end - t.begin != count * es)
+      if (t.end - t.begin != *bytes_needed)
         throw SafetensorsError("diffuse::io: " + path_ + ": tensor '" + name + "': data_offsets span " +
                                std::to_string(t.end - t.begin) + " bytes, but " + t.dtype + " " +
-                               detail::shape_text(t.shape) + " needs " + std::to_string(count * es));
+                               detail::shape_text(t.shape) + " needs " + std::to_string(*bytes_needed));
       if (t.end > data_.size())
         throw SafetensorsError("diffuse::io: " + path_ + ": truncated file: tensor '" + name + "' ends at byte " +
                                std::to_string(t.end) + " of the data, which has " + std::to_string(data_.size()));

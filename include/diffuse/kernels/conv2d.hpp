@@ -567,6 +567,23 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
       detail::gemm_driver<T, MRB, false>(co, kk, p1 - p0, T(1), T(0), dwt, kk, Epilogue<T>{},
                                          detail::PackADyTrans<T, MRB>{dy, co, p0}, pack_b, 1);
   };
+  // The same product with BF16 pairs of pixels (only reached when bf16 is set).
+  auto wgrad_bf16 = [&]([[maybe_unused]] index_t p0, [[maybe_unused]] index_t p1, [[maybe_unused]] T* dwt) {
+#if DIFFUSE_BF16_KERNELS
+    if constexpr (std::is_same_v<T, float>) {
+      const index_t px = p1 - p0, q = (px + 1) / 2;
+      const detail::PackBIm2colColsBf16 pack_b{x, s, p0, px};
+      if (small_tile)
+        detail::gemm_driver<float, MRS, false, detail::Bf16Kernel>(co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
+                                                                   detail::PackADyTransBf16<MRS>{dy, co, p0, px},
+                                                                   pack_b, 1);
+      else
+        detail::gemm_driver<float, MRB, false, detail::Bf16Kernel>(co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
+                                                                   detail::PackADyTransBf16<MRB>{dy, co, p0, px},
+                                                                   pack_b, 1);
+    }
+#endif
+  };
   // The threads share the ranges; one thread runs them all when nt == 1 (no parallel
   // region then: entering one makes libgomp allocate).
   auto work = [&] {
@@ -574,28 +591,12 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
       const index_t p0 = p * t / np, p1 = p * (t + 1) / np;
       T* dwt = parts + t * part;
       T* dbt = dwt + co * kk;
-      if (direct) {
+      if (direct)
         detail::wgrad_direct(s, x, dy, p0, p1, dwt);
-#if DIFFUSE_BF16_KERNELS
-      } else if constexpr (std::is_same_v<T, float>) {
-        if (bf16) {  // dw^T = dy^T im2col(x) with BF16 pairs of pixels
-          const index_t px = p1 - p0, q = (px + 1) / 2;
-          const detail::PackBIm2colColsBf16 pack_b{x, s, p0, px};
-          if (small_tile)
-            detail::gemm_driver<float, MRS, false, detail::Bf16Kernel>(
-                co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
-                detail::PackADyTransBf16<MRS>{dy, co, p0, px}, pack_b, 1);
-          else
-            detail::gemm_driver<float, MRB, false, detail::Bf16Kernel>(
-                co, kk, q, 1.0f, 0.0f, dwt, kk, Epilogue<float>{},
-                detail::PackADyTransBf16<MRB>{dy, co, p0, px}, pack_b, 1);
-        } else {
-          wgrad_packed(p0, p1, dwt);
-        }
-#endif
-      } else {
+      else if (bf16)
+        wgrad_bf16(p0, p1, dwt);
+      else
         wgrad_packed(p0, p1, dwt);
-      }
       for (index_t c = 0; c < co; ++c) dbt[c] = T(0);
       for (index_t q = p0; q < p1; ++q) {
         const T* row = dy + q * co;

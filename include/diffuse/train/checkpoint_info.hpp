@@ -83,13 +83,10 @@ inline std::uint64_t metadata_number(const io::SafetensorsFile& f, const std::st
   if (it == f.metadata().end())
     throw io::DataError(f.path(), "not a diffuse training checkpoint (metadata '" + key + "' is missing)");
   const std::string& text = it->second;
-  std::uint64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || ec == std::errc::invalid_argument || ptr != end)
+  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
     throw io::DataError(f.path(), "metadata '" + key + "' is not a whole number: '" + text + "'");
-  if (ec == std::errc::result_out_of_range || v > max)
+  std::uint64_t v = 0;  // digits only: from_chars either reads them all or overflows
+  if (std::from_chars(text.data(), text.data() + text.size(), v).ec == std::errc::result_out_of_range || v > max)
     throw io::DataError(f.path(), "metadata '" + key + "' is " + text + ", more than " + std::to_string(max));
   return v;
 }
