@@ -7,7 +7,9 @@
 #                                   sample grids to out/fashion-mnist (options go to
 #                                   diffuse-train, e.g. --minutes 60)
 #   cmake/setup.sh test             install what is missing, build, run the whole test
-#                                   suite (release and ASan + UBSan builds, consumer test)
+#                                   suite (release, ASan + UBSan and GPU-offload builds,
+#                                   consumer test; without a GPU the offload build's
+#                                   device tests run its device code on the host)
 #
 # Debian packages are installed only when missing (with sudo when not root), so the
 # script also works offline once everything is there.
@@ -33,6 +35,7 @@ packages=(
   zlib1g-dev libspng-dev libstb-dev  # diffuse::io: gzip-compressed data sets; PNG (checksums verified), JPEG
   dataset-fashion-mnist       # real data for the main program and the data tests
 )
+[ "$mode" = test ] && packages+=(gcc-12-offload-nvptx)  # the GPU path's build (OpenMP offload to NVIDIA)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -71,3 +74,5 @@ build release
 ctest --preset release -j "$jobs"
 build sanitize
 ctest --preset sanitize -j "$jobs"
+build offload
+ctest --preset offload -j "$jobs"

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <diffuse/core/device.hpp>
 #include <diffuse/core/parallel.hpp>
 #include <diffuse/kernels/precision.hpp>
 #include <diffuse/nn/unet_config.hpp>
@@ -23,11 +24,12 @@
 namespace diffuse::programs {
 
 /// "diffuse 0.1.0 | instruction set avx512bw | 2 OpenMP threads | matmul fp32 | device
-/// cpu": heads every log.
+/// cpu" (or "device gpu 0 (NVIDIA H200, 143771 MiB)"): heads every log.
 inline std::string info_line() {
   return std::string("diffuse ") + version + " | instruction set " + instruction_set() + " | " +
          std::to_string(available_threads()) + " OpenMP threads | matmul " +
-         kernels::to_string(kernels::matmul_precision()) + " | device cpu";
+         kernels::to_string(kernels::matmul_precision()) + " | device " +
+         device_description();
 }
 
 /// --info's second line: whether --precision bf16 can run here, and if not why.
@@ -44,6 +46,42 @@ inline CLI::Option* add_precision_option(CLI::App& app, std::string& value) {
                   "accumulation and weights; needs AVX512-BF16, else fp32 with a warning)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+}
+
+/// The --device option of both programs; its default comes from DIFFUSE_DEVICE.
+inline CLI::Option* add_device_option(CLI::App& app, std::string& value) {
+  value = device_from_environment();
+  return app
+      .add_option("--device", value,
+                  "where to run: auto (a GPU when this build has GPU code and finds one, else the CPU), cpu or "
+                  "gpu (an error where there is none); default: the environment variable DIFFUSE_DEVICE, else auto")
+      ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
+      ->capture_default_str();
+}
+
+/// Selects the device (before any tensor is made). Returns false after printing an error
+/// (an unknown DIFFUSE_DEVICE, or gpu where none can be used).
+inline bool apply_device(const std::string& value, const char* program, bool gpu_allowed = true) {
+  if (value != "auto" && value != "cpu" && value != "gpu") {
+    std::fprintf(stderr, "%s: error: DIFFUSE_DEVICE=%s: expected auto, cpu or gpu\n", program, value.c_str());
+    return false;
+  }
+  if (!gpu_allowed) {
+    if (value == "gpu") {
+      std::fprintf(stderr, "%s: error: --device gpu: training does not run on the GPU yet (sampling does); use "
+                           "--device cpu\n", program);
+      return false;
+    }
+    select_device("cpu");
+    return true;
+  }
+  try {
+    select_device(value);
+  } catch (const DeviceError& e) {
+    std::fprintf(stderr, "%s: error: --device %s: %s\n", program, value.c_str(), e.what());
+    return false;
+  }
+  return true;
 }
 
 /// Selects --precision; bf16 where it cannot run warns on stderr and stays in fp32.

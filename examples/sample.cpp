@@ -152,12 +152,15 @@ int main(int argc, char** argv) {
       ->check(programs::integer_in(1, programs::max_threads));
   std::string precision = "fp32";
   diffuse::programs::add_precision_option(app, precision);
+  std::string device;
+  diffuse::programs::add_device_option(app, device);
   app.set_version_flag("--version", diffuse::programs::info_line());
   bool info = false;
   app.add_flag("--info", info, "print version, instruction set, threads and device, then exit");
   if (const int code = diffuse::programs::parse_command_line(app, argc, argv, program); code >= 0) return code;
   if (o.threads > 0) diffuse::set_num_threads(o.threads);
   diffuse::programs::apply_precision(precision, program);
+  if (!diffuse::programs::apply_device(device, program)) return 1;
   std::fprintf(stderr, "%s\n", diffuse::programs::info_line().c_str());
   if (info) {
     std::fprintf(stderr, "%s\n", diffuse::programs::bf16_line().c_str());

@@ -91,6 +91,7 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
     names = output_names(inputs, out);
     init.resize(inputs.size());
     for (std::size_t i = 0; i < inputs.size(); ++i) io::load_image<R, R, C>(inputs[i], init.item(i), o.resize);
+    update_device(init);  // read on the host
   }
   const std::size_t total = img2img ? inputs.size() : static_cast<std::size_t>(o.count);
   if (!img2img)
@@ -158,6 +159,7 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
       seconds += dt;
       all.items(first, b) = clamp(x, -1.f, 1.f);
+      update_host(all.items(first, b));  // from the GPU, when sampling ran there
       for (std::size_t i = 0; i < b; ++i) {
         const std::size_t j = first + i;
         io::write_png((out / names[j]).string(), io::to_image8(TensorView<const float, Image>(all.item(j))));

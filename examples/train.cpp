@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   app.add_flag("--resize", o.resize, "resize images of another size (else they are rejected)");
   std::string precision = "fp32";
   diffuse::programs::add_precision_option(app, precision);
+  std::string device;
+  diffuse::programs::add_device_option(app, device);
   app.set_version_flag("--version", diffuse::programs::info_line());
   bool info = false;
   app.add_flag("--info", info, "print version, instruction set, threads and device, then exit");
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   if (const int code = diffuse::programs::parse_command_line(app, argc, argv, "diffuse-train"); code >= 0) return code;
   if (o.threads > 0) diffuse::set_num_threads(o.threads);
   diffuse::programs::apply_precision(precision, "diffuse-train");
+  if (!diffuse::programs::apply_device(device, "diffuse-train", false)) return 1;
   std::fprintf(stderr, "%s\n", diffuse::programs::info_line().c_str());
   if (info) {
     std::fprintf(stderr, "%s\n", diffuse::programs::bf16_line().c_str());

@@ -336,6 +336,22 @@ case $case_name in
     fi
     expect_error "--precision: bf17 not in {fp32,bf16}" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --precision bf17
     expect_error "--precision: fp16 not in {fp32,bf16}" "$train" --data "$data/train.idx" --precision fp16 ;;
+  sample_device)  # --device and DIFFUSE_DEVICE: auto runs, gpu without a GPU is one clear error
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 1 --steps 2 --device auto --out "$dir/auto"
+    grep -Eq '\| device (cpu|gpu)' "$dir/stderr" || fail "the info line does not say the device"
+    if "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 1 --steps 2 --device gpu --out "$dir/gpu" >"$dir/stdout" 2>"$dir/stderr"; then
+      grep -q '| device gpu' "$dir/stderr" || fail "--device gpu ran, but the info line does not say gpu"
+    else
+      expect_error "--device gpu: diffuse: no GPU to run on: " "$sample" --checkpoint "$ckpt" "${tiny[@]}" --device gpu --out "$dir/gpu"
+      [[ ! -e $dir/gpu/grid.png ]] || fail "--device gpu failed but wrote images"
+    fi
+    DIFFUSE_DEVICE=tpu expect_error "DIFFUSE_DEVICE=tpu: expected auto, cpu or gpu" "$sample" --checkpoint "$ckpt" "${tiny[@]}"
+    expect_error "--device: bogus not in {auto,cpu,gpu}" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --device bogus
+    expect_error "--device gpu: training does not run on the GPU yet" "$train" --data "$data/train.idx" "${tiny[@]}" --device gpu \
+      --out "$dir/train"
+    [[ ! -e $dir/train/checkpoint.safetensors ]] || fail "diffuse-train --device gpu wrote a checkpoint"
+    DIFFUSE_DEVICE=cpu expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 8 --out "$dir/train-cpu"
+    grep -q '| device cpu' "$dir/stderr" || fail "DIFFUSE_DEVICE=cpu: the info line does not say cpu" ;;
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
     for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \

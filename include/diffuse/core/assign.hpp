@@ -44,6 +44,33 @@ void evaluate(T* dst, std::size_t n, const E& e) {
   for (std::size_t i = body; i < n; ++i) dst[i] = e.at(i);
 }
 
+// The same on the GPU (device.hpp): one work item per element, reading the tree's device
+// copy. prepare() is skipped: it only serves the simd loads of the host path.
+template <class T, class E>
+struct EvaluateItem {
+  E tree;
+  T* dst;
+  void operator()(int i) const { dst[i] = tree.at(std::size_t(i)); }
+};
+template <class T, Expression E>
+void evaluate_on_device(T* dst, std::size_t n, const E& e) {
+  DeviceStaging staging;  // before the launch, after it in destruction: freed once it ran
+  const EvaluateItem<T, E> item{e.device_copy(staging), device_address(dst)};
+  launch(LaunchKind::elementwise, std::int64_t(n), 1, item);
+}
+
+// dst[0, n) = src[0, n) on the device.
+template <class T>
+struct CopyItem {
+  const T* src;
+  T* dst;
+  void operator()(int i) const { dst[i] = src[i]; }
+};
+template <class T>
+void copy_on_device(T* dst, const T* src, std::size_t n) {
+  launch(LaunchKind::elementwise, std::int64_t(n), 1, CopyItem<T>{device_address(src), device_address(dst)});
+}
+
 }  // namespace detail
 
 /// Evaluates `e` into the storage of a tensor of shape S holding `batch` items (the
@@ -61,6 +88,16 @@ void assign(T* dst, std::size_t batch, const E& e) {
                      " to a tensor of shape " + shape_string<S>() + " with batch " +
                      std::to_string(leading));
   const std::size_t n = shape_size<S>(batch);
+  if (detail::on_device()) {
+    if (e.unsafe_alias(dst, dst + n)) {
+      detail::AlignedBuffer<T> tmp(n);
+      detail::evaluate_on_device(tmp.data(), n, e);
+      detail::copy_on_device(dst, tmp.data(), n);
+    } else {
+      detail::evaluate_on_device(dst, n, e);
+    }
+    return;
+  }
   E tree = e;  // a copy that may read what it needs now (see expr.hpp)
   tree.prepare();
   if (tree.unsafe_alias(dst, dst + n)) {

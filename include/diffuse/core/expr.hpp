@@ -18,7 +18,9 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
+#include "diffuse/core/device.hpp"
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/simd.hpp"
@@ -39,7 +41,8 @@ struct PerChannel {
 /// `prepare()` (called once on the copy of the tree that is evaluated), `at(i)` (element
 /// i), `load(i)` (the simd batch from element i, i a multiple of the simd width) and
 /// `unsafe_alias(begin, end)` (true when evaluating into [begin, end) would read
-/// elements already overwritten).
+/// elements already overwritten) and `device_copy(staging)` (the node with its storage
+/// addresses replaced by device addresses, for evaluation on the GPU).
 struct ExprNode {};
 
 /// An expression node type (derived from ExprNode).
@@ -172,6 +175,7 @@ struct Ref : ExprNode {
     bool overlaps = ptr < e && b < mine_end;
     return overlaps && !(ptr == b && mine_end == e);
   }
+  Ref device_copy(detail::DeviceStaging& staging) const { return {{}, staging(ptr, shape_size<S>(items)), items}; }
   ///@}
 };
 
@@ -192,6 +196,7 @@ struct Scalar : ExprNode {
   T at(std::size_t) const noexcept { return value; }
   simd<T> load(std::size_t) const noexcept { return simd<T>(value); }
   bool unsafe_alias(const void*, const void*) const noexcept { return false; }
+  Scalar device_copy(detail::DeviceStaging&) const { return *this; }
   ///@}
 };
 
@@ -240,6 +245,11 @@ struct ChannelVector : ExprNode {
     const T* e = static_cast<const T*>(end);
     return ptr < e && b < ptr + C;
   }
+  ChannelVector device_copy(detail::DeviceStaging& staging) const {
+    ChannelVector v = *this;
+    v.ptr = staging(ptr, C);
+    return v;
+  }
   ///@}
 };
 
@@ -276,6 +286,7 @@ struct ItemVector : ExprNode {
     const T* e = static_cast<const T*>(end);
     return ptr < e && b < ptr + items;
   }
+  ItemVector device_copy(detail::DeviceStaging& staging) const { return {{}, staging(ptr, items), items}; }
   ///@}
 };
 
@@ -305,9 +316,7 @@ struct Map : ExprNode {
   void prepare() {
     std::apply([](Args&... a) { (a.prepare(), ...); }, args);
   }
-  value_type at(std::size_t i) const {
-    return std::apply([&](const Args&... a) { return f(a.at(i)...); }, args);
-  }
+  value_type at(std::size_t i) const { return at_each(i, std::index_sequence_for<Args...>{}); }
   simd<value_type> load(std::size_t i) const {
     return std::apply([&](const Args&... a) { return f.simd(a.load(i)...); }, args);
   }
@@ -316,7 +325,19 @@ struct Map : ExprNode {
   }
   ///@}
 
+  /// This tree with every storage address replaced by its device address (see device.hpp).
+  Map device_copy(detail::DeviceStaging& staging) const {
+    Map m = *this;
+    m.args = std::apply([&](const Args&... a) { return std::tuple<Args...>(a.device_copy(staging)...); }, args);
+    return m;
+  }
+
  private:
+  // Not std::apply with a lambda: GCC 12's nvptx compiler fails on that inside simd loops.
+  template <std::size_t... I>
+  value_type at_each(std::size_t i, std::index_sequence<I...>) const {
+    return f(std::get<I>(args).at(i)...);
+  }
   static std::size_t merge_batch(std::size_t have, std::size_t next) {
     if (have == any_batch) return next;
     if (next == any_batch || next == have) return have;

@@ -312,3 +312,21 @@ auto as_expr(const X& x) {
 }
 
 }  // namespace diffuse
+
+namespace diffuse {
+
+/// Copies a tensor or view made on the GPU back to the host, where host code can then
+/// read it (see device.hpp); a no-op on the CPU.
+template <TensorLike X>
+void update_host(const X& t) {
+  update_host(t.data(), t.size());
+}
+
+/// Copies a tensor or view made on the GPU from the host to the GPU after host code
+/// wrote it (see device.hpp); a no-op on the CPU.
+template <TensorLike X>
+void update_device(const X& t) {
+  update_device(t.data(), t.size());
+}
+
+}  // namespace diffuse

@@ -71,9 +71,8 @@ class Guided {
     }
     x2_.resize(2 * n);
     d2_.resize(2 * n);
-    const std::size_t m = n * Batch::item_size;
-    std::copy_n(x.data(), m, x2_.data());
-    std::copy_n(x.data(), m, x2_.data() + m);
+    x2_.items(0, n) = x;
+    x2_.items(n, n) = x;
     sigma_.assign(2 * n, sigma);
     model_.forward(TensorView<const T, Batch>(x2_.view()), std::span<const T>(sigma_),
                    std::span<const int>(both_labels_), d2_.view());

@@ -63,6 +63,7 @@ class NoiseSource {
       throw ShapeError("diffuse::diffusion::NoiseSource: batch " + std::to_string(out.batch()) +
                        " differs from the source's " + std::to_string(gens_.size()));
     parallel_for_items(gens_.size(), Batch::item_size, [&](std::size_t i) { fill_normal(out.item(i), gens_[i]); });
+    update_device(out.data(), out.size());  // drawn on the host: N images per step
   }
 
   /// Skips `draws` draws (as if draw() had been called that many times).

@@ -28,27 +28,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "diffuse/kernels/conv2d_shape.hpp"
 #include "diffuse/kernels/gemm.hpp"
 
 namespace diffuse::kernels {
-
-/// Sizes of one convolution (NHWC, square kernel, symmetric zero padding).
-struct Conv2dShape {
-  ///@{
-  /// Batch, input height and width, input and output channels, kernel size, stride and
-  /// zero padding (on every side).
-  index_t n = 1, h = 1, w = 1, cin = 1, cout = 1, k = 1, stride = 1, pad = 0;
-  ///@}
-  ///@{
-  /// Output height and width: (h + 2 pad - k) / stride + 1, likewise for w.
-  index_t oh() const noexcept { return (h + 2 * pad - k) / stride + 1; }
-  index_t ow() const noexcept { return (w + 2 * pad - k) / stride + 1; }
-  ///@}
-  index_t pixels() const noexcept { return n * oh() * ow(); }  ///< P, rows of the GEMM
-  index_t kk() const noexcept { return k * k * cin; }          ///< depth of the forward GEMM
-  /// Multiply-adds x 2 of the forward pass (the same count holds for each backward).
-  double flops() const noexcept { return 2.0 * double(pixels()) * double(kk()) * double(cout); }
-};
 
 namespace detail {
 
@@ -414,6 +397,10 @@ template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
                     const T* w /*[k][k][Cin][Cout]*/, const T* bias /*[Cout] or null*/,
                     T* y /*[N][OH][OW][Cout]*/, T beta = T(0)) {
+  if (diffuse::detail::on_device()) {
+    device::conv2d_forward<T>(s, diffuse::detail::device_address(x), diffuse::detail::device_address(w), diffuse::detail::device_address(bias), diffuse::detail::device_address(y), beta);
+    return;
+  }
   detail::conv2d_forward_threads(s, x, w, bias, y, beta, available_threads());
 }
 
@@ -423,6 +410,7 @@ template <class T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
                            const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
                            T beta = T(0)) {
+  if (diffuse::detail::on_device()) device::not_on_device("conv2d_backward_input");
   using detail::thread_scratch;
   const int nt = available_threads();
   const index_t img = s.h * s.w * s.cin;
@@ -537,6 +525,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
                             const T* dy /*[N][OH][OW][Cout]*/,
                             T* dw /*[k][k][Cin][Cout]*/, T* db /*[Cout] or null*/,
                             T beta = T(0)) {
+  if (diffuse::detail::on_device()) device::not_on_device("conv2d_backward_weight");
   using detail::Tiling;
   const index_t kk = s.kk(), co = s.cout, p = std::max<index_t>(s.pixels(), 0);
   if (kk <= 0 || co <= 0) return;

@@ -14,6 +14,7 @@
 
 #include "diffuse/kernels/detail/gemm_bf16.hpp"
 #include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/offload.hpp"
 #include "diffuse/kernels/precision.hpp"
 
 /// CPU compute kernels on raw pointers and run-time sizes: GEMM, 2-D convolution,
@@ -141,6 +142,12 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
           const T* a /*op(A): M x K*/, index_t lda, const T* b /*op(B): K x N*/, index_t ldb,
           T beta, T* c /*[M][ldc]*/, index_t ldc, const Epilogue<T>& epi = {}) {
+  if (diffuse::detail::on_device()) {
+    if (m > 0 && n > 0)
+      device::gemm_batched<T>(trans_a, trans_b, m, n, k, alpha, diffuse::detail::device_address(a), lda, 0, diffuse::detail::device_address(b), ldb, 0, beta, diffuse::detail::device_address(c), ldc, 0,
+                              1, diffuse::detail::device_address(epi.bias), epi.act);
+    return;
+  }
   detail::gemm_threads(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epi,
                        available_threads());
 }
@@ -155,6 +162,11 @@ void gemm_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T
                   T* c /*[batch][M][ldc]*/, index_t ldc, index_t stride_c, index_t batch,
                   const Epilogue<T>& epi = {}) {
   if (batch <= 0 || m <= 0 || n <= 0) return;
+  if (diffuse::detail::on_device()) {
+    device::gemm_batched<T>(trans_a, trans_b, m, n, k, alpha, diffuse::detail::device_address(a), lda, stride_a, diffuse::detail::device_address(b), ldb, stride_b, beta,
+                            diffuse::detail::device_address(c), ldc, stride_c, batch, diffuse::detail::device_address(epi.bias), epi.act);
+    return;
+  }
   const int nt = available_threads();
   if (nt > 1 && batch >= nt) {
     parallel_for(batch, nt, [&](index_t i) {

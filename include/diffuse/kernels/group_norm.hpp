@@ -27,6 +27,7 @@
 #include "diffuse/core/ops.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/kernels/offload.hpp"
 
 namespace diffuse::kernels {
 
@@ -55,6 +56,11 @@ void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats
                         const T* gamma /*[C]*/, const T* beta /*[C]*/, const T* ss /*[n][2C] or null*/,
                         bool silu, std::size_t n, std::size_t hw, double eps) {
   static_assert(G > 0 && C % G == 0, "diffuse::kernels::group_norm_forward: channels must be divisible by groups");
+  if (diffuse::detail::on_device()) {
+    device::group_norm_forward<T, C, G>(diffuse::detail::device_address(x), diffuse::detail::device_address(y), diffuse::detail::device_address(stats), diffuse::detail::device_address(gamma), diffuse::detail::device_address(beta), diffuse::detail::device_address(ss), silu, n, hw,
+                                        eps);
+    return;
+  }
   constexpr std::size_t CG = C / G;
   const double count = double(hw * CG);
   parallel_for_items(n, 2 * hw * C, [&](std::size_t i) {
@@ -100,6 +106,7 @@ void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/
                          const T* dy /*[n][hw][C]*/, T* dx /*[n][hw][C]*/, T beta_dx, T* dgamma /*[C]*/,
                          T* dbeta /*[C]*/, T* dss /*[n][2C] or null*/, T* ws /*[n][hw][C]*/, std::size_t n,
                          std::size_t hw) {
+  if (diffuse::detail::on_device()) device::not_on_device("group_norm_backward");
   static_assert(G > 0 && C % G == 0, "diffuse::kernels::group_norm_backward: channels must be divisible by groups");
   constexpr std::size_t CG = C / G;
   const double count = double(hw * CG);

@@ -5,6 +5,7 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/index.hpp"
+#include "diffuse/kernels/offload.hpp"
 
 namespace diffuse::kernels {
 
@@ -12,6 +13,10 @@ namespace diffuse::kernels {
 template <class T>
 void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][C]*/,
                                 index_t n, index_t h, index_t w, index_t c) {
+  if (diffuse::detail::on_device()) {
+    if (n > 0) device::upsample2x_nearest_forward<T>(diffuse::detail::device_address(x), diffuse::detail::device_address(y), n, h, w, c);
+    return;
+  }
   const index_t rows = n * h;
   parallel_for(rows, threads_for(std::size_t(5 * rows * w * c)), [&](index_t r) {
     const T* src = x + r * w * c;
@@ -35,6 +40,7 @@ void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][
 template <class T>
 void upsample2x_nearest_backward(const T* dy /*[N][2H][2W][C]*/, T* dx /*[N][H][W][C]*/,
                                  index_t n, index_t h, index_t w, index_t c, T beta = T(0)) {
+  if (diffuse::detail::on_device()) device::not_on_device("upsample2x_nearest_backward");
   const index_t rows = n * h;
   parallel_for(rows, threads_for(std::size_t(5 * rows * w * c)), [&](index_t r) {
     T* d = dx + r * w * c;

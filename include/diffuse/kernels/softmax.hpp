@@ -16,6 +16,7 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/index.hpp"
+#include "diffuse/kernels/offload.hpp"
 
 namespace diffuse::kernels {
 
@@ -23,6 +24,10 @@ namespace diffuse::kernels {
 /// y may alias x.
 template <class T>
 void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, index_t len, index_t ld) {
+  if (diffuse::detail::on_device()) {
+    if (rows > 0) device::softmax_rows<T>(diffuse::detail::device_address(x), diffuse::detail::device_address(y), rows, len, ld);
+    return;
+  }
   parallel_for(rows, threads_for(std::size_t(2 * rows * len)), [&](index_t r) {
     const T* xr = x + r * ld;
     T* yr = y + r * ld;
@@ -43,6 +48,7 @@ void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, 
 template <class T>
 void softmax_rows_backward(const T* y /*[rows][ld]*/, const T* dy /*[rows][ld]*/, T* dx /*[rows][ld]*/,
                            index_t rows, index_t len, index_t ld) {
+  if (diffuse::detail::on_device()) device::not_on_device("softmax_rows_backward");
   parallel_for(rows, threads_for(std::size_t(2 * rows * len)), [&](index_t r) {
     const T* yr = y + r * ld;
     const T* dyr = dy + r * ld;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "diffuse/kernels/offload.hpp"
 #include "diffuse/nn/layer.hpp"
 
 namespace diffuse::nn {
@@ -16,6 +17,10 @@ void concat_channels(TensorView<const T, Shape<dyn, H, W, Ca>> a, TensorView<con
   check_batch(a.batch(), out.batch(), "concat_channels");
   check_batch(b.batch(), out.batch(), "concat_channels");
   const std::size_t pixels = out.batch() * H * W;
+  if (diffuse::detail::on_device()) {
+    if (pixels) kernels::device::concat_channels<T>(diffuse::detail::device_address(a.data()), diffuse::detail::device_address(b.data()), diffuse::detail::device_address(out.data()), pixels, Ca, Cb);
+    return;
+  }
   const T* pa = a.data();
   const T* pb = b.data();
   T* po = out.data();
@@ -33,6 +38,7 @@ void concat_channels_backward(TensorView<const T, Shape<dyn, H, W, Ca + Cb>> dou
                               TensorView<T, Shape<dyn, H, W, Cb>> db, T beta_b) {
   check_batch(da.batch(), dout.batch(), "concat_channels_backward");
   check_batch(db.batch(), dout.batch(), "concat_channels_backward");
+  if (diffuse::detail::on_device()) kernels::device::not_on_device("concat_channels_backward");
   const std::size_t pixels = dout.batch() * H * W;
   const T* g = dout.data();
   T* pa = da.data();

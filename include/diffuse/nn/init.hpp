@@ -15,6 +15,7 @@ namespace diffuse::nn {
 template <class T, class S>
 void init_uniform(Param<T, S>& p, Generator& g, double bound) {
   fill_uniform(p.value, g, -bound, bound);
+  update_device(p.value.data(), p.value.size());  // drawn on the host
 }
 
 /// PyTorch's default for Conv2d and Linear: kaiming_uniform(a = sqrt(5)) for the weight,

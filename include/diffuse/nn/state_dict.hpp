@@ -120,6 +120,7 @@ void load_state_dict(Model& model, const io::SafetensorsFile& file, std::string_
   std::size_t k = 0;
   model.for_each_param_ref([&](const ParamRef<T>& p) {
     std::copy(staged[k].begin(), staged[k].end(), p.value.begin());
+    update_device(p.value.data(), p.value.size());
     ++k;
   });
 }

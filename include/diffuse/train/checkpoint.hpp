@@ -143,6 +143,7 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   std::size_t k = 0;
   auto commit = [&](std::span<float> dst) {
     std::copy(staged[k].begin(), staged[k].end(), dst.begin());
+    update_device(dst.data(), dst.size());
     ++k;
   };
   model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { commit(p.value); });

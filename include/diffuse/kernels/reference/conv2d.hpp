@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "diffuse/kernels/conv2d.hpp"
+#include "diffuse/kernels/elements.hpp"
 
 namespace diffuse::kernels::reference {
 
@@ -18,15 +19,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
     for (index_t oy = 0; oy < oh; ++oy)
       for (index_t ox = 0; ox < ow; ++ox)
         for (index_t co = 0; co < s.cout; ++co) {
-          double acc = bias ? double(bias[co]) : 0.0;
-          for (index_t kh = 0; kh < s.k; ++kh)
-            for (index_t kw = 0; kw < s.k; ++kw) {
-              const index_t iy = oy * s.stride - s.pad + kh, ix = ox * s.stride - s.pad + kw;
-              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
-              for (index_t ci = 0; ci < s.cin; ++ci)
-                acc += double(x[((n * s.h + iy) * s.w + ix) * s.cin + ci]) *
-                       double(w[((kh * s.k + kw) * s.cin + ci) * s.cout + co]);
-            }
+          const double acc = (bias ? double(bias[co]) : 0.0) + elements::conv2d_dot<double>(s, x, w, n, oy, ox, co);
           T& out = y[((n * oh + oy) * ow + ox) * s.cout + co];
           out = T(beta == T(0) ? acc : double(beta) * double(out) + acc);
         }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "diffuse/kernels/detail/gemm_core.hpp"
+#include "diffuse/kernels/elements.hpp"
 
 namespace diffuse::kernels::reference {
 
@@ -13,13 +14,7 @@ void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
           T beta, T* c /*[M][ldc]*/, index_t ldc, const Epilogue<T>& epi = {}) {
   for (index_t i = 0; i < m; ++i)
     for (index_t j = 0; j < n; ++j) {
-      double acc = 0;
-      for (index_t p = 0; p < k; ++p) {
-        const double av = trans_a ? a[p * lda + i] : a[i * lda + p];
-        const double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-        acc += av * bv;
-      }
-      double r = double(alpha) * acc;
+      double r = double(alpha) * elements::gemm_dot<double>(trans_a, trans_b, k, a, lda, b, ldb, i, j);
       if (beta != T(0)) r += double(beta) * double(c[i * ldc + j]);
       if (epi.bias) r += double(epi.bias[j]);
       c[i * ldc + j] = T(detail::activate(r, epi.act));

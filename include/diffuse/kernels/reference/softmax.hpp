@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "diffuse/kernels/elements.hpp"
 #include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels::reference {
@@ -11,13 +12,7 @@ namespace diffuse::kernels::reference {
 /// y[r][j] = exp(x[r][j] - max x[r]) / sum_j exp(x[r][j] - max x[r]).
 template <class T>
 void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, index_t len, index_t ld) {
-  for (index_t r = 0; r < rows; ++r) {
-    double m = double(x[r * ld]);
-    for (index_t j = 1; j < len; ++j) m = std::max(m, double(x[r * ld + j]));
-    double s = 0;
-    for (index_t j = 0; j < len; ++j) s += std::exp(double(x[r * ld + j]) - m);
-    for (index_t j = 0; j < len; ++j) y[r * ld + j] = T(std::exp(double(x[r * ld + j]) - m) / s);
-  }
+  for (index_t r = 0; r < rows; ++r) elements::softmax_row<double>(x + r * ld, y + r * ld, len);
 }
 
 /// dx[r][j] = y[r][j] * (dy[r][j] - sum_k y[r][k] dy[r][k]).

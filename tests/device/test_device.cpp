@@ -1,0 +1,281 @@
+// Device selection everywhere; in builds with GPU code (DIFFUSE_OFFLOAD), the device
+// bodies of the kernels, the expressions and a whole sampling run against the CPU: on
+// the GPU when the OpenMP runtime finds one, else emulated on the host (OpenMP's host
+// fallback), so that machines without a GPU still test the device code.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include <diffuse/core/device.hpp>
+#include <diffuse/core/random.hpp>
+#include <diffuse/diffusion/guidance.hpp>
+#include <diffuse/diffusion/precond.hpp>
+#include <diffuse/diffusion/sampler.hpp>
+#include <diffuse/kernels/conv2d.hpp>
+#include <diffuse/kernels/gemm.hpp>
+#include <diffuse/kernels/group_norm.hpp>
+#include <diffuse/kernels/resample.hpp>
+#include <diffuse/kernels/softmax.hpp>
+#include <diffuse/nn/concat.hpp>
+#include <diffuse/unet.hpp>
+
+namespace {
+
+using namespace diffuse;
+namespace k = diffuse::kernels;
+
+TEST(Device, SelectionByName) {
+  DeviceScope keep("cpu");
+  EXPECT_EQ(select_device("cpu"), Device::cpu);
+  EXPECT_EQ(device_description(), "cpu");
+  EXPECT_THROW(select_device("cuda"), DeviceError);
+  const Device chosen = select_device("auto");
+  EXPECT_EQ(chosen, gpu_unavailable_reason().empty() ? Device::gpu : Device::cpu);
+  if (!gpu_unavailable_reason().empty()) {
+    try {
+      select_device("gpu");
+      ADD_FAILURE() << "gpu selected where none can be used";
+    } catch (const DeviceError& e) {
+      EXPECT_NE(std::string(e.what()).find("no GPU"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(active_device(), Device::cpu);  // a failed selection changes nothing
+  }
+}
+
+TEST(Device, HostCopiesAreNoOpsOnTheCpu) {
+  DeviceScope keep("cpu");
+  Tensor<float, Shape<dyn, 4>> t(2);
+  t = 3.f;
+  update_device(t);
+  update_host(t);
+  EXPECT_EQ(t.data()[7], 3.f);
+}
+
+#if DIFFUSE_OFFLOAD_ENABLED
+
+// Selects the GPU, or its host emulation where there is none, for one test.
+class OnDevice : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_ = detail::device_state();
+    if (select_device("auto") == Device::cpu) detail::emulate_device_on_host();
+  }
+  void TearDown() override { detail::device_state() = saved_; }
+
+ private:
+  detail::DeviceState saved_;
+};
+
+// n values of N(0, 1) from `seed`.
+std::vector<float> normals(std::size_t n, std::uint64_t seed) {
+  std::vector<float> v(n);
+  Generator g(seed);
+  for (auto& x : v) x = static_cast<float>(diffusion::draw_normal(g));
+  return v;
+}
+
+// A tensor of shape (n) made on the active device and holding `v`.
+using Flat = Shape<dyn>;
+Tensor<float, Flat> on_device(const std::vector<float>& v) {
+  Tensor<float, Flat> t(v.size());
+  std::copy(v.begin(), v.end(), t.data());
+  update_device(t);
+  return t;
+}
+std::vector<float> to_host(const Tensor<float, Flat>& t) {
+  update_host(t);
+  return {t.data(), t.data() + t.size()};
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+  EXPECT_LE(worst, tol) << what;
+}
+
+TEST_F(OnDevice, GemmAllTransposesBiasAndActivation) {
+  const k::index_t m = 13, n = 21, kk = 37;
+  const auto a = normals(m * kk, 1), b = normals(kk * n, 2), c0 = normals(m * n, 3), bias = normals(n, 4);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (float beta : {0.f, 0.5f}) {
+        const k::index_t lda = ta ? m : kk, ldb = tb ? kk : n;
+        std::vector<float> want = c0;
+        {
+          DeviceScope cpu("cpu");
+          k::gemm<float>(ta, tb, m, n, kk, 1.5f, a.data(), lda, b.data(), ldb, beta, want.data(), n,
+                         {bias.data(), k::Activation::silu});
+        }
+        auto da = on_device(a), db = on_device(b), dc = on_device(c0), dbias = on_device(bias);
+        k::gemm<float>(ta, tb, m, n, kk, 1.5f, da.data(), lda, db.data(), ldb, beta, dc.data(), n,
+                       {dbias.data(), k::Activation::silu});
+        expect_close(to_host(dc), want, 1e-4f, "gemm");
+      }
+}
+
+TEST_F(OnDevice, GemmBatchedWithSharedOperand) {
+  const k::index_t m = 5, n = 9, kk = 7, batch = 3;
+  const auto a = normals(batch * m * kk, 5), b = normals(kk * n, 6);
+  std::vector<float> want(batch * m * n);
+  {
+    DeviceScope cpu("cpu");
+    k::gemm_batched<float>(false, false, m, n, kk, 1.f, a.data(), kk, m * kk, b.data(), n, 0, 0.f, want.data(), n,
+                           m * n, batch);
+  }
+  auto da = on_device(a), db = on_device(b), dc = on_device(std::vector<float>(batch * m * n));
+  k::gemm_batched<float>(false, false, m, n, kk, 1.f, da.data(), kk, m * kk, db.data(), n, 0, 0.f, dc.data(), n,
+                         m * n, batch);
+  expect_close(to_host(dc), want, 1e-4f, "gemm_batched");
+}
+
+TEST_F(OnDevice, ConvolutionForward) {
+  for (const k::Conv2dShape s : {k::Conv2dShape{2, 7, 6, 5, 8, 3, 1, 1}, k::Conv2dShape{2, 8, 8, 4, 6, 3, 2, 1},
+                                 k::Conv2dShape{3, 5, 5, 6, 4, 1, 1, 0}}) {
+    const auto x = normals(s.n * s.h * s.w * s.cin, 7), w = normals(s.k * s.k * s.cin * s.cout, 8),
+               bias = normals(s.cout, 9), y0 = normals(s.n * s.oh() * s.ow() * s.cout, 10);
+    for (float beta : {0.f, 1.f}) {
+      std::vector<float> want = y0;
+      {
+        DeviceScope cpu("cpu");
+        k::conv2d_forward<float>(s, x.data(), w.data(), bias.data(), want.data(), beta);
+      }
+      auto dx = on_device(x), dw = on_device(w), dbias = on_device(bias), dy = on_device(y0);
+      k::conv2d_forward<float>(s, dx.data(), dw.data(), dbias.data(), dy.data(), beta);
+      expect_close(to_host(dy), want, 1e-4f, "conv2d_forward");
+    }
+  }
+}
+
+TEST_F(OnDevice, GroupNormWithModulationAndSilu) {
+  constexpr std::size_t C = 8, G = 4, hw = 12, n = 3;
+  const auto x = normals(n * hw * C, 11), gamma = normals(C, 12), beta = normals(C, 13), ss = normals(n * 2 * C, 14);
+  for (bool mod : {false, true})
+    for (bool silu : {false, true}) {
+      std::vector<float> want(n * hw * C), want_stats(n * G * 2);
+      {
+        DeviceScope cpu("cpu");
+        k::group_norm_forward<float, C, G>(x.data(), want.data(), want_stats.data(), gamma.data(), beta.data(),
+                                           mod ? ss.data() : nullptr, silu, n, hw, 1e-5);
+      }
+      auto dx = on_device(x), dg = on_device(gamma), db = on_device(beta), dss = on_device(ss),
+           dy = on_device(std::vector<float>(n * hw * C)), dst = on_device(std::vector<float>(n * G * 2));
+      k::group_norm_forward<float, C, G>(dx.data(), dy.data(), dst.data(), dg.data(), db.data(),
+                                         mod ? dss.data() : nullptr, silu, n, hw, 1e-5);
+      expect_close(to_host(dy), want, 1e-5f, "group_norm_forward y");
+      expect_close(to_host(dst), want_stats, 1e-5f, "group_norm_forward stats");
+    }
+}
+
+TEST_F(OnDevice, SoftmaxUpsampleAndConcat) {
+  const auto x = normals(6 * 10, 15);
+  std::vector<float> want(x.size());
+  {
+    DeviceScope cpu("cpu");
+    k::softmax_rows<float>(x.data(), want.data(), 6, 9, 10);
+  }
+  auto dx = on_device(x), dy = on_device(std::vector<float>(x.size()));
+  k::softmax_rows<float>(dx.data(), dy.data(), 6, 9, 10);
+  auto got = to_host(dy);
+  for (std::size_t r = 0; r < 6; ++r)
+    for (std::size_t j = 0; j < 9; ++j) EXPECT_NEAR(got[r * 10 + j], want[r * 10 + j], 1e-6f);
+
+  const auto u = normals(2 * 3 * 4 * 5, 16);
+  std::vector<float> up(2 * 6 * 8 * 5);
+  {
+    DeviceScope cpu("cpu");
+    k::upsample2x_nearest_forward<float>(u.data(), up.data(), 2, 3, 4, 5);
+  }
+  auto du = on_device(u), dup = on_device(std::vector<float>(up.size()));
+  k::upsample2x_nearest_forward<float>(du.data(), dup.data(), 2, 3, 4, 5);
+  expect_close(to_host(dup), up, 0.f, "upsample2x_nearest_forward");
+
+  using A = Shape<dyn, 2, 3, 4>;
+  using B = Shape<dyn, 2, 3, 5>;
+  Tensor<float, A> a(2);
+  Tensor<float, B> b(2);
+  Tensor<float, Shape<dyn, 2, 3, 9>> out(2);
+  for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = float(i);
+  for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = -float(i);
+  update_device(a);
+  update_device(b);
+  nn::concat_channels<float, 2, 3, 4, 5>(a, b, out);
+  update_host(out);
+  for (std::size_t p = 0; p < 12; ++p)
+    for (std::size_t q = 0; q < 9; ++q)
+      ASSERT_EQ(out.data()[p * 9 + q], q < 4 ? float(p * 4 + q) : -float(p * 5 + q - 4));
+}
+
+TEST_F(OnDevice, ExpressionsWithHostVectorsAndAliasing) {
+  using S = Shape<dyn, 3, 5>;
+  Tensor<float, S> x(4), y(4);
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = 0.05f * float(i) - 1.f;
+  update_device(x);
+  const std::vector<float> per_image = {1.f, 2.f, -1.f, 0.5f};  // a host array, not a tensor
+  Tensor<float, Shape<5>> per_channel_values;
+  for (std::size_t c = 0; c < 5; ++c) per_channel_values.data()[c] = float(c);
+  update_device(per_channel_values);
+  y = exp(x) * per_item<S>(per_image) + diffuse::per_channel(per_channel_values);
+  y = y + 1.f;
+  x.items(1, 2) = x.items(0, 2) * 2.f;  // overlaps x shifted: evaluated through a temporary
+  update_host(y);
+  update_host(x);
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const float xi = 0.05f * float(i) - 1.f;
+    EXPECT_NEAR(y.data()[i], std::exp(xi) * per_image[i / 15] + float(i % 5) + 1.f, 1e-5f);
+  }
+  for (std::size_t i = 15; i < 45; ++i) EXPECT_NEAR(x.data()[i], 2.f * (0.05f * float(i - 15) - 1.f), 1e-6f);
+}
+
+TEST_F(OnDevice, LargeExpressionsAndCopiesTakeTheManyTeamsPath) {
+  using S = Shape<dyn, 1000>;  // 300 000 elements: more than one warp's share
+  Tensor<float, S> x(300), y(300);
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = float(i % 977);
+  update_device(x);
+  y = x * 2.f + 1.f;
+  x.items(1, 299) = x.items(0, 299);  // shifted overlap: through a temporary, then a device copy
+  update_host(y);
+  update_host(x);
+  for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y.data()[i], float(i % 977) * 2.f + 1.f) << i;
+  for (std::size_t i = 1000; i < x.size(); ++i) ASSERT_EQ(x.data()[i], float((i - 1000) % 977)) << i;
+}
+
+TEST_F(OnDevice, BackwardKernelsSayTheyDoNotRunThere) {
+  auto g = on_device(std::vector<float>(64));
+  EXPECT_THROW(k::softmax_rows_backward<float>(g.data(), g.data(), g.data(), 8, 8, 8), DeviceError);
+  EXPECT_THROW(k::upsample2x_nearest_backward<float>(g.data(), g.data(), 1, 2, 2, 4), DeviceError);
+}
+
+// A whole guided Heun run of edm-tiny with 10 classes: the images sampled on the device
+// are the CPU's within float tolerance.
+constexpr nn::UNetConfig tiny_classes = nn::with_classes(nn::edm_tiny, 10);
+using Model = diffusion::EDMPrecond<nn::UNet<tiny_classes>>;
+
+TEST_F(OnDevice, GuidedHeunSamplingMatchesTheCpu) {
+  using I = Model::Batch;
+  const std::vector<int> labels = {3, -1};
+  const diffusion::Heun<> heun{.steps = 3};
+  Tensor<float, I> want(2);
+  {
+    DeviceScope cpu("cpu");
+    auto model = std::make_unique<Model>(diffusion::Edm{}, 5);
+    heun.sample(diffusion::Guided(*model, labels, 2.0), want.view(), 7);
+  }
+  auto model = std::make_unique<Model>(diffusion::Edm{}, 5);  // made on the device
+  Tensor<float, I> got(2);
+  heun.sample(diffusion::Guided(*model, labels, 2.0), got.view(), 7);
+  update_host(got);
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    worst = std::max(worst, double(std::abs(got.data()[i] - want.data()[i])));
+    scale = std::max(scale, double(std::abs(want.data()[i])));
+  }
+  EXPECT_GT(scale, 0.1);
+  EXPECT_LE(worst, 1e-3 * scale) << "largest difference " << worst << " of values up to " << scale;
+}
+
+#endif  // DIFFUSE_OFFLOAD_ENABLED
+
+}  // namespace
