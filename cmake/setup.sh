@@ -35,7 +35,10 @@ packages=(
   zlib1g-dev libspng-dev libstb-dev  # diffuse::io: gzip-compressed data sets; PNG (checksums verified), JPEG
   dataset-fashion-mnist       # real data for the main program and the data tests
 )
-[ "$mode" = test ] && packages+=(gcc-12-offload-nvptx)  # the GPU path's build (OpenMP offload to NVIDIA)
+[ "$mode" = test ] && packages+=(
+  gcc-12-offload-nvptx          # the GPU path's build (OpenMP offload to NVIDIA)
+  clang-14 libclang-rt-14-dev   # the fuzz build (libFuzzer + ASan + UBSan)
+)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -76,3 +79,10 @@ build sanitize
 ctest --preset sanitize -j "$jobs"
 build offload
 ctest --preset offload -j "$jobs"
+# Fuzzing, bounded: each target mutates from its seeds for DIFFUSE_FUZZ_SECONDS (default 45).
+cmake --preset fuzz -DDIFFUSE_FUZZ_SECONDS="${DIFFUSE_FUZZ_SECONDS:-45}" >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+fuzz_rc=0
+ctest --preset fuzz -j "$jobs" -V >build/fuzz/fuzz.log 2>&1 || fuzz_rc=$?
+grep -E "stat::number_of_executed_units|Test +#[0-9]+: fuzz" build/fuzz/fuzz.log || true
+((fuzz_rc == 0)) || { echo "setup: a fuzz target failed (build/fuzz/fuzz.log; the input is build/fuzz/tests/fuzz/crash-*)" >&2; exit 1; }

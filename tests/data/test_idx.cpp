@@ -98,6 +98,10 @@ TEST(Idx, MalformedFilesGiveClearErrors) {
       {"zero_extent", idx_bytes({0, 3, 3}, {}), "extent 0 is 0"},
       {"truncated_data", truncated, "truncated: expected 18 bytes of data, found 13"},
       {"trailing", trailing, "has data after the 18 elements"},
+      // A header announcing 16 GiB in a file of a few bytes: refused once the data runs
+      // out, without allocating what the header says (found by fuzz_idx).
+      {"announces_16_GiB", idx_bytes({65536, 256, 1024}, {1, 2, 3, 4, 5}),
+       "truncated: expected 17179869184 bytes of data, found 5"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -10,6 +10,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -76,8 +77,22 @@ inline IdxArray read_idx(const std::string& path) {
     count *= e;
     out.extents.push_back(e);
   }
-  out.data.resize(count);
-  detail::read_exact(f.get(), path, out.data.data(), count, "data");
+  // Read in pieces: a header may announce far more than the file holds, and memory must
+  // follow the data actually there (a 20-byte file must not allocate gigabytes).
+  constexpr std::size_t piece = std::size_t{1} << 22;
+  while (out.data.size() < count) {
+    const std::size_t have = out.data.size(), n = std::min(piece, count - have);
+    out.data.resize(have + n);
+    const int got = gzread(f.get(), out.data.data() + have, static_cast<unsigned>(n));
+    if (got < 0) {
+      int code = 0;
+      throw DataError(path, std::string("cannot read data: ") + gzerror(f.get(), &code));
+    }
+    out.data.resize(have + static_cast<std::size_t>(got));
+    if (got == 0)
+      throw DataError(path, "truncated: expected " + std::to_string(count) + " bytes of data, found " +
+                                std::to_string(have));
+  }
   unsigned char extra;
   if (gzread(f.get(), &extra, 1) > 0)
     throw DataError(path, "has data after the " + std::to_string(count) + " elements its header announces");
