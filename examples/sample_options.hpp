@@ -1,0 +1,162 @@
+// diffuse-sample's command line: its options, and the checks they pass before any file
+// is read (shared by the program and its fuzz target, tests/fuzz/fuzz_options.cpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <diffuse/diffusion/schedule.hpp>
+
+#include "program.hpp"
+#include "sample.hpp"
+
+namespace diffuse::programs {
+
+/// The options of diffuse-sample that are not SampleOptions.
+struct SampleCommandLine {
+  std::string precision = "fp32";  ///< --precision
+  std::string device;              ///< --device (its default from DIFFUSE_DEVICE)
+  bool info = false;               ///< --info
+};
+
+
+/// The samplers diffuse-sample knows, by name.
+inline const std::vector<std::string> sampler_names = {"euler", "heun", "euler_ancestral", "dpmpp_2m", "ddim"};
+/// The sigma schedules diffuse-sample knows, by name.
+inline const std::vector<std::string> schedule_names = {"karras", "exponential", "ve", "vp", "ddpm", "cosine"};
+
+/// The names, comma-separated.
+inline std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+/// The checks of the options among themselves (UsageError), before any file is read.
+inline void check_options(const SampleOptions& o, const CLI::App& app) {
+  auto known = [](const std::vector<std::string>& names, const std::string& v) {
+    return std::find(names.begin(), names.end(), v) != names.end();
+  };
+  if (o.checkpoint.empty()) throw UsageError("--checkpoint is required (a training checkpoint or a weights file)");
+  if (!known(sampler_names, o.sampler))
+    throw UsageError("unknown sampler '" + o.sampler + "' (known: " + joined(sampler_names) + ")");
+  if (!known(schedule_names, o.schedule))
+    throw UsageError("unknown schedule '" + o.schedule + "' (known: " + joined(schedule_names) + ")");
+  if (!known(model_names, o.model))
+    throw UsageError("unknown model '" + o.model + "' (known: " + joined(model_names) + ")");
+  if (app.count("--strength") && o.init.empty()) throw UsageError("--strength goes with --init (img2img)");
+  if (app.count("--resize") && o.init.empty()) throw UsageError("--resize goes with --init (img2img)");
+  if (app.count("--count") && !o.init.empty())
+    throw UsageError("--count is for generation; with --init every input image is processed");
+  if (o.sigma_min > 0 && o.sigma_max > 0 && !(o.sigma_min < o.sigma_max))
+    throw UsageError("--sigma-min must be below --sigma-max");
+  if (o.schedule == "ddpm" && static_cast<std::size_t>(o.steps) > diffuse::diffusion::DdpmSchedule{}.timesteps)
+    throw UsageError("--steps " + std::to_string(o.steps) + " is more than the " +
+                     std::to_string(diffuse::diffusion::DdpmSchedule{}.timesteps) + " timesteps of the ddpm schedule");
+  if ((o.sigma_min > 0 || o.sigma_max > 0) && o.schedule == "ddpm")
+    throw UsageError("--sigma-min/--sigma-max do not apply to the ddpm schedule (its betas fix its range)");
+  if (app.count("--eta") && o.sampler != "euler_ancestral" && o.sampler != "ddim")
+    throw UsageError("--eta applies to the samplers euler_ancestral and ddim, not " + o.sampler);
+  if (app.count("--churn") && o.sampler != "euler" && o.sampler != "heun")
+    throw UsageError("--churn applies to the samplers euler and heun, not " + o.sampler);
+  if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
+}
+
+/// The n sigmas of the chosen schedule, then 0 (UsageError when the range leaves too few levels).
+inline std::vector<double> schedule_sigmas(const SampleOptions& o) {
+  const auto n = static_cast<std::size_t>(o.steps);
+  auto ranged = [&](auto s) {
+    if (o.sigma_min > 0) s.sigma_min = o.sigma_min;
+    if (o.sigma_max > 0) s.sigma_max = o.sigma_max;
+    return s.sigmas(n);
+  };
+  if (o.schedule == "karras") return ranged(diffuse::diffusion::KarrasSchedule{});
+  if (o.schedule == "exponential") return ranged(diffuse::diffusion::ExponentialSchedule{});
+  if (o.schedule == "ve") return ranged(diffuse::diffusion::VeSchedule{});
+  if (o.schedule == "cosine") {  // n of its discrete levels within the range
+    diffuse::diffusion::CosineSchedule c;
+    if (o.sigma_min > 0) c.sigma_min = o.sigma_min;
+    if (o.sigma_max > 0) c.sigma_max = o.sigma_max;
+    const std::size_t kept = c.levels_within_range();
+    if (kept < n)
+      throw UsageError("the cosine schedule has " + std::to_string(kept) + " of its " + std::to_string(c.M) +
+                       " levels between sigma " + number_text(c.sigma_min) + " and " + number_text(c.sigma_max) +
+                       " (--sigma-min, --sigma-max), fewer than --steps " + std::to_string(n));
+    return c.sigmas(n);
+  }
+  if (o.schedule == "ddpm") return diffuse::diffusion::DdpmSchedule{}.sigmas(n);
+  diffuse::diffusion::VpSchedule vp;  // "vp"
+  if (o.sigma_min > 0 || o.sigma_max > 0)
+    vp = diffuse::diffusion::VpSchedule::from_range(o.sigma_min > 0 ? o.sigma_min : vp.sigma(vp.eps_s),
+                                         o.sigma_max > 0 ? o.sigma_max : vp.sigma(1.0));
+  return vp.sigmas(n);
+}
+
+// The schedule the options give must run downwards through finite sigmas. A bound given
+// alone is checked against the schedule's own other bound this way, whichever it is.
+inline void check_schedule(const SampleOptions& o, const std::vector<double>& sigmas) {
+  const std::size_t n = sigmas.size() - 1;  // the last entry is the final 0
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(sigmas[i]) || !(sigmas[i] > 0))
+      throw UsageError("the " + o.schedule + " schedule has sigma " + number_text(sigmas[i]) +
+                       " (--sigma-min and --sigma-max must give finite, positive sigmas)");
+  if (sigmas[n - 1] > sigmas[0])
+    throw UsageError("the " + o.schedule + " schedule would run upwards, from sigma " + number_text(sigmas[0]) + " to " +
+                     number_text(sigmas[n - 1]) + ": --sigma-min must not be above --sigma-max (a bound not given is the "
+                     "schedule's own)");
+}
+
+
+/// Declares every option of diffuse-sample on `app`, storing into `o` and `c`.
+inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLine& c) {
+  // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--checkpoint", o.checkpoint,
+                 "training checkpoint (checkpoint.safetensors) or weights file (model_ema.safetensors)");
+  app.add_option("--model", o.model, "model configuration (" + joined(model_names) + ")")
+      ->capture_default_str();
+  app.add_flag("--no-ema", o.no_ema, "use a training checkpoint's raw weights instead of their EMA");
+  app.add_option("--out", o.out, "output folder (one PNG per image, grid.png)")->capture_default_str();
+  app.add_option("--count", o.count, "images to generate")->check(integer_in(1, 1'000'000))->capture_default_str();
+  app.add_option("--batch", o.batch, "images per batch")->check(integer_in(1, max_batch))->capture_default_str();
+  app.add_option("--sampler", o.sampler, "sampler (" + joined(sampler_names) + ")")->capture_default_str();
+  app.add_option("--schedule", o.schedule, "sigma schedule (" + joined(schedule_names) + ")")->capture_default_str();
+  app.add_option("--steps", o.steps, "sampling steps")->check(integer_in(1, 100'000))->capture_default_str();
+  app.add_option("--seed", o.seed, "random seed (image i uses the noise of (seed, i))")->capture_default_str();
+  app.add_option("--sigma-min", o.sigma_min, "lowest sigma of the schedule (default: the schedule's own)")
+      ->check(real_in(0, max_sigma, true));
+  app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)")
+      ->check(real_in(0, max_sigma, true));
+  app.add_option("--eta", o.eta, "noise of euler_ancestral (default 1) and ddim (default 0)")->check(real_in(0, 100));
+  app.add_option("--churn", o.churn, "EDM's S_churn for euler and heun (default 0: deterministic)")
+      ->check(real_in(0, 1e4));
+  app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)")
+      ->check(integer_in(0, 1'000'000));
+  app.add_option("--guidance", o.guidance,
+                 "with --class: classifier-free guidance scale (1: plain conditional, 0: unconditional)")
+      ->check(real_in(0, 1000))->capture_default_str();
+  app.add_option("--init", o.init, "img2img: an image file, or a folder of images, to start from");
+  app.add_option("--strength", o.strength, "img2img: how much to change, 0 (nothing) to 1 (all)")
+      ->check(real_in(0, 1))->capture_default_str();
+  app.add_flag("--resize", o.resize, "img2img: resize images of another size (else they are rejected)");
+  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")
+      ->check(integer_in(1, max_threads));
+  add_precision_option(app, c.precision);
+  add_device_option(app, c.device);
+  app.set_version_flag("--version", info_line());
+  app.add_flag("--info", c.info, "print version, instruction set, threads and device, then exit");
+}
+
+/// check_options, then the schedule's sigmas, checked: what the options give before any
+/// file is read. Throws UsageError.
+inline std::vector<double> checked_schedule(const SampleOptions& o, const CLI::App& app) {
+  check_options(o, app);
+  std::vector<double> sigmas = schedule_sigmas(o);
+  check_schedule(o, sigmas);
+  return sigmas;
+}
+
+}  // namespace diffuse::programs
