@@ -7,7 +7,10 @@
 /// `parallel_min_work` elements stays on the calling thread (starting a team costs more
 /// than it saves), and a kernel called from inside a parallel region gets one thread, so
 /// nested use never oversubscribes. GEMM and convolution split their own blocks but take
-/// their thread count from available_threads() too.
+/// their thread count from available_threads() too. A parallel region always asks for
+/// available_threads() threads, also when it has fewer pieces of work (the surplus
+/// threads then wait): libgomp ends the threads of its pool beyond a smaller team, and the
+/// kernels' thread-local scratch goes with them, to be allocated again next time.
 #pragma once
 
 #include <concepts>

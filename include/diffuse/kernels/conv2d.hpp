@@ -593,15 +593,17 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
       }
     }
   };
+  // The whole team even when there are fewer ranges (see parallel.hpp).
+  const int team = nt > 1 ? available_threads() : 1;
   if (nt > 1) {
-    DIFFUSE_OMP(parallel num_threads(nt))
+    DIFFUSE_OMP(parallel num_threads(team))
     work();
   } else {
     work();
   }
   // Reduce the partials (and transpose [Cout][KK] -> [KK][Cout] on the packed path).
   const index_t rs = direct ? co : 1, cs = direct ? 1 : kk;
-  parallel_for(kk, nt, [&](index_t r) {
+  parallel_for(kk, team, [&](index_t r) {
     T* out = dw + r * co;
     for (index_t c = 0; c < co; ++c) {
       T sum = T(0);

@@ -408,7 +408,9 @@ void gemm_driver(index_t m, index_t n, index_t k, T alpha, T beta, T* c, index_t
     gemm_serial<T, MR, ARow, Mk>(0, m, 0, n, k, alpha, beta, c, ldc, epi, pack_a, pack_b, k_align);
     return;
   }
-  const int nt = static_cast<int>(parts);
+  // The whole team even when fewer parts: a smaller team makes libgomp end the surplus
+  // threads of its pool, and their thread_scratch with them (see parallel.hpp).
+  const int nt = nthreads;
   DIFFUSE_OMP(parallel num_threads(nt))
   {
     for (index_t t = thread_index(); t < parts; t += team_size()) {
