@@ -79,8 +79,8 @@ build sanitize
 ctest --preset sanitize -j "$jobs"
 build offload
 ctest --preset offload -j "$jobs"
-# Fuzzing, bounded: each target mutates from its seeds for DIFFUSE_FUZZ_SECONDS (default 45).
-cmake --preset fuzz -DDIFFUSE_FUZZ_SECONDS="${DIFFUSE_FUZZ_SECONDS:-45}" >/dev/null
+# Fuzzing, bounded: each target mutates from its seeds for DIFFUSE_FUZZ_SECONDS (default 30).
+cmake --preset fuzz -DDIFFUSE_FUZZ_SECONDS="${DIFFUSE_FUZZ_SECONDS:-30}" >/dev/null
 cmake --build --preset fuzz -j "$jobs"
 fuzz_rc=0
 ctest --preset fuzz -j "$jobs" -V >build/fuzz/fuzz.log 2>&1 || fuzz_rc=$?

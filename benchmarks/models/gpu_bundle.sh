@@ -2,8 +2,8 @@
 # Measures the GPU path on a machine that has an NVIDIA GPU and driver but no offload
 # compiler: build here, carry a bundle there, run it there.
 #
-#   benchmarks/models/gpu_bundle.sh pack BUNDLE [CHECKPOINT]   (here, after building the
-#       offload preset: cmake --preset offload && cmake --build --preset offload)
+#   benchmarks/models/gpu_bundle.sh pack BUNDLE [CHECKPOINT]   (here: builds what it packs
+#       in the offload preset's folder, with the benchmarks switched on)
 #   benchmarks/models/gpu_bundle.sh run BUNDLE OUT              (there, from the source root)
 #
 # The bundle holds the offload build's test programs, diffuse-sample, device_sampling, an
@@ -16,6 +16,9 @@ bundle=${2:?usage: $0 pack BUNDLE [CHECKPOINT] | run BUNDLE OUT}
 
 if [ "$mode" = pack ]; then
   build=build/offload
+  cmake --preset offload -DDIFFUSE_BUILD_BENCHMARKS=ON >/dev/null
+  cmake --build "$build" -j "$(nproc)" --target device_sampling diffuse-sample \
+    test_core test_data test_device test_diffusion test_kernels test_nn test_optim test_train
   mkdir -p "$bundle/lib"
   # The test programs (not the end-to-end training tests: they only time the CPU there).
   bins=("$build"/tests/*/test_* "$build/examples/diffuse-sample" "$build/benchmarks/models/device_sampling")
