@@ -6,7 +6,8 @@
 #       in the offload preset's folder, with the benchmarks switched on)
 #   benchmarks/models/gpu_bundle.sh run BUNDLE OUT              (there, from the source root)
 #
-# The bundle holds the offload build's test programs, diffuse-sample, device_sampling, an
+# The bundle holds the offload build's test programs, diffuse-sample, device_sampling,
+# offload_launch, an
 # optional trained unconditional edm-mnist-small (model_ema.safetensors of diffuse-train), and every shared library they load, the C library and
 # its loader included (so that the target's own system libraries do not matter) plus
 # libgomp's nvptx plugin. Only the NVIDIA driver (libcuda) comes from the target.
@@ -17,11 +18,12 @@ bundle=${2:?usage: $0 pack BUNDLE [CHECKPOINT] | run BUNDLE OUT}
 if [ "$mode" = pack ]; then
   build=build/offload
   cmake --preset offload -DDIFFUSE_BUILD_BENCHMARKS=ON >/dev/null
-  cmake --build "$build" -j "$(nproc)" --target device_sampling diffuse-sample \
+  cmake --build "$build" -j "$(nproc)" --target device_sampling diffuse-sample offload_launch \
     test_core test_data test_device test_diffusion test_kernels test_nn test_optim test_train
   mkdir -p "$bundle/lib"
   # The test programs (not the end-to-end training tests: they only time the CPU there).
-  bins=("$build"/tests/*/test_* "$build/examples/diffuse-sample" "$build/benchmarks/models/device_sampling")
+  bins=("$build"/tests/*/test_* "$build/examples/diffuse-sample" "$build/benchmarks/models/device_sampling"
+        "$build/benchmarks/kernels/offload_launch")
   for b in "${bins[@]}"; do
     [ -x "$b" ] && [ -f "$b" ] && [ "$(basename "$b")" != test_e2e ] || continue
     strip -o "$bundle/$(basename "$b")" "$b"
@@ -56,6 +58,9 @@ echo "== sampling, CPU and GPU interleaved"
 checkpoint=()
 [ -f "$bundle/checkpoint.safetensors" ] && checkpoint=(--checkpoint "$bundle/checkpoint.safetensors")
 timeout 240 "${runner[@]}" "$bundle/device_sampling" --rounds 5 "${checkpoint[@]}" 2>&1 | tee "$out/device_sampling.txt"
+
+echo "== kernel start-up and loop forms (benchmarks/kernels/offload_launch.cpp)"
+timeout 120 "${runner[@]}" "$bundle/offload_launch" 2>&1 | tee "$out/offload_launch.txt"
 
 if [ -f "$bundle/checkpoint.safetensors" ]; then
   echo "== diffuse-sample on the trained model, GPU then CPU"
