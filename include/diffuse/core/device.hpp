@@ -275,9 +275,9 @@ T* device_address(T* p) {
 
 /// Work items of one launch below which one warp does it all. How launch() spreads the
 /// work comes from measurements on an H200 with GCC 12 (docs/gpu.md): a kernel's start-up
-/// grows with its teams and their threads (about 20 us for one warp, 75 us for 64 one-warp
-/// teams, 190 us for the runtime's default number, 250-650 us with `parallel` inside the
-/// teams), so small work runs on one warp (`target simd`), light work on 64 one-warp
+/// grows with its teams and their threads (20-100 us for one warp, 75-110 us for 64
+/// one-warp teams, 190-300 us for the runtime's default number, 240-730 us with `parallel`
+/// inside the teams), so small work runs on one warp (`target simd`), light work on 64 one-warp
 /// teams, and only heavy work on as many one-warp teams as the runtime likes. (GCC maps
 /// OpenMP threads to warps and `simd` lanes to a warp's threads: every loop has `simd`.)
 inline constexpr std::int64_t one_warp_work = std::int64_t{1} << 16;
