@@ -27,7 +27,7 @@ class AlignedBuffer {
     if (!p) throw std::bad_alloc();
     std::memset(p, 0, bytes_);
     data_ = static_cast<T*>(p);
-    if (on_device() && !device_state().emulated) {
+    if (device_memory()) {
       try {
         device_map(data_, bytes_);
       } catch (...) {
@@ -40,7 +40,7 @@ class AlignedBuffer {
   AlignedBuffer(const AlignedBuffer& o) : AlignedBuffer(o.size_) { copy_from(o); }
   AlignedBuffer& operator=(const AlignedBuffer& o) {
     if (this != &o) {
-      if (size_ != o.size_ || device_ != (on_device() && !device_state().emulated ? device_number() : -1))
+      if (size_ != o.size_ || device_ != (device_memory() ? device_number() : -1))
         *this = AlignedBuffer(o.size_);
       copy_from(o);
     }

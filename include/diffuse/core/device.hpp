@@ -121,6 +121,8 @@ class LaunchTimer {
 
 /// True while kernels run as device code (the GPU, or its host emulation).
 inline bool on_device() noexcept { return DIFFUSE_OFFLOAD_ENABLED && device_state().active == Device::gpu; }
+/// True while tensors made now get a device copy: the GPU is selected, not emulated.
+inline bool device_memory() noexcept { return on_device() && !device_state().emulated; }
 /// The OpenMP device number device code runs on.
 inline int device_number() noexcept { return device_state().number; }
 
@@ -259,7 +261,7 @@ inline void device_unmap(void* p, std::size_t bytes, int dev) noexcept {
 template <class T>
 T* device_address(T* p) {
 #if DIFFUSE_OFFLOAD_ENABLED
-  if (!on_device() || p == nullptr || device_state().emulated) return p;
+  if (!device_memory() || p == nullptr) return p;
   const int dev = device_number();
   if (!omp_target_is_present(const_cast<std::remove_const_t<T>*>(p), dev))
     throw DeviceError("diffuse: a tensor used on the GPU was not made on it (select the device before "
@@ -324,7 +326,7 @@ class DeviceStaging {
   template <class T>
   T* operator()(T* p, std::size_t count) {
 #if DIFFUSE_OFFLOAD_ENABLED
-    if (!on_device() || device_state().emulated || p == nullptr) return p;
+    if (!device_memory() || p == nullptr) return p;
     const int dev = device_number();
     auto* host = const_cast<std::remove_const_t<T>*>(p);
     if (omp_target_is_present(host, dev)) return device_address(p);
@@ -343,36 +345,37 @@ class DeviceStaging {
   std::vector<void*> blocks_;
 };
 
+// Copies `bytes` at host address `p` between the host and the device copy: host -> GPU
+// when `to_device`, else GPU -> host. A no-op without device memory.
+inline void device_update(const void* p, std::size_t bytes, bool to_device) {
+#if DIFFUSE_OFFLOAD_ENABLED
+  if (!device_memory() || bytes == 0) return;
+  char* c = static_cast<char*>(const_cast<void*>(p));
+  const int dev = device_number();
+  if (to_device) {
+    DIFFUSE_PRAGMA(omp target update to(c[0:bytes]) device(dev))
+  } else {
+    DIFFUSE_PRAGMA(omp target update from(c[0:bytes]) device(dev))
+  }
+#else
+  (void)p, (void)bytes, (void)to_device;
+#endif
+}
+
 }  // namespace detail
 
 /// Copies `count` elements at host address `p` (inside a tensor made on the GPU) from
 /// the GPU to the host. A no-op on the CPU.
 template <class T>
 void update_host(T* p, std::size_t count) {
-#if DIFFUSE_OFFLOAD_ENABLED
-  if (!detail::on_device() || count == 0) return;
-  char* c = reinterpret_cast<char*>(const_cast<std::remove_const_t<T>*>(p));
-  const std::size_t bytes = count * sizeof(T);
-  const int dev = detail::device_number();
-  DIFFUSE_PRAGMA(omp target update from(c[0:bytes]) device(dev))
-#else
-  (void)p, (void)count;
-#endif
+  detail::device_update(p, count * sizeof(T), false);
 }
 
 /// Copies `count` elements at host address `p` (inside a tensor made on the GPU) from
 /// the host to the GPU, after host code wrote them. A no-op on the CPU.
 template <class T>
 void update_device(const T* p, std::size_t count) {
-#if DIFFUSE_OFFLOAD_ENABLED
-  if (!detail::on_device() || count == 0) return;
-  char* c = reinterpret_cast<char*>(const_cast<T*>(p));
-  const std::size_t bytes = count * sizeof(T);
-  const int dev = detail::device_number();
-  DIFFUSE_PRAGMA(omp target update to(c[0:bytes]) device(dev))
-#else
-  (void)p, (void)count;
-#endif
+  detail::device_update(p, count * sizeof(T), true);
 }
 
 }  // namespace diffuse
