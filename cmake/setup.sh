@@ -60,13 +60,14 @@ if ((${#missing[@]})); then
 fi
 
 jobs=$(nproc)
-build() {  # configure and build one preset
+build() {  # configure and build one preset (all of it, or the targets named after it)
   cmake --preset "$1" >/dev/null
-  cmake --build --preset "$1" -j "$jobs"
+  local targets=("${@:2}")
+  cmake --build --preset "$1" -j "$jobs" ${targets[@]:+--target "${targets[@]}"}
 }
 
 if [ "$mode" = main ]; then
-  build release
+  build release diffuse-train diffuse-sample  # only what the main job runs
   fashion=/usr/share/datasets/fashion-mnist
   exec build/release/examples/diffuse-train --model edm-mnist-small --minutes 5 --batch 32 --lr 2e-3 \
     --data $fashion/train-images-idx3-ubyte.gz --labels $fashion/train-labels-idx1-ubyte.gz \

@@ -1,7 +1,8 @@
-// diffuse-sample's sampling run for edm-tiny, with and without classes.
-#include "sample_run.hpp"
+// diffuse-sample's run for edm-tiny, with and without classes: one translation unit per
+// configuration, so that they compile in parallel.
+#include <diffuse/programs/sample_main.hpp>
 
-namespace diffuse::programs {
-template int sample_model<nn::edm_tiny>(const SampleOptions&, const std::vector<double>&);
-template int sample_model<nn::with_classes(nn::edm_tiny, label_classes)>(const SampleOptions&, const std::vector<double>&);
-}  // namespace diffuse::programs
+namespace {
+[[maybe_unused]] const bool registered =
+    diffuse::programs::register_model(diffuse::programs::sample_entry<diffuse::nn::edm_tiny>("edm-tiny"));
+}  // namespace

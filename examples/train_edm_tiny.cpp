@@ -1,7 +1,8 @@
-// diffuse-train's training run for edm-tiny, with and without classes.
-#include "train_run.hpp"
+// diffuse-train's run for edm-tiny, with and without classes: one translation unit per
+// configuration, so that they compile in parallel.
+#include <diffuse/programs/train_main.hpp>
 
-namespace diffuse::programs {
-template int train_model<nn::edm_tiny>(const TrainOptions&);
-template int train_model<nn::with_classes(nn::edm_tiny, label_classes)>(const TrainOptions&);
-}  // namespace diffuse::programs
+namespace {
+[[maybe_unused]] const bool registered =
+    diffuse::programs::register_model(diffuse::programs::train_entry<diffuse::nn::edm_tiny>("edm-tiny"));
+}  // namespace

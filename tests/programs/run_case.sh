@@ -224,10 +224,24 @@ case $case_name in
   sample_unreadable_checkpoint)
     expect_error "garbage.safetensors" "$sample" --checkpoint "$data/garbage.safetensors" "${tiny[@]}" --out "$dir" ;;
   sample_folder_checkpoint) expect_error "is a folder" "$sample" --checkpoint "$data" "${tiny[@]}" --out "$dir" ;;
-  sample_other_config)  # edm-tiny's training checkpoint, default model edm-mnist-small
-    expect_error "checkpoint of model 'edm-tiny', but --model is 'edm-mnist-small'" "$sample" --checkpoint "$ckpt" --out "$dir" ;;
-  sample_other_config_weights)  # plain weights: the shape check catches it
-    expect_error "expected shape" "$sample" --checkpoint "$weights" --out "$dir" ;;
+  sample_other_config)  # the checkpoint names its model; another --model is refused
+    expect_error "holds model 'edm-tiny', but --model is 'edm-mnist-small'" \
+      "$sample" --checkpoint "$ckpt" --model edm-mnist-small --out "$dir"
+    expect_ok "$sample" --checkpoint "$ckpt" --count 1 --steps 2 --out "$dir/named"
+    grep -q "^model edm-tiny: EMA weights" "$dir/stderr" || fail "the checkpoint's model was not used" ;;
+  sample_other_config_weights)  # weights name their model too; unnamed ones meet the shape check
+    expect_error "holds model 'edm-tiny', but --model is 'edm-mnist-small'" \
+      "$sample" --checkpoint "$weights" --model edm-mnist-small --out "$dir"
+    fixture=$(cd "$(dirname "$0")/../fixtures" && pwd)/edm_tiny_weights.safetensors
+    expect_error "expected shape" "$sample" --checkpoint "$fixture" --model edm-mnist-small --out "$dir"
+    expect_ok "$sample" --checkpoint "$weights" --count 1 --steps 2 --out "$dir/named"
+    grep -q "^model edm-tiny: weights of" "$dir/stderr" || fail "the weights' model was not used" ;;
+  sample_weights_by_shape)  # weights that do not name their model: the configuration with their shapes
+    fixture=$(cd "$(dirname "$0")/../fixtures" && pwd)/edm_tiny_weights.safetensors
+    expect_ok "$sample" --checkpoint "$fixture" --count 1 --steps 2 --out "$dir"
+    grep -q "^model edm-tiny: the configuration whose shapes the weights have" "$dir/stderr" ||
+      fail "edm-tiny was not recognised by its shapes"
+    ;;
   sample_no_ema_weights)
     expect_error "--no-ema applies to training checkpoints" "$sample" --checkpoint "$weights" "${tiny[@]}" --no-ema --out "$dir" ;;
   sample_wrong_size)
@@ -386,12 +400,64 @@ case $case_name in
       fail "--class made no difference"
     expect_error "--class 10 is not a class of the model (0..9)" \
       "$sample" --checkpoint "$dir/run/checkpoint.safetensors" "${tiny[@]}" --class 10
-    expect_error "the run was trained with labels (10 classes): pass --labels FILE to resume it" \
+    expect_error "the run was trained with labels (10 classes): pass --labels FILE or --class-folders to resume it" \
       "$train" --data "$data/train.idx" "${tiny[@]}" --batch 4 --out "$dir/run" --resume
     expect_error "no such file" "$sample" --checkpoint "$dir/run/nope.safetensors" "${tiny[@]}" --class 3
     expect_ok "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --steps 4 --batch 4 \
       --out "$dir/run" --resume --sample-every 0
     grep -q 'resumed from .* at step 3' "$dir/stderr" || fail "did not resume at step 3"
+    ;;
+  class_folders)  # data/<class>/*.png: a class-conditional model with the folders' names as classes
+    mkdir -p "$dir/cls/dark" "$dir/cls/light/deeper"
+    for i in 0 1 2; do
+      "$testkit" png "$dir/cls/dark/d$i.png" 28 28 "$i"
+      "$testkit" png "$dir/cls/light/deeper/l$i.png" 28 28 "$((i + 5))"
+    done
+    expect_ok "$train" --data "$dir/cls" --class-folders "${tiny[@]}" --steps 2 --batch 4 --out "$dir/run" --sample-every 0
+    grep -q "data: 6 images of 28x28x1 from .*; 2 classes: dark, light" "$dir/stderr" || fail "no data line with the classes"
+    grep -q '"classes":2' "$dir/run/log.jsonl" || fail "the log does not record the 2 classes of the data"
+    grep -q '"train.class_names":"\[\\"dark\\",\\"light\\"\]"' "$dir/run/checkpoint.safetensors" ||
+      fail "the checkpoint does not name the classes"
+    expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" --class 1 --count 1 --steps 2 --out "$dir/s"
+    expect_error "--class-folders needs --data to be a folder" \
+      "$train" --data "$data/train.idx" --class-folders "${tiny[@]}" --out "$dir/x"
+    expect_error "two sources of labels" \
+      "$train" --data "$dir/cls" --class-folders --labels "$data/train-labels.idx" "${tiny[@]}" --out "$dir/x"
+    cp "$dir/cls/dark/d0.png" "$dir/cls/stray.png"
+    expect_error "stray.png: an image outside the class folders" \
+      "$train" --data "$dir/cls" --class-folders "${tiny[@]}" --out "$dir/x"
+    ;;
+  colour_shapes)  # colour data trains edm-cifar-small and samples in its colours (not grey, not BGR)
+    mkdir -p "$dir/rgb" "$dir/rgba"
+    "$testkit" shapes "$dir/rgb" 48 32 230 130 30
+    "$testkit" shapes "$dir/rgba" 2 32 230 130 30 alpha
+    expect_error "shape-0000.png: has transparent pixels" \
+      "$train" --data "$dir/rgba" --model edm-cifar-small --alpha error --out "$dir/x"
+    expect_ok "$train" --data "$dir/rgba" --model edm-cifar-small --steps 1 --batch 2 --out "$dir/alpha" --sample-every 0
+    grep -q "2 with transparent pixels composited onto white (--alpha)" "$dir/stderr" || fail "no word on the alpha channel"
+    expect_ok "$train" --data "$dir/rgb" --model edm-cifar-small --steps "${DIFFUSE_COLOUR_STEPS:-60}" --batch 8 \
+      --lr 3e-3 --warmup 10 --xflip --out "$dir/run" --sample-every 0
+    grep -q "data: 48 images of 32x32x3 from .*, 0.6 MiB in memory" "$dir/stderr" || fail "no data line with the size"
+    grep -q "mirrored left-right half of the time (--xflip)" "$dir/stderr" || fail "no word on --xflip"
+    expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" --count 4 --steps 10 --out "$dir/s"
+    grep -q "^model edm-cifar-small: " "$dir/stderr" || fail "the checkpoint's model was not used"
+    read -r r g b < <("$testkit" mean-rgb "$dir"/s/image-000?.png)
+    echo "mean colour of the samples: $r $g $b (data: about 215 121 28)"
+    awk -v r="$r" -v g="$g" -v b="$b" 'BEGIN { exit !(r > g + 40 && g > b + 40) }' ||
+      fail "samples of mean colour ($r, $g, $b): the data's order R > G > B is lost"
+    read -r w h < <("$testkit" size "$dir/s/grid.png")
+    ((w >= 512)) || fail "grid.png is $w x $h, not enlarged to at least 512 px wide"
+    read -r w h < <("$testkit" size "$dir/s/image-0000.png")
+    ((w == 32 && h == 32)) || fail "image-0000.png is $w x $h, not the model's 32 x 32"
+    ;;
+  own_model)  # TRAIN and SAMPLE are examples/own_model_*.cpp: train_main / sample_main for a user's configuration
+    mkdir -p "$dir/rgb"
+    "$testkit" shapes "$dir/rgb" 4 48 40 90 200
+    expect_ok "$train" --data "$dir/rgb" --steps 2 --batch 2 --out "$dir/run" --sample-every 0
+    grep -q '"model":"my-net"' "$dir/run/log.jsonl" || fail "the run is not recorded as my-net"
+    expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" --count 1 --steps 2 --out "$dir/s"
+    grep -q "^model my-net: " "$dir/stderr" || fail "the sampler did not use my-net"
+    expect_error "--model: edm-tiny not in {my-net}" "$train" --data "$dir/rgb" --model edm-tiny --out "$dir/x"
     ;;
   sample_pytorch_weights)  # weights written by PyTorch's twin of edm-tiny (tests/fixtures)
     fixture=$(cd "$(dirname "$0")/../fixtures" && pwd)/edm_tiny_weights.safetensors

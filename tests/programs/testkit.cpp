@@ -6,6 +6,11 @@
 //   testkit png PATH H W [SEED]                     one grey H x W test image
 //   testkit compare A.png B.png MAXDIFF             same size, every byte within MAXDIFF
 //   testkit ssim A.png B.png                        prints the SSIM of two grey images
+//   testkit shapes DIR N SIZE R G B [alpha]        N colour SIZE x SIZE images: a disc of half
+//                                                   the colour on a background of (R, G, B);
+//                                                   with alpha, transparent outside a circle
+//   testkit mean-rgb A.png...                       prints the mean R, G and B (0-255) of images
+//   testkit size A.png                              prints the width and height of an image
 //   testkit json FILE                               FILE is JSON lines (every line parses
 //                                                   with a strict JSON parser), or, for a
 //                                                   .safetensors file, its header is JSON
@@ -127,6 +132,44 @@ int json(const std::string& path) {
   return 0;
 }
 
+// N colour images: a disc of half the colour, its place depending on the image, on a
+// background of (r, g, b); with `alpha`, pixels outside the inscribed circle transparent.
+int shapes(const std::string& dir, std::size_t n, std::size_t size, int r, int g, int b, bool alpha) {
+  const std::size_t c = alpha ? 4 : 3;
+  for (std::size_t i = 0; i < n; ++i) {
+    diffuse::io::Image8 img{size, size, c, std::vector<std::uint8_t>(size * size * c)};
+    const double cx = double(size) * (0.3 + 0.4 * double(i * 7 % 11) / 10.0);
+    const double cy = double(size) * (0.3 + 0.4 * double(i * 3 % 7) / 6.0);
+    const double rad = double(size) * (0.12 + 0.1 * double(i % 3) / 2.0);
+    for (std::size_t y = 0; y < size; ++y)
+      for (std::size_t x = 0; x < size; ++x) {
+        const bool disc = std::hypot(double(x) - cx, double(y) - cy) < rad;
+        std::uint8_t* p = img.pixels.data() + (y * size + x) * c;
+        p[0] = std::uint8_t(disc ? r / 2 : r), p[1] = std::uint8_t(disc ? g / 2 : g), p[2] = std::uint8_t(disc ? b / 2 : b);
+        if (alpha) {
+          const double half = double(size) / 2.0;
+          p[3] = std::hypot(double(x) + 0.5 - half, double(y) + 0.5 - half) < half ? 255 : 0;
+        }
+      }
+    char name[32];
+    std::snprintf(name, sizeof name, "/shape-%04zu.png", i);
+    diffuse::io::write_png(dir + name, img);
+  }
+  return 0;
+}
+
+int mean_rgb(const std::vector<std::string>& files) {
+  double sum[3] = {0, 0, 0}, count = 0;
+  for (const auto& f : files) {
+    const diffuse::io::Image8 img = diffuse::io::read_image(f, 3);
+    for (std::size_t i = 0; i < img.height * img.width; ++i)
+      for (int k = 0; k < 3; ++k) sum[k] += img.pixels[i * 3 + k];
+    count += double(img.height * img.width);
+  }
+  std::printf("%.1f %.1f %.1f\n", sum[0] / count, sum[1] / count, sum[2] / count);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,10 +186,19 @@ int main(int argc, char** argv) {
     if (a.size() == 4 && a[0] == "compare") return compare(a[1], a[2], std::stoi(a[3]));
     if (a.size() == 3 && a[0] == "ssim") return ssim(a[1], a[2]);
     if (a.size() == 2 && a[0] == "json") return json(a[1]);
+    if (a.size() >= 7 && a[0] == "shapes")
+      return shapes(a[1], std::stoul(a[2]), std::stoul(a[3]), std::stoi(a[4]), std::stoi(a[5]), std::stoi(a[6]),
+                    a.size() > 7 && a[7] == "alpha");
+    if (a.size() == 2 && a[0] == "size") {
+      const diffuse::io::Image8 img = diffuse::io::read_image(a[1]);
+      std::printf("%zu %zu\n", img.width, img.height);
+      return 0;
+    }
+    if (a.size() >= 2 && a[0] == "mean-rgb") return mean_rgb({a.begin() + 1, a.end()});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "testkit: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json ...\n");
+  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json|shapes|mean-rgb|size ...\n");
   return 2;
 }

@@ -215,9 +215,16 @@ TEST(Checkpoint, SamplingWeightsAreTheEmaOrTheRawWeights) {
   auto other = std::make_unique<Model>(diffusion::Edm{}, 18);
   const auto before = weights(*other);
   expect_error_naming([&] { train::load_sampling_weights(other->net(), path, "edm-mnist-small"); }, path,
-                      "checkpoint of model 'edm-tiny'");
+                      "holds model 'edm-tiny', not 'edm-mnist-small'");
   const std::string plain = temp_path("sampling-plain.safetensors");
   train::export_weights(plain, model->net());
+  // Weights that name their model are refused for another, as a checkpoint is.
+  const std::string named = temp_path("sampling-named.safetensors");
+  train::export_weights(named, model->net(), "edm-tiny");
+  EXPECT_EQ(train::read_checkpoint_info(named).model, "edm-tiny");
+  EXPECT_EQ(train::read_checkpoint_info(plain).model, "");
+  expect_error_naming([&] { train::load_sampling_weights(other->net(), named, "edm-mnist-small"); }, named,
+                      "holds model 'edm-tiny', not 'edm-mnist-small'");
   expect_error_naming([&] { train::load_sampling_weights(other->net(), plain, "edm-tiny", false); }, plain,
                       "holds plain weights");
   EXPECT_EQ(weights(*other), before);

@@ -124,35 +124,43 @@ TEST(Trainer, EachEpochVisitsEveryImageOnce) {
   for (int c : data.loads) EXPECT_EQ(c, 2);
 }
 
-TEST(Trainer, ResumingContinuesBitIdentically) {
-  const auto data = make_images(12);
-  Model straight;
-  train::Trainer a(straight, data, config());
-  for (int s = 0; s < 10; ++s) a.step();
+TEST(Trainer, ResumingContinuesBitIdentically) {  // also with --xflip, whose draws follow (seed, step)
+  std::map<std::string, std::vector<float>> plain;
+  for (const bool xflip : {false, true}) {
+    SCOPED_TRACE(xflip ? "xflip" : "no xflip");
+    auto cfg = config();
+    cfg.xflip = xflip;
+    const auto data = make_images(12);
+    Model straight;
+    train::Trainer a(straight, data, cfg);
+    for (int s = 0; s < 10; ++s) a.step();
 
-  Model first;
-  train::Trainer b(first, data, config());
-  for (int s = 0; s < 4; ++s) b.step();  // 4 steps: epoch 1 has begun
-  auto saved = snapshot(first, b);
-  const auto counters = b.counters();
+    Model first;
+    train::Trainer b(first, data, cfg);
+    for (int s = 0; s < 4; ++s) b.step();  // 4 steps: epoch 1 has begun
+    auto saved = snapshot(first, b);
+    const auto counters = b.counters();
 
-  Model resumed;
-  train::Trainer c(resumed, data, config());
-  c.set_counters(counters);
-  auto restore = [&](std::string_view n, std::span<float> v) {
-    const auto& src = saved.at(std::string(n));
-    ASSERT_EQ(src.size(), v.size());
-    std::copy(src.begin(), src.end(), v.begin());
-  };
-  resumed.for_each_param([&](std::string_view n, std::span<float> v, std::span<float>) { restore(n, v); });
-  c.for_each_state(restore);
-  for (int s = 0; s < 6; ++s) c.step();
+    Model resumed;
+    train::Trainer c(resumed, data, cfg);
+    c.set_counters(counters);
+    auto restore = [&](std::string_view n, std::span<float> v) {
+      const auto& src = saved.at(std::string(n));
+      ASSERT_EQ(src.size(), v.size());
+      std::copy(src.begin(), src.end(), v.begin());
+    };
+    resumed.for_each_param([&](std::string_view n, std::span<float> v, std::span<float>) { restore(n, v); });
+    c.for_each_state(restore);
+    for (int s = 0; s < 6; ++s) c.step();
 
-  const auto want = snapshot(straight, a), got = snapshot(resumed, c);
-  ASSERT_EQ(want.size(), got.size());
-  for (const auto& [name, values] : want)
-    EXPECT_EQ(std::memcmp(values.data(), got.at(name).data(), values.size() * sizeof(float)), 0) << name;
-  EXPECT_EQ(c.steps_done(), 10u);
+    const auto want = snapshot(straight, a), got = snapshot(resumed, c);
+    ASSERT_EQ(want.size(), got.size());
+    for (const auto& [name, values] : want)
+      EXPECT_EQ(std::memcmp(values.data(), got.at(name).data(), values.size() * sizeof(float)), 0) << name;
+    EXPECT_EQ(c.steps_done(), 10u);
+    if (!xflip) plain = want;
+    else EXPECT_NE(plain.at("a"), want.at("a")) << "--xflip showed the same images";
+  }
 }
 
 TEST(Trainer, ThreadCountDoesNotChangeTheRun) {

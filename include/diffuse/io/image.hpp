@@ -166,6 +166,25 @@ inline Image8 resize(const Image8& img, std::size_t height, std::size_t width) {
   return out;
 }
 
+/// The image enlarged `factor` times in both directions, each pixel a factor x factor
+/// block (nearest neighbour: no new colours, the pixels stay visible).
+inline Image8 upscale_nearest(const Image8& img, std::size_t factor) {
+  if (factor <= 1) return img;
+  const std::size_t c = img.channels;
+  Image8 out{img.height * factor, img.width * factor, c, std::vector<std::uint8_t>(img.pixels.size() * factor * factor)};
+  for (std::size_t y = 0; y < out.height; ++y)
+    for (std::size_t x = 0; x < out.width; ++x)
+      std::copy_n(img.pixels.data() + ((y / factor) * img.width + x / factor) * c, c,
+                  out.pixels.data() + (y * out.width + x) * c);
+  return out;
+}
+
+/// The whole factor that makes an image `width` pixels wide at least `min_width` wide
+/// (1 when it already is): sample grids are written at a size people can look at.
+inline std::size_t readable_scale(std::size_t width, std::size_t min_width = 512) {
+  return width == 0 || width >= min_width ? 1 : (min_width + width - 1) / width;
+}
+
 /// A pixel value in [-1, 1] as a byte (clamped, rounded).
 inline std::uint8_t to_byte(float v) {
   const float b = std::round((std::clamp(v, -1.f, 1.f) + 1.f) * 127.5f);

@@ -51,6 +51,31 @@ inline constexpr UNetConfig edm_tiny{
     .groups = 2,
 };
 
+/// `edm-cifar-small`, for 3 x 32 x 32 colour images: the layout of EDM's DDPM++ CIFAR-10
+/// network (Karras et al. 2022, Table 7: attention at 16 x 16, three levels 32/16/8) at a
+/// size that trains on a few cores: C = 32 (EDM: 128), mult (1, 2, 2) (EDM: (2, 2, 2)),
+/// two ResBlocks per level (EDM: 4). docs/programs.md gives its parameters and speed.
+inline constexpr UNetConfig edm_cifar_small{
+    .image_channels = 3,
+    .image_size = 32,
+    .channels = 32,
+    .channel_mult = {1, 2, 2, 0, 0, 0, 0, 0},
+    .blocks = 2,
+    .attn_resolutions = {16, 0, 0, 0, 0, 0, 0, 0},
+};
+
+/// `edm-64-small`, for 3 x 64 x 64 colour images: EDM's 64 x 64 layout (four levels
+/// 64/32/16/8, attention at 16 x 16) with C = 32 (EDM: 128) and two ResBlocks per level
+/// (EDM: 4).
+inline constexpr UNetConfig edm_64_small{
+    .image_channels = 3,
+    .image_size = 64,
+    .channels = 32,
+    .channel_mult = {1, 2, 2, 2, 0, 0, 0, 0},
+    .blocks = 2,
+    .attn_resolutions = {16, 0, 0, 0, 0, 0, 0, 0},
+};
+
 /// The same configuration with `classes` classes (0: unconditional), e.g.
 /// `UNet<with_classes(edm_mnist_small, 10)>`.
 constexpr UNetConfig with_classes(UNetConfig c, std::size_t classes) {

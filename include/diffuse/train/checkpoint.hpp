@@ -167,8 +167,8 @@ template <class Net>
 std::string load_sampling_weights(Net& net, const std::string& path, const std::string& model_name, bool use_ema = true) {
   const io::SafetensorsFile file = detail::open_weights(path);
   const CheckpointInfo info = detail::info_of(file);
-  if (info.training_checkpoint && info.model != model_name)
-    throw io::DataError(path, "checkpoint of model '" + info.model + "', not '" + model_name + "'");
+  if (!info.model.empty() && info.model != model_name)
+    throw io::DataError(path, "holds model '" + info.model + "', not '" + model_name + "'");
   if (!info.training_checkpoint && !use_ema)
     throw io::DataError(path, "raw (non-EMA) weights exist only in training checkpoints; this file holds plain weights");
   try {
@@ -181,10 +181,17 @@ std::string load_sampling_weights(Net& net, const std::string& path, const std::
          " (step " + std::to_string(info.steps) + ")";
 }
 
-/// Writes the network's weights alone (state_dict names, PyTorch layouts), atomically.
+/// Writes the network's weights alone (state_dict names, PyTorch layouts), atomically;
+/// with a `model_name`, the file says which configuration it holds (metadata
+/// keys::model, which PyTorch's loaders ignore).
 template <class Net>
-void export_weights(const std::string& path, Net& net) {
-  io::write_atomically(path, [&](const std::string& tmp) { nn::save_state_dict(net, tmp); });
+void export_weights(const std::string& path, Net& net, const std::string& model_name = {}) {
+  io::write_atomically(path, [&](const std::string& tmp) {
+    io::SafetensorsWriter w;
+    nn::write_state_dict(w, net);
+    if (!model_name.empty()) w.set_metadata(keys::model, model_name);
+    w.write(tmp);
+  });
 }
 
 }  // namespace diffuse::train

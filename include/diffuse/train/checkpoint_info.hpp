@@ -41,6 +41,8 @@ inline constexpr const char* data = "train.data";                    ///< data s
 inline constexpr const char* label_dropout = "train.label_dropout";  ///< fraction without label
 inline constexpr const char* warmup = "train.warmup";                ///< learning-rate warm-up steps
 inline constexpr const char* ema_half_life = "train.ema_half_life";  ///< EMA half-life, millions of images
+inline constexpr const char* xflip = "train.xflip";                  ///< "1": images mirrored half of the time
+inline constexpr const char* class_names = "train.class_names";      ///< JSON array of the class folders' names
 }  // namespace keys
 
 /// The most classes a checkpoint's metadata may declare (far above any real model's).
@@ -50,7 +52,7 @@ inline constexpr std::uint64_t max_classes = 1'000'000;
 struct CheckpointInfo {
   std::string path;  ///< the file read
   bool training_checkpoint = false;  ///< true: written by save_checkpoint; false: plain weights
-  std::string model;                 ///< configuration name (empty for plain weights)
+  std::string model;                 ///< configuration name (empty for weights that do not say)
   std::size_t classes = 0;           ///< classes of the model (0: unconditional)
   ///@{
   /// The trainer's counters, batch and data set size (training checkpoints; 0 otherwise).
@@ -113,6 +115,8 @@ inline CheckpointInfo info_of(const io::SafetensorsFile& f) {
   const auto format = info.metadata.find(keys::format);
   info.training_checkpoint = format != info.metadata.end();
   if (!info.training_checkpoint) {  // plain weights: classes from map_label.weight (C, classes)
+    const auto model = info.metadata.find(keys::model);  // export_weights names it
+    if (model != info.metadata.end()) info.model = model->second;
     if (f.contains("map_label.weight")) {
       const auto& shape = f.info("map_label.weight").shape;
       info.classes = shape.size() == 2 ? shape[1] : 0;

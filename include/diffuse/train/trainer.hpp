@@ -4,7 +4,8 @@
 // Everything random in step s is derived from (seed, s): the epoch's shuffle from
 // (seed, epoch), the sigma and noise of batch slot b from (seed, b, s) through
 // diffusion::draw_training_noise, and (class-conditional models) whether slot b's label is
-// dropped from (seed, label_stream | b, s).
+// dropped from (seed, label_stream | b, s), and (xflip) whether slot b is mirrored from
+// (seed, xflip_stream | b, s).
 // So the trainer's random state is just the seed and the step counter, a run resumed at
 // step s continues exactly as the uninterrupted run would, and the numbers do not
 // depend on the thread count.
@@ -56,6 +57,9 @@ struct TrainerConfig {
   /// (-1), so the model also learns the unconditional denoiser that classifier-free
   /// guidance needs (EDM and Ho & Salimans use 0.1-0.2).
   double label_dropout = 0.1;
+  /// Augmentation: each image of a batch mirrored left-right with probability 1/2 (EDM's
+  /// --xflip; for data whose mirror image is as likely as the image).
+  bool xflip = false;
 };
 
 /// What one step did.
@@ -75,6 +79,15 @@ inline constexpr std::string_view ema_prefix = "ema.";
 /// Prefix of the optimiser's state tensors: "optim.<param>.exp_avg", "optim.<param>.exp_avg_sq".
 inline constexpr std::string_view optimizer_prefix = "optim.";
 
+/// Mirrors an (H, W, C) image left-right in place (TrainerConfig::xflip).
+template <std::size_t H, std::size_t W, std::size_t C>
+void flip_left_right(TensorView<float, Shape<H, W, C>> image) {
+  float* p = image.data();
+  for (std::size_t y = 0; y < H; ++y)
+    for (std::size_t x = 0; x < W / 2; ++x)
+      std::swap_ranges(p + (y * W + x) * C, p + (y * W + x + 1) * C, p + (y * W + W - 1 - x) * C);
+}
+
 /// Trains `Model` (a preconditioned network: loss(), loss_backward(), for_each_param(),
 /// zero_grad()) on images from `Source` with the training loss `Loss` (diffusion::EDMLoss,
 /// VPLoss, VELoss: the distribution of sigma and the weighting). A class-conditional model
@@ -93,6 +106,7 @@ class Trainer {
   /// streams 0 .. batch-1 of the noise.
   static constexpr std::uint64_t shuffle_stream = std::uint64_t{1} << 62;
   static constexpr std::uint64_t label_stream = std::uint64_t{1} << 61;
+  static constexpr std::uint64_t xflip_stream = std::uint64_t{1} << 60;  ///< xflip's stream
   ///@}
   /// Classes of the model (0: unconditional; the labels of the data are then unused).
   static constexpr std::size_t classes = nn::classes_v<Model>;
@@ -134,7 +148,13 @@ class Trainer {
     const std::uint64_t epoch = s / batches_per_epoch();
     const std::uint64_t first = (s % batches_per_epoch()) * b;
     shuffle_for(epoch);
-    for (std::size_t i = 0; i < b; ++i) data_.load(order_[first + i], images_.item(i));
+    for (std::size_t i = 0; i < b; ++i) {
+      data_.load(order_[first + i], images_.item(i));
+      if (config_.xflip) {
+        Generator g(config_.seed, xflip_stream | i, s);
+        if (diffusion::draw_uniform(g) < 0.5) flip_left_right(images_.item(i));
+      }
+    }
     diffusion::draw_training_noise(loss_, config_.seed, s, 0, std::span<float>(sigma_), noise_.view());
     StepReport r;
     r.step = s + 1;

@@ -11,20 +11,20 @@
 #include <set>
 #include <span>
 
-#include <diffuse/diffusion/guidance.hpp>
-#include <diffuse/diffusion/precond.hpp>
-#include <diffuse/diffusion/sampler.hpp>
-#include <diffuse/io/image.hpp>
-#include <diffuse/io/image_folder.hpp>
-#include <diffuse/metrics/ssim.hpp>
-#include <diffuse/train/checkpoint.hpp>
-#include <diffuse/unet.hpp>
+#include "diffuse/diffusion/guidance.hpp"
+#include "diffuse/diffusion/precond.hpp"
+#include "diffuse/diffusion/sampler.hpp"
+#include "diffuse/io/image.hpp"
+#include "diffuse/io/image_folder.hpp"
+#include "diffuse/metrics/ssim.hpp"
+#include "diffuse/train/checkpoint.hpp"
+#include "diffuse/unet.hpp"
 
-#include "sample.hpp"
+#include "diffuse/programs/sample_options.hpp"
 
 namespace diffuse::programs {
 
-namespace sample_detail {
+namespace detail {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -67,11 +67,11 @@ inline std::vector<std::string> output_names(const std::vector<std::string>& inp
   return names;
 }
 
-}  // namespace sample_detail
+}  // namespace detail
 
 template <nn::UNetConfig Cfg>
 int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
-  using namespace sample_detail;
+  using namespace detail;
   using Net = nn::UNet<Cfg>;
   using Model = diffusion::EDMPrecond<Net>;
   using Batch = typename Net::Batch;
@@ -175,7 +175,10 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   });
 
   const TensorView<const float, Batch> finished(all.items(0, done));
-  if (done > 0) io::write_png((out / "grid.png").string(), io::image_grid(finished));
+  if (done > 0) {  // the images as they are; the grid enlarged to a size people can look at
+    const io::Image8 grid = io::image_grid(finished);
+    io::write_png((out / "grid.png").string(), io::upscale_nearest(grid, io::readable_scale(grid.width)));
+  }
   if (img2img && done > 0) {
     std::FILE* f = std::fopen((out / "ssim.csv").c_str(), "w");
     if (!f) throw io::DataError((out / "ssim.csv").string(), "cannot write");

@@ -9,22 +9,22 @@
 #include <filesystem>
 #include <memory>
 
-#include <diffuse/diffusion/guidance.hpp>
-#include <diffuse/diffusion/precond.hpp>
-#include <diffuse/diffusion/sampler.hpp>
-#include <diffuse/io/image.hpp>
-#include <diffuse/train/checkpoint.hpp>
-#include <diffuse/train/trainer.hpp>
-#include <diffuse/unet.hpp>
+#include "diffuse/diffusion/guidance.hpp"
+#include "diffuse/diffusion/precond.hpp"
+#include "diffuse/diffusion/sampler.hpp"
+#include "diffuse/io/image.hpp"
+#include "diffuse/train/checkpoint.hpp"
+#include "diffuse/train/trainer.hpp"
+#include "diffuse/unet.hpp"
 #include <nlohmann/json.hpp>
 
-#include "program.hpp"
-#include "program_data.hpp"
-#include "train.hpp"
+#include "diffuse/programs/common.hpp"
+#include "diffuse/programs/data.hpp"
+#include "diffuse/programs/train_options.hpp"
 
 namespace diffuse::programs {
 
-namespace train_detail {
+namespace detail {
 
 using Clock = std::chrono::steady_clock;
 
@@ -49,7 +49,7 @@ class Progress {
   std::uint64_t every_;
 };
 
-}  // namespace train_detail
+}  // namespace detail
 
 template <nn::UNetConfig Cfg>
 int train_model(const TrainOptions& o) {
@@ -63,8 +63,9 @@ int train_model(const TrainOptions& o) {
   const std::string checkpoint = (out / "checkpoint.safetensors").string();
   const std::string log_path = (out / "log.jsonl").string();
 
-  const auto data = load_images<R, R, C>(o.data, o.labels, o.resize);
-  std::fprintf(stderr, "data: %zu images of %zux%zux%zu from %s\n", data.size(), R, R, C, o.data.c_str());
+  const TrainingData<R, R, C> loaded = load_training_data<R, R, C>(o);
+  const auto& data = loaded.images;
+  std::fprintf(stderr, "data: %s\n", loaded.describe(o.data, o).c_str());
 
   train::TrainerConfig cfg;
   cfg.batch = o.batch;
@@ -73,6 +74,7 @@ int train_model(const TrainOptions& o) {
   cfg.optimizer.warmup_steps = o.warmup;
   double ema_half_life = o.ema_half_life;  // millions of images, as the option and the checkpoint say
   cfg.label_dropout = o.label_dropout;
+  cfg.xflip = o.xflip;
   if (o.resume) {  // a resumed run continues the run it resumes
     if (!fs::exists(checkpoint))
       throw io::DataError(checkpoint, "no checkpoint to resume from in " + o.out);
@@ -104,7 +106,9 @@ int train_model(const TrainOptions& o) {
         keep("--warmup", train::keys::warmup, static_cast<double>(cfg.optimizer.warmup_steps), 0, double(max_steps)));
     ema_half_life = keep("--ema-half-life", train::keys::ema_half_life, ema_half_life, 1e-30, 1e6);
     cfg.label_dropout = keep("--label-dropout", train::keys::label_dropout, cfg.label_dropout, 0, 1);
+    if (saved.metadata.count(train::keys::xflip)) cfg.xflip = o.xflip || saved.metadata.at(train::keys::xflip) == "1";
   }
+  if (cfg.xflip) std::fprintf(stderr, "augmentation: images mirrored left-right half of the time (--xflip)\n");
   cfg.ema.half_life_images = ema_half_life * 1e6;
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
@@ -133,13 +137,16 @@ int train_model(const TrainOptions& o) {
                             {train::keys::warmup, std::to_string(cfg.optimizer.warmup_steps)},
                             {train::keys::ema_half_life, exact_text(ema_half_life)},
                             {train::keys::data, o.data},
-                            {train::keys::label_dropout, exact_text(cfg.label_dropout)}});
+                            {train::keys::label_dropout, exact_text(cfg.label_dropout)},
+                            {train::keys::xflip, cfg.xflip ? "1" : "0"},
+                            {train::keys::class_names, nlohmann::json(loaded.classes).dump()}});
     const optim::EmaApplied ema_weights(trainer.ema(), *model);  // the weights sampling uses
-    train::export_weights((out / "model_ema.safetensors").string(), model->net());
+    train::export_weights((out / "model_ema.safetensors").string(), model->net(), o.model);
   };
-  // A class-conditional model draws whole rows, one column per class, guided unless it
-  // never saw an image without its label (then it has no unconditional model to guide from).
-  constexpr std::size_t classes = Cfg.classes;
+  // A class-conditional model draws whole rows, one column per class of the data, guided
+  // unless it never saw an image without its label (then it has no unconditional model to
+  // guide from).
+  const std::size_t classes = Cfg.classes == 0 ? 0 : loaded.classes.empty() ? Cfg.classes : loaded.classes.size();
   const double guidance = cfg.label_dropout > 0 ? default_guidance : 1.0;
   const std::size_t sample_count = classes ? (o.sample_count + classes - 1) / classes * classes : o.sample_count;
   auto write_samples = [&](const std::string& name) {
@@ -149,8 +156,8 @@ int train_model(const TrainOptions& o) {
     for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
     const optim::EmaApplied ema_weights(trainer.ema(), *model);
     heun.sample(diffusion::Guided(*model, labels, guidance), x.view(), 1234);
-    io::write_png((out / name).string(),
-                  io::image_grid(TensorView<const float, typename Net::Batch>(x.view()), classes));
+    const io::Image8 grid = io::image_grid(TensorView<const float, typename Net::Batch>(x.view()), classes);
+    io::write_png((out / name).string(), io::upscale_nearest(grid, io::readable_scale(grid.width)));
   };
 
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
@@ -164,14 +171,14 @@ int train_model(const TrainOptions& o) {
   log_line({{"info", info_line()}, {"model", o.model}, {"classes", classes}, {"batch", cfg.batch}, {"seed", cfg.seed}});
 
   const std::uint64_t first_step = trainer.steps_done();
-  const auto start = train_detail::Clock::now();
+  const auto start = detail::Clock::now();
   const double budget = o.minutes > 0 ? o.minutes * 60.0 : -1.0;
-  train_detail::Progress progress(o.log_every);
+  detail::Progress progress(o.log_every);
   double smoothed = 0, weight = 0;
   install_stop_handler();
   bool stopped = false;
   while (trainer.steps_done() < last_step) {
-    const double elapsed = std::chrono::duration<double>(train_detail::Clock::now() - start).count();
+    const double elapsed = std::chrono::duration<double>(detail::Clock::now() - start).count();
     if (budget > 0 && elapsed >= budget) break;
     if (stop_requested) {
       stopped = true;
@@ -211,7 +218,7 @@ int train_model(const TrainOptions& o) {
   write_samples("samples.png");
   std::fprintf(stderr, "%s after %llu steps (%s): checkpoint %s, samples %s\n",
                stopped ? "interrupted" : "done", static_cast<unsigned long long>(trainer.steps_done()),
-               duration_text(std::chrono::duration<double>(train_detail::Clock::now() - start).count()).c_str(),
+               duration_text(std::chrono::duration<double>(detail::Clock::now() - start).count()).c_str(),
                checkpoint.c_str(), (out / "samples.png").c_str());
   return stopped ? 130 : 0;
 }

@@ -1,7 +1,11 @@
 // What the programs diffuse-train and diffuse-sample share on their command lines: the
 // line that heads every log (version, instruction set, threads, device), the named model
 // configurations, the Ctrl-C / SIGTERM flag and option checks. Light, for the programs'
-// main translation units; reading data sets is program_data.hpp.
+// main translation units; reading data sets is data.hpp, the runs train_run.hpp and
+// sample_run.hpp, the commands train_main.hpp and sample_main.hpp.
+//
+// These headers need CLI11 (Debian: libcli11-dev) besides diffuse::io; the installed
+// package's component `programs` (target diffuse::programs) links both.
 #pragma once
 
 #include <atomic>
@@ -15,11 +19,11 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <diffuse/core/device.hpp>
-#include <diffuse/core/parallel.hpp>
-#include <diffuse/kernels/precision.hpp>
-#include <diffuse/nn/unet_config.hpp>
-#include <diffuse/version.hpp>
+#include "diffuse/core/device.hpp"
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/kernels/precision.hpp"
+#include "diffuse/nn/unet_config.hpp"
+#include "diffuse/version.hpp"
 
 namespace diffuse::programs {
 
@@ -95,24 +99,28 @@ inline void apply_precision(const std::string& value, const char* program) {
   }
 }
 
-/// The model configurations the programs know, by the names of the reference models.
-inline const std::vector<std::string> model_names = {"edm-mnist-small", "edm-tiny"};
+/// The named configurations diffuse-train and diffuse-sample may be built with (CMake's
+/// DIFFUSE_PROGRAM_MODELS chooses which a build has), the smallest first.
+inline const std::vector<std::string> model_names = {"edm-tiny", "edm-mnist-small", "edm-cifar-small", "edm-64-small"};
 
-/// Classes of the programs' class-conditional models: labels 0-9, as in MNIST and
-/// Fashion-MNIST. (The library takes any number: nn::UNetConfig::classes.)
+/// Classes of the programs' class-conditional models built from an unconditional
+/// configuration: labels 0-9, as in MNIST and Fashion-MNIST, or up to ten class folders.
+/// (The library takes any number: nn::UNetConfig::classes.)
 inline constexpr std::size_t label_classes = 10;
 
-/// Calls f.template operator()<Cfg>() with the configuration called `name`, class-
-/// conditional (label_classes classes) when `conditional`.
-template <class F>
-decltype(auto) with_model(const std::string& name, bool conditional, F&& f) {
-  if (name != "edm-mnist-small" && name != "edm-tiny")
-    throw std::invalid_argument("unknown model '" + name + "' (known: edm-mnist-small, edm-tiny)");
-  const bool tiny = name == "edm-tiny";
-  if (conditional)
-    return tiny ? f.template operator()<nn::with_classes(nn::edm_tiny, label_classes)>()
-                : f.template operator()<nn::with_classes(nn::edm_mnist_small, label_classes)>();
-  return tiny ? f.template operator()<nn::edm_tiny>() : f.template operator()<nn::edm_mnist_small>();
+/// The names, comma-separated.
+inline std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+/// The program's file name (argv[0] without its folder), or `fallback` without one: the
+/// name its messages start with.
+inline std::string program_name(int argc, char** argv, const char* fallback) {
+  if (argc < 1 || !argv[0] || !*argv[0]) return fallback;
+  const std::string name = std::filesystem::path(argv[0]).filename().string();
+  return name.empty() ? fallback : name;
 }
 
 /// A command line that parses but makes no sense: exit status 2, like a parse error.

@@ -1,5 +1,6 @@
 // diffuse-sample's command line: its options, and the checks they pass before any file
-// is read (shared by the program and its fuzz target, tests/fuzz/fuzz_options.cpp).
+// is read (shared by the programs and the fuzz target tests/fuzz/fuzz_options.cpp).
+// sample_run.hpp defines sample_model<Cfg>, the run for one configuration.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,12 +9,37 @@
 #include <string>
 #include <vector>
 
-#include <diffuse/diffusion/schedule.hpp>
+#include "diffuse/diffusion/schedule.hpp"
+#include "diffuse/nn/unet_config.hpp"
 
-#include "program.hpp"
-#include "sample.hpp"
+#include "diffuse/programs/common.hpp"
 
 namespace diffuse::programs {
+
+/// The command line of diffuse-sample.
+struct SampleOptions {
+  std::string checkpoint;  ///< --checkpoint
+  std::string model;  ///< --model (empty: the one the checkpoint names)
+  std::string out = "samples";  ///< --out
+  std::string sampler = "heun";  ///< --sampler
+  std::string schedule = "karras";  ///< --schedule
+  long long steps = 18;  ///< --steps
+  long long count = 16;  ///< --count
+  long long batch = 16;  ///< --batch
+  std::uint64_t seed = 0;  ///< --seed
+  std::string init;  ///< --init
+  double strength = 0.5;  ///< --strength
+  double sigma_min = 0;  ///< --sigma-min (0: the schedule's own)
+  double sigma_max = 0;  ///< --sigma-max (0: the schedule's own)
+  double eta = -1;  ///< --eta (< 0: the sampler's own: 1 for euler_ancestral, 0 for ddim)
+  double churn = 0;  ///< --churn
+  int label = -1;  ///< --class (-1: none)
+  double guidance = default_guidance;  ///< --guidance
+  int threads = 0;  ///< --threads
+  bool no_ema = false;  ///< --no-ema
+  bool resize = false;  ///< --resize
+};
+
 
 /// The options of diffuse-sample that are not SampleOptions.
 struct SampleCommandLine {
@@ -28,15 +54,9 @@ inline const std::vector<std::string> sampler_names = {"euler", "heun", "euler_a
 /// The sigma schedules diffuse-sample knows, by name.
 inline const std::vector<std::string> schedule_names = {"karras", "exponential", "ve", "vp", "ddpm", "cosine"};
 
-/// The names, comma-separated.
-inline std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
 /// The checks of the options among themselves (UsageError), before any file is read.
-inline void check_options(const SampleOptions& o, const CLI::App& app) {
+inline void check_options(const SampleOptions& o, const CLI::App& app,
+                          const std::vector<std::string>& models = model_names) {
   auto known = [](const std::vector<std::string>& names, const std::string& v) {
     return std::find(names.begin(), names.end(), v) != names.end();
   };
@@ -45,8 +65,8 @@ inline void check_options(const SampleOptions& o, const CLI::App& app) {
     throw UsageError("unknown sampler '" + o.sampler + "' (known: " + joined(sampler_names) + ")");
   if (!known(schedule_names, o.schedule))
     throw UsageError("unknown schedule '" + o.schedule + "' (known: " + joined(schedule_names) + ")");
-  if (!known(model_names, o.model))
-    throw UsageError("unknown model '" + o.model + "' (known: " + joined(model_names) + ")");
+  if (!o.model.empty() && !known(models, o.model))
+    throw UsageError("unknown model '" + o.model + "' (known: " + joined(models) + ")");
   if (app.count("--strength") && o.init.empty()) throw UsageError("--strength goes with --init (img2img)");
   if (app.count("--resize") && o.init.empty()) throw UsageError("--resize goes with --init (img2img)");
   if (app.count("--count") && !o.init.empty())
@@ -111,13 +131,14 @@ inline void check_schedule(const SampleOptions& o, const std::vector<double>& si
 
 
 /// Declares every option of diffuse-sample on `app`, storing into `o` and `c`.
-inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLine& c) {
+inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLine& c,
+                               const std::vector<std::string>& models = model_names) {
   // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoint", o.checkpoint,
                  "training checkpoint (checkpoint.safetensors) or weights file (model_ema.safetensors)");
-  app.add_option("--model", o.model, "model configuration (" + joined(model_names) + ")")
-      ->capture_default_str();
+  app.add_option("--model", o.model,
+                 "model configuration (" + joined(models) + "); default: the one the checkpoint names");
   app.add_flag("--no-ema", o.no_ema, "use a training checkpoint's raw weights instead of their EMA");
   app.add_option("--out", o.out, "output folder (one PNG per image, grid.png)")->capture_default_str();
   app.add_option("--count", o.count, "images to generate")->check(integer_in(1, 1'000'000))->capture_default_str();
@@ -152,8 +173,9 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
 
 /// check_options, then the schedule's sigmas, checked: what the options give before any
 /// file is read. Throws UsageError.
-inline std::vector<double> checked_schedule(const SampleOptions& o, const CLI::App& app) {
-  check_options(o, app);
+inline std::vector<double> checked_schedule(const SampleOptions& o, const CLI::App& app,
+                                            const std::vector<std::string>& models = model_names) {
+  check_options(o, app, models);
   std::vector<double> sigmas = schedule_sigmas(o);
   check_schedule(o, sigmas);
   return sigmas;

@@ -1,0 +1,8 @@
+// diffuse-train's run for edm-64-small, with and without classes: one translation unit per
+// configuration, so that they compile in parallel.
+#include <diffuse/programs/train_main.hpp>
+
+namespace {
+[[maybe_unused]] const bool registered =
+    diffuse::programs::register_model(diffuse::programs::train_entry<diffuse::nn::edm_64_small>("edm-64-small"));
+}  // namespace

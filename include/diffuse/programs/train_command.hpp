@@ -1,0 +1,64 @@
+// diffuse-train's command: parse and check the command line, choose the configuration
+// from the table of configurations, run it. Light (no network code): the runs come as function pointers,
+// compiled elsewhere (train_main.hpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "diffuse/io/data_error.hpp"
+#include "diffuse/programs/common.hpp"
+#include "diffuse/programs/models.hpp"
+#include "diffuse/programs/train_options.hpp"
+#include "diffuse/train/checkpoint_info.hpp"
+
+namespace diffuse::programs {
+
+/// A training run: trains as the options say; returns the exit code (0, or 130 when
+/// interrupted); throws on bad data or a bad checkpoint (the message names the file).
+using TrainRun = int (*)(const TrainOptions&);
+
+/// An entry of diffuse-train's table.
+using TrainEntry = ModelEntry<TrainRun>;
+
+/// diffuse-train's main over the configurations of `models`: returns the exit status
+/// (0 done, 1 bad data or checkpoint, 2 bad command line, 130 interrupted).
+inline int train_command(int argc, char** argv, const std::vector<TrainEntry>& models,
+                         const char* program = "diffuse-train") {
+  TrainOptions o;
+  CLI::App app{std::string(program) + ": trains an EDM diffusion model on images"};
+  TrainCommandLine c;
+  add_train_options(app, o, c, names_of(models));
+  if (const int code = parse_command_line(app, argc, argv, program); code >= 0) return code;
+  if (o.threads > 0) set_num_threads(o.threads);
+  apply_precision(c.precision, program);
+  if (!apply_device(c.device, program, false)) return 1;
+  std::fprintf(stderr, "%s\n", info_line().c_str());
+  if (c.info) {
+    std::fprintf(stderr, "%s\n", bf16_line().c_str());
+    return 0;
+  }
+  try {
+    check_train_options(o, app);
+    const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();
+    if (o.resume && std::filesystem::exists(checkpoint)) {  // say how to resume a run with(out) labels
+      const std::size_t classes = train::read_checkpoint_info(checkpoint).classes;
+      if (classes > 0 && !o.conditional())
+        throw io::DataError(checkpoint, "the run was trained with labels (" + std::to_string(classes) +
+                                            " classes): pass --labels FILE or --class-folders to resume it");
+      if (classes == 0 && o.conditional())
+        throw io::DataError(checkpoint, "the run was trained without labels: resume it without --labels / --class-folders");
+    }
+    return find_model(models, o.model).run(o.conditional())(o);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
+}
+
+}  // namespace diffuse::programs

@@ -1,0 +1,123 @@
+// diffuse-train's command line: its options, and the checks they pass before any file is
+// read (shared by the programs and the fuzz target tests/fuzz/fuzz_options.cpp).
+// train_run.hpp defines train_model<Cfg>, the run for one configuration.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "diffuse/nn/unet_config.hpp"
+
+#include "diffuse/programs/common.hpp"
+
+namespace diffuse::programs {
+
+/// The command line of diffuse-train.
+struct TrainOptions {
+  std::string data = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";  ///< --data
+  std::string labels;                   ///< --labels (IDX label file)
+  std::string model = "edm-mnist-small";  ///< --model
+  std::string out = "out";              ///< --out
+  std::size_t batch = 128;              ///< --batch
+  double lr = 1e-3;                     ///< --lr
+  std::uint64_t warmup = 100;           ///< --warmup (steps)
+  std::uint64_t steps = 0;              ///< --steps (0: no limit)
+  double epochs = 0;                    ///< --epochs (0: no limit)
+  double minutes = 0;                   ///< --minutes (0: no limit)
+  int threads = 0;                      ///< --threads (0: OpenMP's default)
+  std::uint64_t seed = 0;               ///< --seed
+  double ema_half_life = 0.5;           ///< --ema-half-life, millions of images (EDM: 0.5)
+  double label_dropout = 0.1;           ///< --label-dropout
+  std::set<std::string> given;  ///< options on the command line ("--lr"); a resumed run keeps the others
+  std::uint64_t sample_every = 500;     ///< --sample-every (0: only at the end)
+  std::uint64_t checkpoint_every = 1000;  ///< --checkpoint-every (0: only at the end)
+  std::uint64_t log_every = 10;         ///< --log-every
+  std::size_t sample_count = 16;        ///< images in a sample grid
+  bool resume = false;                  ///< --resume
+  bool resize = false;                  ///< --resize
+  bool crop = false;           ///< --crop: centre square of non-square images (then resized)
+  bool class_folders = false;  ///< --class-folders: data/CLASS/*.png, the sub-folder is the label
+  bool xflip = false;          ///< --xflip: each image shown mirrored half of the time (EDM's --xflip)
+  std::string alpha = "white";  ///< --alpha: what transparent pixels become (white, black, error)
+
+  /// Class-conditional training: labels from an IDX file or from class folders.
+  bool conditional() const { return !labels.empty() || class_folders; }
+};
+
+
+/// The options of diffuse-train that are not TrainOptions.
+struct TrainCommandLine {
+  std::string precision = "fp32";  ///< --precision
+  std::string device;              ///< --device (its default from DIFFUSE_DEVICE)
+  bool info = false;               ///< --info
+};
+
+/// Declares every option of diffuse-train on `app`, storing into `o` and `c`; `--model`
+/// takes one of `models` (default: o.model if among them, else the first).
+inline void add_train_options(CLI::App& app, TrainOptions& o, TrainCommandLine& c,
+                              const std::vector<std::string>& models = model_names) {
+  if (std::find(models.begin(), models.end(), o.model) == models.end() && !models.empty()) o.model = models.front();
+  // A later occurrence of an option wins (cmake/setup.sh main passes defaults first).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--data", o.data, "IDX image file (plain or .gz) or folder of images")->capture_default_str();
+  app.add_option("--labels", o.labels, "IDX label file: train a class-conditional model (classes 0-9)");
+  app.add_option("--label-dropout", o.label_dropout,
+                 "with --labels: fraction of images shown without their label (for guidance)")
+      ->check(real_in(0, 1))->capture_default_str();
+  app.add_option("--model", o.model, "model configuration")
+      ->check(CLI::IsMember(models))->capture_default_str();
+  app.add_option("--out", o.out, "output folder (checkpoint, log, samples)")->capture_default_str();
+  app.add_option("--batch", o.batch, "images per step")->check(integer_in(1, max_batch))->capture_default_str();
+  app.add_option("--lr", o.lr, "learning rate (AdamW)")->check(real_in(0, 10, true))->capture_default_str();
+  app.add_option("--warmup", o.warmup, "steps of linear learning-rate warm-up")
+      ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--steps", o.steps, "stop after this many steps in all")
+                    ->check(integer_in(1, max_steps));
+  app.add_option("--epochs", o.epochs, "stop after this many passes over the data")
+                     ->check(real_in(0, 1e6, true));
+  app.add_option("--minutes", o.minutes, "stop after this much time")->check(real_in(0, 1e7, true));
+  app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")
+      ->check(integer_in(1, max_threads));
+  app.add_option("--seed", o.seed, "random seed (weights, shuffling, noise)")->capture_default_str();
+  app.add_option("--ema-half-life", o.ema_half_life, "EMA half-life in millions of images")
+      ->check(real_in(0, 1e6, true))->capture_default_str();
+  app.add_option("--sample-every", o.sample_every, "write a sample grid every N steps (0: only at the end)")
+      ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "save a checkpoint every N steps (0: only at the end)")
+      ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--log-every", o.log_every, "progress line every N steps when not on a terminal")
+      ->check(integer_in(1, max_steps))->capture_default_str();
+  app.add_flag("--resume", o.resume, "continue from the checkpoint in the output folder");
+  app.add_flag("--resize", o.resize, "resize images of another size (else they are rejected)");
+  app.add_flag("--crop", o.crop, "take the centre square of non-square images (then resize them with --resize)");
+  app.add_flag("--class-folders", o.class_folders,
+               "--data is a folder of class folders (data/<class>/*.png, at most 10): train a class-conditional "
+               "model, classes numbered in name order");
+  app.add_flag("--xflip", o.xflip, "show each image mirrored left-right half of the time (augmentation)");
+  app.add_option("--alpha", o.alpha, "transparent pixels of images with an alpha channel: composited onto white or "
+                                     "black, or error")
+      ->check(CLI::IsMember({"white", "black", "error"}))->capture_default_str();
+  add_precision_option(app, c.precision);
+  add_device_option(app, c.device);
+  app.set_version_flag("--version", info_line());
+  app.add_flag("--info", c.info, "print version, instruction set, threads and device, then exit");
+}
+
+/// The checks of the options among themselves (UsageError), after parsing and before any
+/// file is read; records the options given on the command line in o.given.
+inline void check_train_options(TrainOptions& o, const CLI::App& app) {
+  if (app.count("--label-dropout") && !o.conditional())
+    throw UsageError("--label-dropout goes with --labels or --class-folders (class-conditional training)");
+  if (!o.labels.empty() && o.class_folders)
+    throw UsageError("--labels (an IDX label file) and --class-folders are two sources of labels: give one");
+  for (const CLI::Option* opt : app.get_options())
+    if (opt->count() > 0)
+      for (const std::string& name : opt->get_lnames()) o.given.insert("--" + name);
+}
+
+}  // namespace diffuse::programs
