@@ -264,7 +264,7 @@ case $case_name in
   sample_strength_negative)
     expect_error "--strength: must be a finite number in [0, 1] (got -0.1)" "$sample" --checkpoint "$ckpt" --init "$data/init" --strength -0.1 --out "$dir" ;;
   sample_strength_without_init) expect_error "--strength goes with --init" "$sample" --checkpoint "$ckpt" --strength 0.5 ;;
-  sample_unknown_sampler) expect_error "unknown sampler 'lms'" "$sample" --checkpoint "$ckpt" --sampler lms ;;
+  sample_unknown_sampler) expect_error "unknown sampler 'dpm_fast'" "$sample" --checkpoint "$ckpt" --sampler dpm_fast ;;
   sample_unknown_schedule) expect_error "unknown schedule 'linear'" "$sample" --checkpoint "$ckpt" --schedule linear ;;
   sample_not_a_number) expect_error "--steps" "$sample" --checkpoint "$ckpt" --steps many ;;
   sample_out_is_input)
@@ -367,7 +367,9 @@ case $case_name in
     DIFFUSE_DEVICE=cpu expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 8 --out "$dir/train-cpu"
     grep -q '| device cpu' "$dir/stderr" || fail "DIFFUSE_DEVICE=cpu: the info line does not say cpu" ;;
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
-    for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve; do
+    for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve dpm_2:karras \
+      dpm_2_ancestral:exponential lms:karras dpmpp_2s_ancestral:vp dpmpp_sde:karras dpmpp_2m_sde:exponential \
+      dpmpp_2m_sde_heun:karras dpmpp_3m_sde:karras; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \
         --out "$dir/${s%%:*}-${s##*:}"
       need "$dir/${s%%:*}-${s##*:}/image-0001.png"
@@ -376,6 +378,10 @@ case $case_name in
     grep -q 'raw (non-EMA) weights' "$dir/stderr" || fail "--no-ema did not load the raw weights"
     expect_ok "$sample" --checkpoint "$weights" "${tiny[@]}" --count 1 --steps 2 --out "$dir/weights"
     need "$dir/weights/image-0000.png"
+    expect_error "--churn applies to the samplers euler, heun, dpm_2, not lms" \
+      "$sample" --checkpoint "$ckpt" --sampler lms --churn 1 --out "$dir/x"
+    expect_error "--eta applies to the samplers euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, dpmpp_sde, dpmpp_2m_sde, dpmpp_2m_sde_heun, dpmpp_3m_sde, ddim, not heun" \
+      "$sample" --checkpoint "$ckpt" --sampler heun --eta 1 --out "$dir/x"
     ;;
   train_resume_with_labels)  # the shared run was trained without labels
     cp -r "$work/train" "$dir/run"

@@ -50,12 +50,14 @@ class NoiseSource {
   static constexpr std::uint64_t blocks_per_draw = (Batch::item_size + 3) / 4;
 
   /// Streams first_image, ..., first_image + batch - 1 of `seed`, each at its first draw.
-  NoiseSource(std::uint64_t seed, std::uint64_t first_image, std::size_t batch) {
+  NoiseSource(std::uint64_t seed, std::uint64_t first_image, std::size_t batch) : seed_(seed), first_(first_image) {
     gens_.reserve(batch);
     for (std::size_t i = 0; i < batch; ++i) gens_.emplace_back(seed, first_image + i, 0);
   }
 
   std::size_t batch() const noexcept { return gens_.size(); }  ///< Number of images (N).
+  std::uint64_t seed() const noexcept { return seed_; }         ///< The seed of every stream.
+  std::uint64_t first_image() const noexcept { return first_; }  ///< The run's index of image 0.
 
   /// Fills `out` (N, H, W, C) with the next N(0, I) draw of every image.
   void draw(TensorView<float, Batch> out) {
@@ -72,6 +74,7 @@ class NoiseSource {
   }
 
  private:
+  std::uint64_t seed_, first_;
   std::vector<Generator> gens_;
 };
 

@@ -1,6 +1,8 @@
 // The samplers in one include: Euler, Heun (EDM Algorithm 2), EulerAncestral,
-// DpmPp2M (DPM-Solver++(2M)), each a template over its sigma schedule, and ddim() (Euler
-// ancestral with DDIM's schedule and eta)
+// DpmPp2M (DPM-Solver++(2M)), Dpm2 and Dpm2Ancestral (DPM-Solver-2), DpmPp2SAncestral
+// (DPM-Solver++(2S) ancestral), Lms (linear multistep, order 4), and the SDE samplers with
+// Brownian noise DpmPpSde, DpmPp2MSde and DpmPp3MSde, each a template over
+// its sigma schedule, and ddim() (Euler ancestral with DDIM's schedule and eta)
 // (schedule.hpp), e.g.
 //
 //   diffusion::Heun<diffusion::KarrasSchedule> heun{.steps = 18};   // EDM's reference sampler
@@ -11,8 +13,12 @@
 
 #include "diffuse/diffusion/samplers/common.hpp"
 #include "diffuse/diffusion/samplers/ddim.hpp"
+#include "diffuse/diffusion/samplers/dpm_2.hpp"
 #include "diffuse/diffusion/samplers/dpmpp_2m.hpp"
+#include "diffuse/diffusion/samplers/dpmpp_2s_ancestral.hpp"
+#include "diffuse/diffusion/samplers/dpmpp_sde.hpp"
 #include "diffuse/diffusion/samplers/euler.hpp"
 #include "diffuse/diffusion/samplers/euler_ancestral.hpp"
 #include "diffuse/diffusion/samplers/heun.hpp"
+#include "diffuse/diffusion/samplers/lms.hpp"
 #include "diffuse/diffusion/schedule.hpp"

@@ -128,6 +128,36 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Runs `body` (returning the exit status) and reports what it throws as one line on
+/// stderr, "<program>: error: <what>": a UsageError with exit status 2, any other
+/// exception with 1.
+template <class F>
+int run_reporting_errors(const char* program, F&& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
+}
+
+/// What both programs do once their command line is parsed: threads, --precision,
+/// --device (gpu only where `gpu_allowed`), the info line on stderr and, with --info, the
+/// BF16 line. Returns -1 to go on, else the exit status to return now.
+inline int start_program(const char* program, int threads, const std::string& precision, const std::string& device,
+                         bool info, bool gpu_allowed) {
+  if (threads > 0) set_num_threads(threads);
+  apply_precision(precision, program);
+  if (!apply_device(device, program, gpu_allowed)) return 1;
+  std::fprintf(stderr, "%s\n", info_line().c_str());
+  if (!info) return -1;
+  std::fprintf(stderr, "%s\n", bf16_line().c_str());
+  return 0;
+}
+
 /// The guidance scale the programs use unless told otherwise (diffusion::Guided).
 inline constexpr double default_guidance = 3.0;
 

@@ -81,15 +81,8 @@ inline int sample_command(int argc, char** argv, const std::vector<SampleEntry>&
   const std::vector<std::string> names = names_of(models);
   add_sample_options(app, o, c, names);
   if (const int code = parse_command_line(app, argc, argv, program); code >= 0) return code;
-  if (o.threads > 0) set_num_threads(o.threads);
-  apply_precision(c.precision, program);
-  if (!apply_device(c.device, program)) return 1;
-  std::fprintf(stderr, "%s\n", info_line().c_str());
-  if (c.info) {
-    std::fprintf(stderr, "%s\n", bf16_line().c_str());
-    return 0;
-  }
-  try {
+  if (const int code = start_program(program, o.threads, c.precision, c.device, c.info, true); code >= 0) return code;
+  return run_reporting_errors(program, [&] {
     const std::vector<double> sigmas = checked_schedule(o, app, names);
     const train::CheckpointInfo saved = train::read_checkpoint_info(o.checkpoint);
     if (!saved.training_checkpoint && o.no_ema)
@@ -108,13 +101,7 @@ inline int sample_command(int argc, char** argv, const std::vector<SampleEntry>&
     SampleOptions run = o;
     run.model = entry.name;
     return entry.run(classes > 0)(run, sigmas);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace diffuse::programs

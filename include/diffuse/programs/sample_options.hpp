@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/diffusion/sampler_registry.hpp"
 #include "diffuse/diffusion/schedule.hpp"
 #include "diffuse/nn/unet_config.hpp"
 
@@ -50,7 +51,11 @@ struct SampleCommandLine {
 
 
 /// The samplers diffuse-sample knows, by name.
-inline const std::vector<std::string> sampler_names = {"euler", "heun", "euler_ancestral", "dpmpp_2m", "ddim"};
+inline const std::vector<std::string> sampler_names = [] {
+  std::vector<std::string> v;
+  for (const auto& s : diffusion::sampler_table) v.emplace_back(s.name);
+  return v;
+}();
 /// The sigma schedules diffuse-sample knows, by name.
 inline const std::vector<std::string> schedule_names = {"karras", "exponential", "ve", "vp", "ddpm", "cosine"};
 
@@ -78,10 +83,18 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
                      std::to_string(diffuse::diffusion::DdpmSchedule{}.timesteps) + " timesteps of the ddpm schedule");
   if ((o.sigma_min > 0 || o.sigma_max > 0) && o.schedule == "ddpm")
     throw UsageError("--sigma-min/--sigma-max do not apply to the ddpm schedule (its betas fix its range)");
-  if (app.count("--eta") && o.sampler != "euler_ancestral" && o.sampler != "ddim")
-    throw UsageError("--eta applies to the samplers euler_ancestral and ddim, not " + o.sampler);
-  if (app.count("--churn") && o.sampler != "euler" && o.sampler != "heun")
-    throw UsageError("--churn applies to the samplers euler and heun, not " + o.sampler);
+  auto taking = [](bool diffusion::SamplerInfo::*takes) {
+    std::string s;
+    for (const auto& e : diffusion::sampler_table)
+      if (e.*takes) s += (s.empty() ? "" : ", ") + std::string(e.name);
+    return s;
+  };
+  const diffusion::SamplerInfo* info = diffusion::find_sampler(o.sampler);
+  if (app.count("--eta") && !info->takes_eta)
+    throw UsageError("--eta applies to the samplers " + taking(&diffusion::SamplerInfo::takes_eta) + ", not " + o.sampler);
+  if (app.count("--churn") && !info->takes_churn)
+    throw UsageError("--churn applies to the samplers " + taking(&diffusion::SamplerInfo::takes_churn) + ", not " +
+                     o.sampler);
   if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
 }
 
@@ -143,7 +156,10 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
   app.add_option("--out", o.out, "output folder (one PNG per image, grid.png)")->capture_default_str();
   app.add_option("--count", o.count, "images to generate")->check(integer_in(1, 1'000'000))->capture_default_str();
   app.add_option("--batch", o.batch, "images per batch")->check(integer_in(1, max_batch))->capture_default_str();
-  app.add_option("--sampler", o.sampler, "sampler (" + joined(sampler_names) + ")")->capture_default_str();
+  std::string samplers = "sampler, by k-diffusion's name:";
+  for (const auto& e : diffusion::sampler_table)
+    samplers += "\n  " + std::string(e.name) + ": " + std::string(e.summary);
+  app.add_option("--sampler", o.sampler, samplers)->capture_default_str();
   app.add_option("--schedule", o.schedule, "sigma schedule (" + joined(schedule_names) + ")")->capture_default_str();
   app.add_option("--steps", o.steps, "sampling steps")->check(integer_in(1, 100'000))->capture_default_str();
   app.add_option("--seed", o.seed, "random seed (image i uses the noise of (seed, i))")->capture_default_str();
@@ -151,8 +167,8 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
       ->check(real_in(0, max_sigma, true));
   app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)")
       ->check(real_in(0, max_sigma, true));
-  app.add_option("--eta", o.eta, "noise of euler_ancestral (default 1) and ddim (default 0)")->check(real_in(0, 100));
-  app.add_option("--churn", o.churn, "EDM's S_churn for euler and heun (default 0: deterministic)")
+  app.add_option("--eta", o.eta, "noise of euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, the SDE samplers (default 1) and ddim (default 0)")->check(real_in(0, 100));
+  app.add_option("--churn", o.churn, "EDM's S_churn for euler, heun and dpm_2 (default 0: deterministic)")
       ->check(real_in(0, 1e4));
   app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)")
       ->check(integer_in(0, 1'000'000));

@@ -14,6 +14,7 @@
 #include "diffuse/diffusion/guidance.hpp"
 #include "diffuse/diffusion/precond.hpp"
 #include "diffuse/diffusion/sampler.hpp"
+#include "diffuse/diffusion/sampler_registry.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/ssim.hpp"
@@ -38,16 +39,10 @@ inline std::string csv_field(const std::string& s) {
 }
 
 // Calls f(sampler) with the chosen sampler (its own schedule and steps are unused: the
-// program passes the sigmas to run(), so DDIM is Euler ancestral with DDIM's eta over
-// the chosen schedule's sigmas, one instantiation for both).
+// program passes the sigmas to run(), so one instantiation serves every schedule).
 template <class F>
 void with_sampler(const SampleOptions& o, F&& f) {
-  const auto n = static_cast<std::size_t>(o.steps);
-  if (o.sampler == "euler") return f(diffusion::Euler<>{.steps = n, .s_churn = o.churn});
-  if (o.sampler == "heun") return f(diffusion::Heun<>{.steps = n, .s_churn = o.churn});
-  if (o.sampler == "dpmpp_2m") return f(diffusion::DpmPp2M<>{.steps = n});
-  const bool ddim = o.sampler == "ddim";  // else euler_ancestral
-  return f(diffusion::EulerAncestral<>{.steps = n, .eta = o.eta >= 0 ? o.eta : ddim ? 0.0 : 1.0});
+  diffusion::with_sampler(o.sampler, {.steps = static_cast<std::size_t>(o.steps), .eta = o.eta, .churn = o.churn}, f);
 }
 
 // The output file names of img2img: the inputs' names with .png, checked for clashes.

@@ -32,15 +32,8 @@ inline int train_command(int argc, char** argv, const std::vector<TrainEntry>& m
   TrainCommandLine c;
   add_train_options(app, o, c, names_of(models));
   if (const int code = parse_command_line(app, argc, argv, program); code >= 0) return code;
-  if (o.threads > 0) set_num_threads(o.threads);
-  apply_precision(c.precision, program);
-  if (!apply_device(c.device, program, false)) return 1;
-  std::fprintf(stderr, "%s\n", info_line().c_str());
-  if (c.info) {
-    std::fprintf(stderr, "%s\n", bf16_line().c_str());
-    return 0;
-  }
-  try {
+  if (const int code = start_program(program, o.threads, c.precision, c.device, c.info, false); code >= 0) return code;
+  return run_reporting_errors(program, [&] {
     check_train_options(o, app);
     const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();
     if (o.resume && std::filesystem::exists(checkpoint)) {  // say how to resume a run with(out) labels
@@ -52,13 +45,7 @@ inline int train_command(int argc, char** argv, const std::vector<TrainEntry>& m
         throw io::DataError(checkpoint, "the run was trained without labels: resume it without --labels / --class-folders");
     }
     return find_model(models, o.model).run(o.conditional())(o);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace diffuse::programs
