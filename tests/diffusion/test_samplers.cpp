@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <diffuse/diffusion/inpaint.hpp>
 #include <diffuse/diffusion/sampler.hpp>
 #include <diffuse/tensor.hpp>
 
@@ -343,6 +344,31 @@ TEST(SamplerDegenerate, RepeatedSigmasAreStepsOfLengthZero) {
 }
 
 // --- contracts: callback, call counts, sample == start + sample_from ------------------
+
+// Inpainting: with the second coordinate known (mask 0) every sampler ends on it exactly,
+// and the first (mask 1) is drawn from the mixture given it.
+TEST(SamplerContract, InpaintingKeepsTheKnownPixels) {
+  const std::size_t n = 64;
+  Tensor<float, Point> known(n), mask(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    known.data()[2 * i] = 0.f, known.data()[2 * i + 1] = 0.25f * float(i % 5) - 0.5f;
+    mask.data()[2 * i] = 1.f, mask.data()[2 * i + 1] = 0.f;
+  }
+  auto check = [&](const auto& sampler, const char* name) {
+    MixtureDenoiser den{&mixture};
+    dd::Inpainting<MixtureDenoiser, Point> inpaint{den, known.view(), mask.view()};
+    Tensor<float, Point> x(n);
+    sampler.sample(inpaint, x.view(), 31);
+    for (std::size_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(x.data()[2 * i + 1], known.data()[2 * i + 1], 1e-5f) << name << " point " << i;
+      EXPECT_NE(x.data()[2 * i], known.data()[2 * i]) << name << " point " << i;
+    }
+  };
+  check(dd::Heun<dd::KarrasSchedule>{.steps = 10}, "heun");
+  check(dd::EulerAncestral<dd::KarrasSchedule>{.steps = 10}, "euler_ancestral");
+  check(dd::DpmPp2MSde<dd::KarrasSchedule>{.steps = 10}, "dpmpp_2m_sde");
+  check(dd::Lms<dd::KarrasSchedule>{.steps = 10}, "lms");
+}
 
 TEST(SamplerContract, CallbackSeesEveryStep) {
   const dd::Heun<dd::KarrasSchedule> heun{.steps = 7};

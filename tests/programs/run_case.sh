@@ -456,6 +456,22 @@ case $case_name in
     read -r w h < <("$testkit" size "$dir/s/image-0000.png")
     ((w == 32 && h == 32)) || fail "image-0000.png is $w x $h, not the model's 32 x 32"
     ;;
+  sample_inpaint)  # --mask: the black half of the mask is kept to the byte, the white half redrawn
+    "$testkit" mask "$dir/mask.png" 28 28
+    for s in heun euler_ancestral dpmpp_2m_sde; do
+      expect_ok "$sample" --checkpoint "$ckpt" --init "$data/init/in1.png" --mask "$dir/mask.png" --sampler "$s" \
+        --steps 6 --out "$dir/$s"
+      grep -q "inpainting: the white pixels of .*mask.png are regenerated" "$dir/stderr" || fail "no inpainting line"
+      grep -q "strength 1: noised to sigma 80" "$dir/stderr" || fail "inpainting does not start from pure noise"
+      read -r kept changed < <("$testkit" inpainted "$data/init/in1.png" "$dir/$s/in1.png" "$dir/mask.png")
+      echo "$s: kept half within $kept of the input, regenerated half $changed away on average"
+      ((kept <= 1)) || fail "$s changed the kept half (by up to $kept)"
+      awk -v c="$changed" 'BEGIN { exit !(c > 5) }' || fail "$s left the masked half as it was ($changed)"
+    done
+    expect_error "--mask goes with --init" "$sample" --checkpoint "$ckpt" --mask "$dir/mask.png" --out "$dir/x"
+    expect_error "nope.png: no such file" "$sample" --checkpoint "$ckpt" --init "$data/init/in1.png" --mask "$dir/nope.png" \
+      --out "$dir/x"
+    ;;
   own_model)  # TRAIN and SAMPLE are examples/own_model_*.cpp: train_main / sample_main for a user's configuration
     mkdir -p "$dir/rgb"
     "$testkit" shapes "$dir/rgb" 4 48 40 90 200

@@ -10,12 +10,16 @@
 //                                                   the colour on a background of (R, G, B);
 //                                                   with alpha, transparent outside a circle
 //   testkit mean-rgb A.png...                       prints the mean R, G and B (0-255) of images
+//   testkit mask PATH H W                           a grey mask: left half white, right half black
+//   testkit inpainted IN OUT MASK                   prints the largest difference of OUT from IN
+//                                                   where MASK is black, the mean where white
 //   testkit size A.png                              prints the width and height of an image
 //   testkit json FILE                               FILE is JSON lines (every line parses
 //                                                   with a strict JSON parser), or, for a
 //                                                   .safetensors file, its header is JSON
 //
 // Exit status 0 on success, 1 when a comparison fails, 2 on bad use.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -158,6 +162,20 @@ int shapes(const std::string& dir, std::size_t n, std::size_t size, int r, int g
   return 0;
 }
 
+int inpainted(const std::string& in, const std::string& out, const std::string& mask) {
+  const auto a = diffuse::io::read_image(in, 1), b = diffuse::io::read_image(out, 1), m = diffuse::io::read_image(mask, 1);
+  if (a.pixels.size() != b.pixels.size() || a.pixels.size() != m.pixels.size()) return 2;
+  int kept_max = 0;
+  double changed = 0, count = 0;
+  for (std::size_t i = 0; i < a.pixels.size(); ++i) {
+    const int d = std::abs(int(a.pixels[i]) - int(b.pixels[i]));
+    if (m.pixels[i] == 0) kept_max = std::max(kept_max, d);
+    if (m.pixels[i] == 255) changed += d, count += 1;
+  }
+  std::printf("%d %.2f\n", kept_max, count ? changed / count : 0.0);
+  return 0;
+}
+
 int mean_rgb(const std::vector<std::string>& files) {
   double sum[3] = {0, 0, 0}, count = 0;
   for (const auto& f : files) {
@@ -189,6 +207,15 @@ int main(int argc, char** argv) {
     if (a.size() >= 7 && a[0] == "shapes")
       return shapes(a[1], std::stoul(a[2]), std::stoul(a[3]), std::stoi(a[4]), std::stoi(a[5]), std::stoi(a[6]),
                     a.size() > 7 && a[7] == "alpha");
+    if (a.size() == 4 && a[0] == "mask") {
+      const std::size_t h = std::stoul(a[2]), w = std::stoul(a[3]);
+      diffuse::io::Image8 m{h, w, 1, std::vector<std::uint8_t>(h * w, 0)};
+      for (std::size_t y = 0; y < h; ++y)
+        for (std::size_t x = 0; x < w / 2; ++x) m.pixels[y * w + x] = 255;
+      diffuse::io::write_png(a[1], m);
+      return 0;
+    }
+    if (a.size() == 4 && a[0] == "inpainted") return inpainted(a[1], a[2], a[3]);
     if (a.size() == 2 && a[0] == "size") {
       const diffuse::io::Image8 img = diffuse::io::read_image(a[1]);
       std::printf("%zu %zu\n", img.width, img.height);
@@ -199,6 +226,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "testkit: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json|shapes|mean-rgb|size ...\n");
+  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json|shapes|mean-rgb|size|mask|inpainted ...\n");
   return 2;
 }

@@ -100,6 +100,7 @@ inline int sample_command(int argc, char** argv, const std::vector<SampleEntry>&
                                             entry.name + "' takes " + std::to_string(entry.classes));
     SampleOptions run = o;
     run.model = entry.name;
+    if (!o.mask.empty() && !app.count("--strength")) run.strength = 1.0;  // inpainting regenerates fully
     return entry.run(classes > 0)(run, sigmas);
   });
 }

@@ -29,6 +29,7 @@ struct SampleOptions {
   long long batch = 16;  ///< --batch
   std::uint64_t seed = 0;  ///< --seed
   std::string init;  ///< --init
+  std::string mask;  ///< --mask (inpainting: white regenerated, black kept)
   double strength = 0.5;  ///< --strength
   double sigma_min = 0;  ///< --sigma-min (0: the schedule's own)
   double sigma_max = 0;  ///< --sigma-max (0: the schedule's own)
@@ -74,6 +75,7 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
     throw UsageError("unknown model '" + o.model + "' (known: " + joined(models) + ")");
   if (app.count("--strength") && o.init.empty()) throw UsageError("--strength goes with --init (img2img)");
   if (app.count("--resize") && o.init.empty()) throw UsageError("--resize goes with --init (img2img)");
+  if (!o.mask.empty() && o.init.empty()) throw UsageError("--mask goes with --init (inpainting: the images to complete)");
   if (app.count("--count") && !o.init.empty())
     throw UsageError("--count is for generation; with --init every input image is processed");
   if (o.sigma_min > 0 && o.sigma_max > 0 && !(o.sigma_min < o.sigma_max))
@@ -176,8 +178,11 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
                  "with --class: classifier-free guidance scale (1: plain conditional, 0: unconditional)")
       ->check(real_in(0, 1000))->capture_default_str();
   app.add_option("--init", o.init, "img2img: an image file, or a folder of images, to start from");
-  app.add_option("--strength", o.strength, "img2img: how much to change, 0 (nothing) to 1 (all)")
+  app.add_option("--strength", o.strength, "img2img: how much to change, 0 (nothing) to 1 (all); with --mask "
+                                           "the default is 1")
       ->check(real_in(0, 1))->capture_default_str();
+  app.add_option("--mask", o.mask, "inpainting, with --init: an image whose white pixels are regenerated and whose "
+                                   "black ones are kept (grey blends)");
   app.add_flag("--resize", o.resize, "img2img: resize images of another size (else they are rejected)");
   app.add_option("--threads", o.threads, "OpenMP threads (default: all cores)")
       ->check(integer_in(1, max_threads));

@@ -12,6 +12,7 @@
 #include <span>
 
 #include "diffuse/diffusion/guidance.hpp"
+#include "diffuse/diffusion/inpaint.hpp"
 #include "diffuse/diffusion/precond.hpp"
 #include "diffuse/diffusion/sampler.hpp"
 #include "diffuse/diffusion/sampler_registry.hpp"
@@ -88,6 +89,15 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
     for (std::size_t i = 0; i < inputs.size(); ++i) io::load_image<R, R, C>(inputs[i], init.item(i), o.resize);
     update_device(init);  // read on the host
   }
+  // Inpainting: one mask for every input, white (1) regenerated, black (0) kept.
+  Tensor<float, Batch> mask(o.mask.empty() ? 0 : inputs.size());
+  if (!o.mask.empty()) {
+    if (!fs::is_regular_file(o.mask)) throw io::DataError(o.mask, "no such file (--mask takes one image)");
+    io::load_image<R, R, C>(o.mask, mask.item(0), o.resize);
+    for (std::size_t i = 1; i < inputs.size(); ++i) mask.item(i) = mask.item(0);
+    mask = (mask + 1.f) * 0.5f;  // [-1, 1] -> [0, 1]
+    update_device(mask);
+  }
   const std::size_t total = img2img ? inputs.size() : static_cast<std::size_t>(o.count);
   if (!img2img)
     for (std::size_t i = 0; i < total; ++i) {
@@ -116,6 +126,8 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   if (img2img)
     std::fprintf(stderr, "img2img: %zu image(s) from %s, strength %g: noised to sigma %.4g, then %zu of the %zu steps\n",
                  total, o.init.c_str(), o.strength, sigmas[start], steps - start, steps);
+  if (!o.mask.empty())
+    std::fprintf(stderr, "inpainting: the white pixels of %s are regenerated, the black ones kept\n", o.mask.c_str());
   if (img2img && start == steps && o.strength > 0)
     std::fprintf(stderr, "note: strength %g with %zu steps rounds to no step at all (the outputs are the inputs); "
                          "raise --steps or --strength\n", o.strength, steps);
@@ -125,9 +137,13 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   std::vector<double> ssim(total, 0.0);
   std::size_t evaluations = 0;
   std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
+  std::size_t first_of_batch = 0;  // the batch being sampled starts at this input (inpainting)
   auto denoise = [&](TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> d) {
     evaluations += guided->network_passes();
     (*guided)(x, sigma, d);
+    if (!o.mask.empty())  // the known pixels stay the input's (diffusion/inpaint.hpp)
+      diffusion::keep_known(d, TensorView<const float, Batch>(init.items(first_of_batch, x.batch())),
+                            TensorView<const float, Batch>(mask.items(first_of_batch, x.batch())));
   };
   diffusion::NoCallback callback;
   install_stop_handler();
@@ -141,6 +157,7 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
       const std::size_t b = std::min(batch, total - first);
       x.resize(b);
       guided.emplace(*model, std::vector<int>(b, o.label), o.guidance);
+      first_of_batch = first;
       const auto t0 = Clock::now();
       diffusion::NoiseSource<Batch> noise(o.seed, first, b);  // image i: the streams of (seed, i)
       noise.draw(x.view());
