@@ -369,7 +369,7 @@ case $case_name in
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
     for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve dpm_2:karras \
       dpm_2_ancestral:exponential lms:karras dpmpp_2s_ancestral:vp dpmpp_sde:karras dpmpp_2m_sde:exponential \
-      dpmpp_2m_sde_heun:karras dpmpp_3m_sde:karras; do
+      dpmpp_2m_sde_heun:karras dpmpp_3m_sde:karras ipndm:karras; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \
         --out "$dir/${s%%:*}-${s##*:}"
       need "$dir/${s%%:*}-${s##*:}/image-0001.png"

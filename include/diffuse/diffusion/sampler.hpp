@@ -1,6 +1,7 @@
 // The samplers in one include: Euler, Heun (EDM Algorithm 2), EulerAncestral,
 // DpmPp2M (DPM-Solver++(2M)), Dpm2 and Dpm2Ancestral (DPM-Solver-2), DpmPp2SAncestral
-// (DPM-Solver++(2S) ancestral), Lms (linear multistep, order 4), and the SDE samplers with
+// (DPM-Solver++(2S) ancestral), Lms (linear multistep, order 4), Ipndm (fixed-weight
+// Adams-Bashforth), and the SDE samplers with
 // Brownian noise DpmPpSde, DpmPp2MSde and DpmPp3MSde, each a template over
 // its sigma schedule, and ddim() (Euler ancestral with DDIM's schedule and eta)
 // (schedule.hpp), e.g.
@@ -20,5 +21,6 @@
 #include "diffuse/diffusion/samplers/euler.hpp"
 #include "diffuse/diffusion/samplers/euler_ancestral.hpp"
 #include "diffuse/diffusion/samplers/heun.hpp"
+#include "diffuse/diffusion/samplers/ipndm.hpp"
 #include "diffuse/diffusion/samplers/lms.hpp"
 #include "diffuse/diffusion/schedule.hpp"

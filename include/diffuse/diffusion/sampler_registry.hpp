@@ -34,7 +34,7 @@ struct SamplerInfo {
 
 /// Every sampler of with_sampler, in the order of docs/diffusion.md. The SDE samplers
 /// (dpmpp_sde, dpmpp_*_sde) draw Brownian noise (brownian.hpp).
-inline constexpr std::array<SamplerInfo, 13> sampler_table{{
+inline constexpr std::array<SamplerInfo, 14> sampler_table{{
     {"euler", "Euler, EDM's first-order ODE step (with optional churn)", 1, "1", false,
      "EulerDiscreteScheduler", "Euler", false, true},
     {"euler_ancestral", "Euler with ancestral noise (eta 1)", 1, "1", true, "EulerAncestralDiscreteScheduler",
@@ -47,6 +47,9 @@ inline constexpr std::array<SamplerInfo, 13> sampler_table{{
      "KDPM2AncestralDiscreteScheduler", "DPM2 a", true, false},
     {"lms", "linear multistep (Adams-Bashforth) of order 4", 4, "1", false, "LMSDiscreteScheduler", "LMS", false,
      false},
+    {"ipndm", "iPNDM: Adams-Bashforth with the fixed weights of equal steps (order 2 on uneven sigmas)", 2, "1", false,
+     "-",
+     "-", false, false},
     {"dpmpp_2s_ancestral", "DPM-Solver++(2S) with ancestral noise", 2, "2 (1 on the last)", true, "-",
      "DPM++ 2S a", true, false},
     {"dpmpp_sde", "DPM-Solver++ SDE: a midpoint substep, Brownian noise", 2, "2 (1 on the last)", true,
@@ -96,6 +99,7 @@ decltype(auto) with_sampler(std::string_view name, const SamplerOptions& o, F&& 
   if (name == "dpm_2") return f(Dpm2<Sched>{.steps = n, .s_churn = o.churn});
   if (name == "dpm_2_ancestral") return f(Dpm2Ancestral<Sched>{.steps = n, .eta = eta});
   if (name == "lms") return f(Lms<Sched>{.steps = n});
+  if (name == "ipndm") return f(Ipndm<Sched>{.steps = n});
   if (name == "dpmpp_2s_ancestral") return f(DpmPp2SAncestral<Sched>{.steps = n, .eta = eta});
   if (name == "dpmpp_2m") return f(DpmPp2M<Sched>{.steps = n});
   if (name == "dpmpp_sde") return f(DpmPpSde<Sched>{.steps = n, .eta = eta});
