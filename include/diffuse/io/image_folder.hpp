@@ -12,6 +12,7 @@
 #include <cctype>
 #include <filesystem>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "diffuse/io/image.hpp"
@@ -36,16 +37,13 @@ inline std::vector<std::string> image_files(const std::string& dir, bool recursi
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw DataError(dir, "not a folder");
   std::vector<std::string> files;
-  std::vector<std::string> seen;  // canonical paths, to take a file reached by links once
+  std::unordered_set<std::string> seen;  // canonical paths, to take a file reached by links once
   auto take = [&](const fs::directory_entry& entry) {
     std::error_code e;
     if (!entry.is_regular_file(e) || !detail::is_image_file(entry.path())) return;
     if (recursive) {
       const std::string canonical = fs::weakly_canonical(entry.path(), e).string();
-      if (!e) {
-        if (std::find(seen.begin(), seen.end(), canonical) != seen.end()) return;
-        seen.push_back(canonical);
-      }
+      if (!e && !seen.insert(canonical).second) return;
     }
     files.push_back(entry.path().string());
   };

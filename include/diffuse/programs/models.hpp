@@ -1,5 +1,5 @@
-// The programs' table of model configurations: each entry a name, the configuration and
-// its compiled runs (unconditional and class-conditional). diffuse-train and
+// The programs' table of model configurations: each entry a name and the configuration's
+// compiled runs (unconditional and class-conditional). diffuse-train and
 // diffuse-sample fill it from one translation unit per configuration (they compile in
 // parallel); a user's own program passes its one configuration (train_main.hpp,
 // sample_main.hpp). Light: no network code.
@@ -20,7 +20,6 @@ namespace diffuse::programs {
 template <class Run>
 struct ModelEntry {
   std::string name;          ///< e.g. "edm-cifar-small"
-  nn::UNetConfig config;     ///< the unconditional configuration (classes 0), or the user's own
   std::size_t classes = 0;   ///< classes of the class-conditional run (0: none)
   Run unconditional = nullptr;  ///< without labels (null: the configuration needs labels)
   Run conditional = nullptr;    ///< with labels 0 .. classes - 1 (null: none)

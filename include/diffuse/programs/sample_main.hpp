@@ -42,7 +42,6 @@ template <nn::UNetConfig Cfg>
 SampleEntry sample_entry(std::string name) {
   SampleEntry e;
   e.name = std::move(name);
-  e.config = Cfg;
   if constexpr (Cfg.classes == 0) {
     e.classes = label_classes;
     e.unconditional = &sample_model<Cfg>;

@@ -22,9 +22,9 @@ namespace diffuse::programs {
 template <nn::UNetConfig Cfg>
 TrainEntry train_entry(std::string name) {
   if constexpr (Cfg.classes == 0)
-    return {std::move(name), Cfg, label_classes, &train_model<Cfg>, &train_model<nn::with_classes(Cfg, label_classes)>};
+    return {std::move(name), label_classes, &train_model<Cfg>, &train_model<nn::with_classes(Cfg, label_classes)>};
   else
-    return {std::move(name), Cfg, Cfg.classes, nullptr, &train_model<Cfg>};
+    return {std::move(name), Cfg.classes, nullptr, &train_model<Cfg>};
 }
 
 /// The whole of diffuse-train for configuration Cfg, saved in checkpoints as `name`:

@@ -6,9 +6,9 @@
 // steps use the orders the history allows. One denoiser call per step; deterministic.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
-#include <deque>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -57,30 +57,29 @@ struct Lms {
            Cb& callback) const {
     const std::size_t n = sigmas.size() - 1, b = x.batch();
     const std::size_t keep = order < 1 ? 1 : order;
-    std::deque<Tensor<float, Batch>> ds;  // the last derivatives, newest first
-    std::vector<double> t;                // the sigmas of the current history's run
+    // The history, newest first, and the sigmas it was taken at followed by the next one:
+    // allocated here, so that the steps allocate nothing.
+    std::vector<Tensor<float, Batch>> ds;
+    ds.reserve(keep);
+    for (std::size_t k = 0; k < keep; ++k) ds.emplace_back(b);
+    std::vector<double> grid(keep + 1);
+    std::size_t have = 0;
     Tensor<float, Batch> den(b);
     for (std::size_t i = 0; i < n; ++i) {
       const double sigma = sigmas[i];
       detail::call_denoiser(denoise, x, sigma, den.view());
       detail::call_back(callback, i, sigma, x, den.view());
       if (sigmas[i + 1] == sigma) continue;
-      if (ds.size() == keep) {
-        Tensor<float, Batch> reuse = std::move(ds.back());
-        ds.pop_back();
-        ds.push_front(std::move(reuse));
-      } else {
-        ds.emplace_front(b);
-      }
+      std::rotate(ds.begin(), ds.end() - 1, ds.end());  // the oldest buffer becomes the newest
+      std::rotate(grid.begin(), grid.begin() + 1, grid.end() - 1);  // sigmas, oldest first
       ds.front() = (x - den) * static_cast<float>(1.0 / sigma);
-      t.push_back(sigma);
-      const std::size_t cur = ds.size();
-      std::vector<double> grid(t.end() - static_cast<std::ptrdiff_t>(cur), t.end());
-      grid.push_back(sigmas[i + 1]);
-      for (std::size_t j = 0; j < cur; ++j) {
-        const auto c = static_cast<float>(linear_multistep_coeff(cur, grid, cur - 1, j));
-        x = x + c * ds[j];
-      }
+      have = have < keep ? have + 1 : keep;
+      grid[keep - 1] = sigma;
+      grid[keep] = sigmas[i + 1];
+      // The last `have` sigmas and the next one: grid[keep - have .. keep].
+      const std::span<const double> t(grid.data() + (keep - have), have + 1);
+      for (std::size_t j = 0; j < have; ++j)
+        x = x + static_cast<float>(linear_multistep_coeff(have, t, have - 1, j)) * ds[j];
     }
   }
 };
