@@ -429,6 +429,9 @@ case $case_name in
       "$train" --data "$data/train.idx" --class-folders "${tiny[@]}" --out "$dir/x"
     expect_error "two sources of labels" \
       "$train" --data "$dir/cls" --class-folders --labels "$data/train-labels.idx" "${tiny[@]}" --out "$dir/x"
+    for k in 0 1 2 3 4 5 6 7 8 9 10; do mkdir -p "$dir/many/c$k"; cp "$dir/cls/dark/d0.png" "$dir/many/c$k/"; done
+    expect_error "11 class folders; the programs' class-conditional models take at most 10 classes" \
+      "$train" --data "$dir/many" --class-folders "${tiny[@]}" --out "$dir/x"
     cp "$dir/cls/dark/d0.png" "$dir/cls/stray.png"
     expect_error "stray.png: an image outside the class folders" \
       "$train" --data "$dir/cls" --class-folders "${tiny[@]}" --out "$dir/x"
