@@ -78,6 +78,8 @@ struct ImageFit {
   bool resize = false;  ///< resize an image of another size (else it is an error)
   bool crop = false;    ///< first take the centre square of a non-square image
   Alpha alpha = Alpha::white;  ///< transparent pixels
+  /// The most pixels a file may declare (checked before decoding; see read_image).
+  std::size_t max_pixels = max_image_pixels;
 };
 
 /// What the conversions did to the images of a folder (for the programs' data line).
@@ -140,7 +142,7 @@ template <std::size_t H, std::size_t W, std::size_t C>
 void load_image(const std::string& path, TensorView<float, Shape<H, W, C>> out, const ImageFit& fit,
                 ImageCounts* counts = nullptr) {
   static_assert(C == 1 || C == 3, "diffuse::io::load_image: models take grey (1) or RGB (3) images");
-  Image8 img = to_channels(read_image(path), C, fit.alpha, path, counts);
+  Image8 img = to_channels(read_image(path, 0, fit.max_pixels), C, fit.alpha, path, counts);
   if (fit.crop && img.height != img.width && H == W) {
     img = centre_square(img);
     if (counts) ++counts->cropped;
