@@ -621,3 +621,23 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
 }
 
 }  // namespace diffuse::kernels
+
+/// The float convolutions as explicit instantiations: `prefix` empty defines them, `extern`
+/// declares them (see kernels/float_instances.hpp).
+#define DIFFUSE_CONV2D_FLOAT_INSTANCES(prefix)                                                            \
+  namespace diffuse::kernels {                                                                            \
+  namespace detail {                                                                                      \
+  prefix template void conv2d_forward_threads<float>(const Conv2dShape&, const float*, const float*,      \
+                                                     const float*, float*, float, int);                   \
+  }                                                                                                       \
+  prefix template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, \
+                                             float*, float);                                              \
+  prefix template void conv2d_backward_input<float>(const Conv2dShape&, const float*, const float*, float*, \
+                                                    float);                                               \
+  prefix template void conv2d_backward_weight<float>(const Conv2dShape&, const float*, const float*,       \
+                                                     float*, float*, float);                              \
+  }
+
+#if defined(DIFFUSE_EXTERN_FLOAT_KERNELS)
+DIFFUSE_CONV2D_FLOAT_INSTANCES(extern)
+#endif

@@ -181,3 +181,23 @@ void gemm_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T
 }
 
 }  // namespace diffuse::kernels
+
+/// The float GEMMs as explicit instantiations: `prefix` empty defines them, `extern`
+/// declares them (see kernels/float_instances.hpp).
+#define DIFFUSE_GEMM_FLOAT_INSTANCES(prefix)                                                        \
+  namespace diffuse::kernels {                                                                      \
+  namespace detail {                                                                                \
+  prefix template void gemm_threads<float>(bool, bool, index_t, index_t, index_t, float, const float*, \
+                                           index_t, const float*, index_t, float, float*, index_t,     \
+                                           const Epilogue<float>&, int);                               \
+  }                                                                                                 \
+  prefix template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t, \
+                                   const float*, index_t, float, float*, index_t, const Epilogue<float>&); \
+  prefix template void gemm_batched<float>(bool, bool, index_t, index_t, index_t, float, const float*,  \
+                                           index_t, index_t, const float*, index_t, index_t, float,     \
+                                           float*, index_t, index_t, index_t, const Epilogue<float>&);  \
+  }
+
+#if defined(DIFFUSE_EXTERN_FLOAT_KERNELS)
+DIFFUSE_GEMM_FLOAT_INSTANCES(extern)
+#endif

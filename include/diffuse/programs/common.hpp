@@ -108,6 +108,10 @@ inline const std::vector<std::string> model_names = {"edm-tiny", "edm-mnist-smal
 /// (The library takes any number: nn::UNetConfig::classes.)
 inline constexpr std::size_t label_classes = 10;
 
+/// The configuration of a run with labels: `c` itself when class-conditional, else `c`
+/// with label_classes classes.
+constexpr nn::UNetConfig labelled(nn::UNetConfig c) { return c.classes ? c : nn::with_classes(c, label_classes); }
+
 /// The names, comma-separated.
 inline std::string joined(const std::vector<std::string>& v) {
   std::string s;

@@ -30,7 +30,7 @@ bool weights_fit(const io::SafetensorsFile& file, std::size_t classes) {
 template <nn::UNetConfig Cfg>
 bool weights_fit_either(const io::SafetensorsFile& file, std::size_t classes) {
   if constexpr (Cfg.classes == 0)
-    return classes == 0 ? weights_fit<Cfg>(file, 0) : weights_fit<nn::with_classes(Cfg, label_classes)>(file, classes);
+    return classes == 0 ? weights_fit<Cfg>(file, 0) : weights_fit<labelled(Cfg)>(file, classes);
   else
     return weights_fit<Cfg>(file, classes);
 }
@@ -45,7 +45,7 @@ SampleEntry sample_entry(std::string name) {
   if constexpr (Cfg.classes == 0) {
     e.classes = label_classes;
     e.unconditional = &sample_model<Cfg>;
-    e.conditional = &sample_model<nn::with_classes(Cfg, label_classes)>;
+    e.conditional = &sample_model<labelled(Cfg)>;
   } else {
     e.classes = Cfg.classes;
     e.conditional = &sample_model<Cfg>;

@@ -22,7 +22,7 @@ namespace diffuse::programs {
 template <nn::UNetConfig Cfg>
 TrainEntry train_entry(std::string name) {
   if constexpr (Cfg.classes == 0)
-    return {std::move(name), label_classes, &train_model<Cfg>, &train_model<nn::with_classes(Cfg, label_classes)>};
+    return {std::move(name), label_classes, &train_model<Cfg>, &train_model<labelled(Cfg)>};
   else
     return {std::move(name), Cfg.classes, nullptr, &train_model<Cfg>};
 }
