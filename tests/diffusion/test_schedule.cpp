@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <diffuse/diffusion/schedule.hpp>
+#include <diffuse/diffusion/schedule_registry.hpp>
 
 namespace dd = diffuse::diffusion;
 
@@ -132,4 +133,60 @@ TEST(Schedule, CosineIddpmLevels) {
   // Evenly spaced by index over the 992 kept levels: entry i is u_{8 + round(i 991 / 17)}.
   for (std::size_t i = 0; i < 18; ++i)
     EXPECT_EQ(s[i], u[8 + static_cast<std::size_t>(std::nearbyint(991.0 * i / 17.0))]) << i;
+}
+
+// The registry gives each schedule's own sigmas, applies a range the way its type does,
+// and refuses what a schedule cannot do, naming it.
+TEST(ScheduleRegistry, ByNameIsTheScheduleItself) {
+  using namespace diffuse::diffusion;
+  const std::size_t n = 12;
+  EXPECT_EQ(sigmas_by_name("karras", n), KarrasSchedule{}.sigmas(n));
+  EXPECT_EQ(sigmas_by_name("exponential", n), ExponentialSchedule{}.sigmas(n));
+  EXPECT_EQ(sigmas_by_name("ve", n), VeSchedule{}.sigmas(n));
+  EXPECT_EQ(sigmas_by_name("vp", n), VpSchedule{}.sigmas(n));
+  EXPECT_EQ(sigmas_by_name("ddpm", n), DdpmSchedule{}.sigmas(n));
+  EXPECT_EQ(sigmas_by_name("cosine", n), CosineSchedule{}.sigmas(n));
+  for (const auto& e : schedule_table) {  // every entry runs: n descending sigmas, then 0
+    const auto s = sigmas_by_name(e.name, n);
+    ASSERT_EQ(s.size(), n + 1) << e.name;
+    EXPECT_EQ(s.back(), 0.0) << e.name;
+    for (std::size_t i = 0; i + 1 < n; ++i) EXPECT_GT(s[i], s[i + 1]) << e.name << " at " << i;
+  }
+}
+
+TEST(ScheduleRegistry, RangeSetsTheEndPoints) {
+  using namespace diffuse::diffusion;
+  for (const char* name : {"karras", "exponential", "ve", "vp"}) {
+    const auto s = sigmas_by_name(name, 10, {.sigma_min = 0.05, .sigma_max = 20});
+    EXPECT_NEAR(s.front(), 20.0, 1e-9 * 20) << name;
+    EXPECT_NEAR(s[9], 0.05, 1e-9) << name;
+  }
+  const auto low = sigmas_by_name("karras", 10, {.sigma_max = 5});  // one bound: the other is the schedule's own
+  EXPECT_NEAR(low.front(), 5.0, 1e-12);
+  EXPECT_NEAR(low[9], KarrasSchedule{}.sigma_min, 1e-15);
+  const auto c = sigmas_by_name("cosine", 8, {.sigma_min = 0.1, .sigma_max = 10});
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_TRUE(c[i] >= 0.1 && c[i] <= 10) << c[i];
+}
+
+TEST(ScheduleRegistry, RefusesWhatAScheduleCannotDo) {
+  using namespace diffuse::diffusion;
+  auto message = [](auto f) {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([] { sigmas_by_name("linear", 10); }).find("unknown schedule 'linear' (known: karras, exponential"),
+            std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("ddpm", 10, {.sigma_max = 5}); }).find("ddpm schedule takes no sigma range"),
+            std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("ddpm", 1001); }).find("1001 steps"), std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("cosine", 18, {.sigma_min = 50, .sigma_max = 60}); }).find("18 steps"),
+            std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("karras", 10, {.sigma_min = -1}); }).find("finite and >= 0"), std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("karras", 10, {.sigma_max = std::nan("")}); }).find("finite and >= 0"),
+            std::string::npos);
+  EXPECT_NE(message([] { sigmas_by_name("karras", 0); }).find("at least one step"), std::string::npos);
 }

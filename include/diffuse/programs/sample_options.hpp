@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "diffuse/diffusion/sampler_registry.hpp"
-#include "diffuse/diffusion/schedule.hpp"
+#include "diffuse/diffusion/schedule_registry.hpp"
 #include "diffuse/nn/unet_config.hpp"
 
 #include "diffuse/programs/common.hpp"
@@ -57,8 +57,12 @@ inline const std::vector<std::string> sampler_names = [] {
   for (const auto& s : diffusion::sampler_table) v.emplace_back(s.name);
   return v;
 }();
-/// The sigma schedules diffuse-sample knows, by name.
-inline const std::vector<std::string> schedule_names = {"karras", "exponential", "ve", "vp", "ddpm", "cosine"};
+/// The sigma schedules diffuse-sample knows, by name (diffusion::schedule_table).
+inline const std::vector<std::string> schedule_names = [] {
+  std::vector<std::string> v;
+  for (const auto& s : diffusion::schedule_table) v.emplace_back(s.name);
+  return v;
+}();
 
 /// The checks of the options among themselves (UsageError), before any file is read.
 inline void check_options(const SampleOptions& o, const CLI::App& app,
@@ -100,19 +104,12 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
   if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
 }
 
-/// The n sigmas of the chosen schedule, then 0 (UsageError when the range leaves too few levels).
+/// The n sigmas of the chosen schedule, then 0 (diffusion::sigmas_by_name; UsageError
+/// when the range leaves too few levels).
 inline std::vector<double> schedule_sigmas(const SampleOptions& o) {
   const auto n = static_cast<std::size_t>(o.steps);
-  auto ranged = [&](auto s) {
-    if (o.sigma_min > 0) s.sigma_min = o.sigma_min;
-    if (o.sigma_max > 0) s.sigma_max = o.sigma_max;
-    return s.sigmas(n);
-  };
-  if (o.schedule == "karras") return ranged(diffuse::diffusion::KarrasSchedule{});
-  if (o.schedule == "exponential") return ranged(diffuse::diffusion::ExponentialSchedule{});
-  if (o.schedule == "ve") return ranged(diffuse::diffusion::VeSchedule{});
-  if (o.schedule == "cosine") {  // n of its discrete levels within the range
-    diffuse::diffusion::CosineSchedule c;
+  if (o.schedule == "cosine") {  // n of its discrete levels within the range: say which options
+    diffusion::CosineSchedule c;
     if (o.sigma_min > 0) c.sigma_min = o.sigma_min;
     if (o.sigma_max > 0) c.sigma_max = o.sigma_max;
     const std::size_t kept = c.levels_within_range();
@@ -120,14 +117,8 @@ inline std::vector<double> schedule_sigmas(const SampleOptions& o) {
       throw UsageError("the cosine schedule has " + std::to_string(kept) + " of its " + std::to_string(c.M) +
                        " levels between sigma " + number_text(c.sigma_min) + " and " + number_text(c.sigma_max) +
                        " (--sigma-min, --sigma-max), fewer than --steps " + std::to_string(n));
-    return c.sigmas(n);
   }
-  if (o.schedule == "ddpm") return diffuse::diffusion::DdpmSchedule{}.sigmas(n);
-  diffuse::diffusion::VpSchedule vp;  // "vp"
-  if (o.sigma_min > 0 || o.sigma_max > 0)
-    vp = diffuse::diffusion::VpSchedule::from_range(o.sigma_min > 0 ? o.sigma_min : vp.sigma(vp.eps_s),
-                                         o.sigma_max > 0 ? o.sigma_max : vp.sigma(1.0));
-  return vp.sigmas(n);
+  return diffusion::sigmas_by_name(o.schedule, n, {.sigma_min = o.sigma_min, .sigma_max = o.sigma_max});
 }
 
 // The schedule the options give must run downwards through finite sigmas. A bound given
@@ -162,7 +153,10 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
   for (const auto& e : diffusion::sampler_table)
     samplers += "\n  " + std::string(e.name) + ": " + std::string(e.summary);
   app.add_option("--sampler", o.sampler, samplers)->capture_default_str();
-  app.add_option("--schedule", o.schedule, "sigma schedule (" + joined(schedule_names) + ")")->capture_default_str();
+  std::string schedules = "sigma schedule:";
+  for (const auto& e : diffusion::schedule_table)
+    schedules += "\n  " + std::string(e.name) + ": " + std::string(e.summary);
+  app.add_option("--schedule", o.schedule, schedules)->capture_default_str();
   app.add_option("--steps", o.steps, "sampling steps")->check(integer_in(1, 100'000))->capture_default_str();
   app.add_option("--seed", o.seed, "random seed (image i uses the noise of (seed, i))")->capture_default_str();
   app.add_option("--sigma-min", o.sigma_min, "lowest sigma of the schedule (default: the schedule's own)")
