@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "diffuse/diffusion/named_table.hpp"
 #include "diffuse/diffusion/sampler.hpp"
 
 namespace diffuse::diffusion {
@@ -67,18 +68,10 @@ inline constexpr std::array<SamplerInfo, 14> sampler_table{{
 }};
 
 /// The entry called `name`, or nullptr.
-inline const SamplerInfo* find_sampler(std::string_view name) noexcept {
-  for (const auto& s : sampler_table)
-    if (s.name == name) return &s;
-  return nullptr;
-}
+inline const SamplerInfo* find_sampler(std::string_view name) noexcept { return detail::find_by_name(sampler_table, name); }
 
 /// The sampler names, comma-separated.
-inline std::string sampler_list() {
-  std::string s;
-  for (const auto& e : sampler_table) s += (s.empty() ? "" : ", ") + std::string(e.name);
-  return s;
-}
+inline std::string sampler_list() { return detail::names_joined(sampler_table); }
 
 /// The settings a sampler chosen by name takes (those that do not apply are ignored).
 struct SamplerOptions {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "diffuse/diffusion/named_table.hpp"
 #include "diffuse/diffusion/schedule.hpp"
 
 namespace diffuse::diffusion {
@@ -36,18 +37,10 @@ inline constexpr std::array<ScheduleInfo, 6> schedule_table{{
 }};
 
 /// The entry called `name`, or nullptr.
-inline const ScheduleInfo* find_schedule(std::string_view name) noexcept {
-  for (const auto& s : schedule_table)
-    if (s.name == name) return &s;
-  return nullptr;
-}
+inline const ScheduleInfo* find_schedule(std::string_view name) noexcept { return detail::find_by_name(schedule_table, name); }
 
 /// The schedule names, comma-separated.
-inline std::string schedule_list() {
-  std::string s;
-  for (const auto& e : schedule_table) s += (s.empty() ? "" : ", ") + std::string(e.name);
-  return s;
-}
+inline std::string schedule_list() { return detail::names_joined(schedule_table); }
 
 /// The sigma range of a schedule chosen by name; 0 keeps the schedule's own bound.
 struct ScheduleRange {

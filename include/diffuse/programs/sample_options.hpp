@@ -50,20 +50,6 @@ struct SampleCommandLine {
   bool info = false;               ///< --info
 };
 
-
-/// The samplers diffuse-sample knows, by name.
-inline const std::vector<std::string> sampler_names = [] {
-  std::vector<std::string> v;
-  for (const auto& s : diffusion::sampler_table) v.emplace_back(s.name);
-  return v;
-}();
-/// The sigma schedules diffuse-sample knows, by name (diffusion::schedule_table).
-inline const std::vector<std::string> schedule_names = [] {
-  std::vector<std::string> v;
-  for (const auto& s : diffusion::schedule_table) v.emplace_back(s.name);
-  return v;
-}();
-
 /// The checks of the options among themselves (UsageError), before any file is read.
 inline void check_options(const SampleOptions& o, const CLI::App& app,
                           const std::vector<std::string>& models = model_names) {
@@ -71,10 +57,10 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
     return std::find(names.begin(), names.end(), v) != names.end();
   };
   if (o.checkpoint.empty()) throw UsageError("--checkpoint is required (a training checkpoint or a weights file)");
-  if (!known(sampler_names, o.sampler))
-    throw UsageError("unknown sampler '" + o.sampler + "' (known: " + joined(sampler_names) + ")");
-  if (!known(schedule_names, o.schedule))
-    throw UsageError("unknown schedule '" + o.schedule + "' (known: " + joined(schedule_names) + ")");
+  if (!diffusion::find_sampler(o.sampler))
+    throw UsageError("unknown sampler '" + o.sampler + "' (known: " + diffusion::sampler_list() + ")");
+  if (!diffusion::find_schedule(o.schedule))
+    throw UsageError("unknown schedule '" + o.schedule + "' (known: " + diffusion::schedule_list() + ")");
   if (!o.model.empty() && !known(models, o.model))
     throw UsageError("unknown model '" + o.model + "' (known: " + joined(models) + ")");
   if (app.count("--strength") && o.init.empty()) throw UsageError("--strength goes with --init (img2img)");
