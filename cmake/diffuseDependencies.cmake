@@ -69,3 +69,17 @@ macro(diffuse_find_io_dependencies)
     endif()
   endif()
 endmacro()
+
+# Finds what diffuse::eval (the Fréchet distance, metrics/frechet.hpp) links to: Eigen 3
+# for the symmetric eigendecompositions. Sets DIFFUSE_EVAL_FOUND; with REQUIRED, stops
+# with the Debian package to install.
+macro(diffuse_find_eval_dependencies)
+  cmake_parse_arguments(_diffuse_eval "REQUIRED" "" "" ${ARGN})
+  find_package(Eigen3 3.3 QUIET NO_MODULE)
+  set(DIFFUSE_EVAL_FOUND ${Eigen3_FOUND})
+  if(NOT Eigen3_FOUND AND _diffuse_eval_REQUIRED)
+    message(FATAL_ERROR
+      "diffuse::eval (the Fréchet distance) needs Eigen 3, which was not found.\n"
+      "On Debian or Ubuntu: apt-get install libeigen3-dev")
+  endif()
+endmacro()

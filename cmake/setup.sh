@@ -32,6 +32,7 @@ packages=(
   libgtest-dev                # tests
   libbenchmark-dev            # benchmarks
   libcli11-dev                # the programs' command lines
+  libeigen3-dev               # diffuse::eval: the Fréchet distance's matrix square roots
   zlib1g-dev libspng-dev libstb-dev  # diffuse::io: gzip-compressed data sets; PNG (checksums verified), JPEG
   dataset-fashion-mnist       # real data for the main program and the data tests
 )

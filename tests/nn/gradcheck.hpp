@@ -54,11 +54,11 @@ void expect_gradient(const std::string& what, std::span<double> values, std::spa
 /// run(false), after run(true) has done forward + backward once with zeroed gradients.
 template <class Model, class Run>
 void expect_param_gradients(const std::string& what, Model& model, Run&& run, std::size_t max_checks = 24) {
-  zero_grad_of(model);
+  nn::zero_grad_of(model);
   run(true);
   std::vector<std::pair<std::string, std::vector<double>>> grads;
   std::vector<std::span<double>> values;
-  for_each_param_of(model, [&](std::string_view name, std::span<double> v, std::span<double> g) {
+  nn::for_each_param_of(model, [&](std::string_view name, std::span<double> v, std::span<double> g) {
     grads.emplace_back(std::string(name), std::vector<double>(g.begin(), g.end()));
     values.push_back(v);
   });

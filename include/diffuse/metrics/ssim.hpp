@@ -20,7 +20,7 @@
 
 #include "diffuse/core/tensor.hpp"
 
-/// Image quality measures.
+/// Image quality measures: SSIM, the Fréchet distance and its feature network.
 namespace diffuse::metrics {
 
 /// The constants of SSIM (the standard ones by default).
