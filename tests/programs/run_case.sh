@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # One test case of the programs diffuse-train and diffuse-sample (see CMakeLists.txt):
 #
-#   run_case.sh CASE WORK TRAIN SAMPLE TESTKIT
+#   run_case.sh CASE WORK TRAIN SAMPLE TESTKIT [EVAL]
 #
+# (EVAL, diffuse-eval, for the eval_* cases.)
 # WORK is shared by the cases: `setup` writes the data files into WORK/data, `train`
 # trains edm-tiny for 3 steps into WORK/train; every other case works in WORK/CASE.
 # Error cases check that the program exits non-zero and writes exactly one error line,
 # "<program>: error: ...", that contains the expected text and is the last line of stderr.
 set -euo pipefail
 
-case_name=$1 work=$2 train=$3 sample=$4 testkit=$5
+case_name=$1 work=$2 train=$3 sample=$4 testkit=$5 eval=${6:-}
 data=$work/data ckpt=$work/train/checkpoint.safetensors weights=$work/train/model_ema.safetensors
 dir=$work/$case_name
 if [[ $case_name != setup && $case_name != train ]]; then
@@ -511,6 +512,56 @@ case $case_name in
     expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --init "$data/big/big.png" --resize --strength 0.3 --steps 4 --out "$dir"
     need "$dir/big.png" "$dir/grid.png"
     grep -q '^mean SSIM' "$dir/stderr" || fail "no SSIM line"
+    ;;
+  eval_frechet)  # diffuse-eval: a classifier on 16 labelled images, then distances
+    cls=$dir/classifier.safetensors
+    expect_ok "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --epochs 2 --batch 8 --out "$cls"
+    need "$cls"
+    grep -q '^test accuracy [0-9.]* (16 images' "$dir/stdout" || fail "no test accuracy line"
+    "$testkit" json "$cls" || fail "the classifier's header is not JSON"
+    expect_ok "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/train.idx"
+    d=$(sed -n 's/^frechet_distance //p' "$dir/stdout")
+    awk -v d="$d" 'BEGIN { exit !(d > -1e-4 && d < 1e-4) }' || fail "a set against itself: distance $d, expected 0"
+    expect_ok "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/init"
+    d=$(sed -n 's/^frechet_distance //p' "$dir/stdout")
+    awk -v d="$d" 'BEGIN { exit !(d > 1e-4) }' || fail "other images: distance $d, expected > 0"
+    grep -q "4 images of $data/init against 16" "$dir/stderr" || fail "the image counts are not reported"
+    # --count and --skip pick disjoint parts of one set.
+    expect_ok "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/train.idx" --count 8 --skip 8
+    grep -q "8 images of" "$dir/stderr" || fail "--count 8 --skip 8 did not take 8 images"
+    ;;
+  eval_errors)  # bad input to diffuse-eval: one error line naming the file or option
+    cls=$dir/classifier.safetensors
+    expect_error "nope.safetensors: no such file" "$eval" fd --classifier "$dir/nope.safetensors" \
+      --reference "$data/train.idx" --images "$data/train.idx"
+    expect_error "not a classifier" "$eval" fd --classifier "$ckpt" --reference "$data/train.idx" --images "$data/init"
+    expect_error "garbage.safetensors" "$eval" fd --classifier "$data/garbage.safetensors" \
+      --reference "$data/train.idx" --images "$data/init"
+    expect_error "labels-short.idx: 8 labels for 16 images" "$eval" classifier --data "$data/train.idx" \
+      --labels "$data/labels-short.idx" --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --out "$cls"
+    expect_error "labels-12.idx: label 1" "$eval" classifier --data "$data/train.idx" --labels "$data/labels-12.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --out "$cls"
+    expect_error "--test-labels" "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --out "$cls"
+    expect_error "--shape" "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --shape 30x30x1 --out "$cls"
+    expect_error "IDX files hold grey images" "$eval" classifier --data "$data/train.idx" \
+      --labels "$data/train-labels.idx" --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" \
+      --shape 32x32x3 --out "$cls"
+    expect_error "--epochs" "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --epochs 0 --out "$cls"
+    [[ ! -e $cls ]] || fail "a failed run left $cls behind"
+    expect_ok "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --epochs 1 --batch 8 --out "$cls"
+    expect_error "none left after skipping 16" "$eval" fd --classifier "$cls" --reference "$data/train.idx" \
+      --images "$data/train.idx" --skip 16
+    expect_error "at least two images" "$eval" fd --classifier "$cls" --reference "$data/train.idx" \
+      --images "$data/train.idx" --count 1
+    expect_error "big.png" "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/big"
+    expect_error "big.idx" "$eval" fd --classifier "$cls" --reference "$data/big.idx" --images "$data/train.idx"
+    expect_error "empty: no images" "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/empty"
+    expect_error "A subcommand is required" "$eval"
     ;;
   *)
     echo "unknown case $case_name" >&2

@@ -1,0 +1,225 @@
+// diffuse-eval: the Fréchet distance of generated images with diffuse's own feature
+// network (metrics/classifier.hpp, metrics/frechet.hpp). Two commands:
+//
+//   diffuse-eval classifier --data TRAIN --labels LABELS --test-data TEST --test-labels TEST_LABELS --out FILE
+//       trains the feature network on labelled images (an IDX file and its labels, or a
+//       folder of class folders with --class-folders), prints its accuracy on the test
+//       images and writes its weights (safetensors, atomically) with that accuracy;
+//   diffuse-eval fd --classifier FILE --reference TEST --images SAMPLES
+//       prints the Fréchet distance between the features of two sets of images (an IDX
+//       file or a folder of image files; a folder's grid.png, the grid diffuse-sample
+//       writes beside the images, is left out).
+//
+// The distance compares sets only under one feature network: not Inception FID, and not
+// between two classifiers' numbers (docs/quality.md).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "diffuse/io/atomic_file.hpp"
+#include "diffuse/io/data_error.hpp"
+#include "diffuse/io/idx.hpp"
+#include "diffuse/io/image_folder.hpp"
+#include "diffuse/metrics/classifier.hpp"
+#include "diffuse/programs/common.hpp"
+
+namespace diffuse::programs {
+
+/// diffuse-eval's options (both commands).
+struct EvalOptions {
+  std::string data, labels, test_data, test_labels, out;  ///< classifier: --data ... --out
+  bool class_folders = false;    ///< classifier: --class-folders (labels from the sub-folders)
+  std::string shape = "28x28x1";  ///< classifier: --shape of the images (HxWxC)
+  std::size_t epochs = 3;         ///< classifier: --epochs
+  std::size_t batch = 128;        ///< classifier: --batch
+  double lr = 2e-3;               ///< classifier: --lr
+  std::uint64_t seed = 0;         ///< classifier: --seed
+  std::string classifier, reference, images;  ///< fd: --classifier, --reference, --images
+  std::size_t count = 0;  ///< fd: --count, N images of --images (0: all)
+  std::size_t skip = 0;   ///< fd: --skip, images of --images passed over before those
+  bool resize = false;  ///< --resize images of another size
+  int threads = 0;      ///< --threads
+};
+
+/// The image shapes diffuse-eval has a feature network for (those of the programs' models).
+inline const std::vector<std::string> eval_shapes = {"28x28x1", "32x32x3", "64x64x3"};
+
+/// Images of (H, W, C) from an IDX file (C == 1) or a folder of image files (with its
+/// sub-folders; files called grid.png left out, the others in name order): `count`
+/// images (0: all) after the first `skip`. Throws io::DataError naming the file or folder,
+/// also when it has no more than `skip` images.
+template <std::size_t H, std::size_t W, std::size_t C>
+Tensor<float, Shape<dyn, H, W, C>> load_eval_images(const std::string& path, bool resize, std::size_t count = 0,
+                                                    std::size_t skip = 0) {
+  auto part = [&](std::size_t total) {
+    if (skip >= total)
+      throw io::DataError(path, std::to_string(total) + " images, none left after skipping " + std::to_string(skip));
+    return count == 0 ? total - skip : std::min(count, total - skip);
+  };
+  if (!std::filesystem::is_directory(path)) {
+    if (!std::filesystem::exists(path)) throw io::DataError(path, "no such file or folder");
+    if constexpr (C != 1) {
+      throw io::DataError(path, "IDX files hold grey images, but the classifier takes " + std::to_string(C) +
+                                    " channels (give a folder of image files)");
+    } else {
+      auto all = io::load_idx_images<H, W>(path);
+      const std::size_t n = part(all.batch());
+      if (n == all.batch()) return all;
+      Tensor<float, Shape<dyn, H, W, C>> some(n);
+      std::copy_n(all.data() + skip * H * W * C, some.size(), some.data());
+      return some;
+    }
+  }
+  std::vector<std::string> files = io::image_files(path, /*recursive=*/true);
+  std::erase_if(files, [](const std::string& f) { return std::filesystem::path(f).filename() == "grid.png"; });
+  if (files.empty()) throw io::DataError(path, "no images besides grid.png");
+  const std::size_t n = part(files.size());
+  Tensor<float, Shape<dyn, H, W, C>> t(n);
+  const io::ImageFit fit{.resize = resize};
+  for (std::size_t i = 0; i < n; ++i)
+    io::load_image<H, W, C>(files[skip + i], t.item(i), fit);
+  return t;
+}
+
+/// `diffuse-eval classifier` for images of (H, W, C).
+template <std::size_t H, std::size_t W, std::size_t C>
+int eval_train_classifier(const EvalOptions& o, const char* program) {
+  constexpr std::size_t K = label_classes;
+  std::vector<std::string> train_classes;  // class folders of --data, which --test-data must repeat
+  auto load = [&](const std::string& data, const std::string& labels, bool folders, const char* what) {
+    std::vector<int> l;
+    Tensor<float, Shape<dyn, H, W, C>> images;
+    if (folders) {
+      auto r = io::load_class_folders<H, W, C>(data, io::ImageFit{.resize = o.resize});
+      if (r.classes.size() > K)
+        throw io::DataError(data, std::to_string(r.classes.size()) + " class folders; the classifier takes at most " +
+                                      std::to_string(K));
+      if (train_classes.empty()) train_classes = r.classes;
+      else if (r.classes != train_classes)
+        throw io::DataError(data, "class folders " + joined(r.classes) + ", but --data has " + joined(train_classes));
+      images = std::move(r.images);
+      l = std::move(r.labels);
+    } else {
+      if (labels.empty()) throw UsageError(std::string(what) + " needs its labels (an IDX label file)");
+      images = load_eval_images<H, W, C>(data, o.resize);
+      l = io::load_idx_labels(labels);
+      if (l.size() != images.batch())
+        throw io::DataError(labels, std::to_string(l.size()) + " labels for " + std::to_string(images.batch()) +
+                                        " images of " + data);
+      for (int y : l)
+        if (y < 0 || std::size_t(y) >= K)
+          throw io::DataError(labels, "label " + std::to_string(y) + ": the classifier takes classes 0.." +
+                                          std::to_string(K - 1));
+    }
+    std::fprintf(stderr, "%s: %zu images of %zux%zux%zu from %s\n", program, images.batch(), H, W, C, data.c_str());
+    return std::pair{std::move(images), std::move(l)};
+  };
+  const auto [train, train_labels] = load(o.data, o.labels, o.class_folders, "--data");
+  const auto [test, test_labels] = load(o.test_data, o.test_labels, o.class_folders, "--test-data");
+  metrics::Classifier<H, W, C, K> net;
+  metrics::train_classifier(net, train.view(), train_labels,
+                            {.epochs = o.epochs, .batch = o.batch, .lr = o.lr, .seed = o.seed},
+                            [&](std::size_t epoch, double loss) {
+                              std::fprintf(stderr, "%s: epoch %zu of %zu: mean cross-entropy %.4f\n", program,
+                                           epoch + 1, o.epochs, loss);
+                            });
+  const double acc = metrics::accuracy(net, test.view(), test_labels);
+  std::printf("test accuracy %.4f (%zu images of %s)\n", acc, test.batch(), o.test_data.c_str());
+  const std::map<std::string, std::string> meta = {{"diffuse.test_accuracy", exact_text(acc)},
+                                                   {"diffuse.train_data", o.data},
+                                                   {"diffuse.test_data", o.test_data},
+                                                   {"diffuse.epochs", std::to_string(o.epochs)}};
+  io::write_atomically(o.out, [&](const std::string& tmp) { metrics::save_classifier(net, tmp, meta); });
+  std::fprintf(stderr, "%s: wrote %s\n", program, o.out.c_str());
+  return 0;
+}
+
+/// `diffuse-eval fd` with the classifier `file` of images (H, W, C).
+template <std::size_t H, std::size_t W, std::size_t C>
+int eval_frechet(const EvalOptions& o, const io::SafetensorsFile& file, const char* program) {
+  metrics::Classifier<H, W, C, label_classes> net;
+  metrics::load_classifier(net, file);
+  const auto ref = load_eval_images<H, W, C>(o.reference, o.resize);
+  const auto gen = load_eval_images<H, W, C>(o.images, o.resize, o.count, o.skip);
+  if (ref.batch() < 2 || gen.batch() < 2)
+    throw UsageError("the Fréchet distance needs at least two images in each set (" + std::to_string(gen.batch()) +
+                     " in --images, " + std::to_string(ref.batch()) + " in --reference)");
+  const double d = metrics::frechet_distance(metrics::feature_stats(net, gen.view()), metrics::feature_stats(net, ref.view()));
+  std::fprintf(stderr, "%s: %zu images of %s against %zu of %s, features of %s\n", program, gen.batch(),
+               o.images.c_str(), ref.batch(), o.reference.c_str(), o.classifier.c_str());
+  std::printf("frechet_distance %.6g\n", d);
+  return 0;
+}
+
+/// The whole of diffuse-eval: returns the exit status (0 done, 1 bad data or classifier
+/// file, 2 bad command line).
+inline int eval_main(int argc, char** argv) {
+  const std::string name = program_name(argc, argv, "diffuse-eval");
+  const char* program = name.c_str();
+  EvalOptions o;
+  CLI::App app{name + ": the Fréchet distance of generated images under diffuse's own feature network"};
+  app.require_subcommand(1);
+  auto* cls = app.add_subcommand("classifier", "train the feature network on labelled images and write its weights");
+  cls->add_option("--data", o.data, "training images: an IDX file, or with --class-folders a folder of class folders")
+      ->required();
+  cls->add_option("--labels", o.labels, "their labels (IDX)");
+  cls->add_option("--test-data", o.test_data, "held-out images to measure the accuracy on")->required();
+  cls->add_option("--test-labels", o.test_labels, "their labels (IDX)");
+  cls->add_flag("--class-folders", o.class_folders, "the labels are the sub-folders of --data and --test-data");
+  cls->add_option("--out", o.out, "the classifier's weights (safetensors)")->required();
+  cls->add_option("--shape", o.shape, "image shape HxWxC")->check(CLI::IsMember(eval_shapes))->capture_default_str();
+  cls->add_option("--epochs", o.epochs, "passes over the data")->check(integer_in(1, 1000))->capture_default_str();
+  cls->add_option("--batch", o.batch, "images per step")->check(integer_in(1, max_batch))->capture_default_str();
+  cls->add_option("--lr", o.lr, "AdamW learning rate")->check(real_in(0, 10, true))->capture_default_str();
+  cls->add_option("--seed", o.seed, "initialisation and shuffle")->capture_default_str();
+  auto* fd = app.add_subcommand("fd", "print the Fréchet distance between the features of two sets of images");
+  fd->add_option("--classifier", o.classifier, "the feature network (written by diffuse-eval classifier)")->required();
+  fd->add_option("--reference", o.reference, "real images: an IDX file or a folder of image files")->required();
+  fd->add_option("--images", o.images, "generated images: an IDX file or a folder (its grid.png left out)")->required();
+  fd->add_option("--count", o.count, "use N images of --images (0: all)")
+      ->check(integer_in(0, 100'000'000))->capture_default_str();
+  fd->add_option("--skip", o.skip, "pass over the first N images of --images (disjoint sets of real images "
+                                   "measure the distance's noise)")
+      ->check(integer_in(0, 100'000'000))->capture_default_str();
+  for (CLI::App* sub : {cls, fd}) {
+    sub->add_flag("--resize", o.resize, "resize images of another size (else they are an error)");
+    sub->add_option("--threads", o.threads, "OpenMP threads (default: all cores)")->check(integer_in(1, max_threads));
+  }
+  if (const int code = parse_command_line(app, argc, argv, program); code >= 0) return code;
+  if (o.threads > 0) set_num_threads(o.threads);
+  std::fprintf(stderr, "%s\n", info_line().c_str());
+  return run_reporting_errors(program, [&] {
+    if (cls->parsed()) {
+      if (!o.class_folders && (o.labels.empty() || o.test_labels.empty()))
+        throw UsageError("classifier: --labels and --test-labels name the classes of --data and --test-data "
+                         "(or --class-folders for folders of class folders)");
+      if (o.class_folders && (!o.labels.empty() || !o.test_labels.empty()))
+        throw UsageError("classifier: --class-folders takes the labels from the folders; leave out --labels and --test-labels");
+      if (o.shape == "28x28x1") return eval_train_classifier<28, 28, 1>(o, program);
+      if (o.shape == "32x32x3") return eval_train_classifier<32, 32, 3>(o, program);
+      return eval_train_classifier<64, 64, 3>(o, program);
+    }
+    if (!std::filesystem::is_regular_file(o.classifier))
+      throw io::DataError(o.classifier, "no such file (make one with: " + name +
+                                            " classifier --data ... --labels ... --test-data ... --test-labels ... --out FILE)");
+    const io::SafetensorsFile file(o.classifier);
+    const auto& m = file.metadata();
+    const auto it = m.find(metrics::classifier_keys::shape);
+    const std::string shape = it == m.end() ? "" : it->second;
+    if (shape == "28x28x1") return eval_frechet<28, 28, 1>(o, file, program);
+    if (shape == "32x32x3") return eval_frechet<32, 32, 3>(o, file, program);
+    if (shape == "64x64x3") return eval_frechet<64, 64, 3>(o, file, program);
+    throw io::DataError(o.classifier, "not a classifier written by diffuse-eval classifier (" +
+                                          (shape.empty() ? std::string("its metadata give no image shape")
+                                                         : "image shape " + shape + ", expected one of " +
+                                                               joined(eval_shapes)) + ")");
+  });
+}
+
+}  // namespace diffuse::programs
