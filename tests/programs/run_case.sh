@@ -107,7 +107,7 @@ case $case_name in
     [[ ! -e $dir/run/log.jsonl ]] || fail "a log was started" ;;
   train_resume_keeps_hyperparameters)  # 3 steps, then --resume to 5 without the options: as 5 steps in one go
     run=(--data "$data/train.idx" "${tiny[@]}" --sample-every 0 --checkpoint-every 0)
-    hyper=(--batch 4 --lr 0.002 --warmup 2 --ema-half-life 0.001)
+    hyper=(--batch 4 --lr 0.002 --warmup 2 --ema-half-life 0.001 --ema-rampup 0)
     expect_ok "$train" "${run[@]}" "${hyper[@]}" --steps 3 --out "$dir/resumed"
     expect_ok "$train" "${run[@]}" --steps 5 --resume --out "$dir/resumed"
     grep -q 'overrides' "$dir/stderr" && fail "an option was said to override although none was given"
@@ -117,7 +117,13 @@ case $case_name in
     done
     expect_ok "$train" "${run[@]}" --steps 6 --resume --lr 0.001 --out "$dir/resumed"
     grep -q -- "--lr 0.001 overrides the run's 0.002" "$dir/stderr" || fail "the override of --lr was not said"
-    expect_error "--batch 8 differs from the run's batch 4" "$train" "${run[@]}" --steps 7 --resume --batch 8 --out "$dir/resumed" ;;
+    expect_error "--batch 8 differs from the run's batch 4" "$train" "${run[@]}" --steps 7 --resume --batch 8 --out "$dir/resumed"
+    # The ramp-up changes the average: the same 5 steps with EDM's ramp-up give other EMA weights, same raw ones.
+    expect_ok "$train" "${run[@]}" "${hyper[@]}" --ema-rampup 0.05 --steps 5 --out "$dir/rampup"
+    cmp -s "$dir/rampup/model_ema.safetensors" "$dir/straight/model_ema.safetensors" &&
+      fail "--ema-rampup 0 and 0.05 gave the same EMA weights"
+    grep -q '"train.ema_rampup":"0"' "$dir/straight/checkpoint.safetensors" || fail "the checkpoint does not record --ema-rampup 0"
+    ;;
   train_repeated_option)  # the last occurrence wins: cmake/setup.sh main passes its defaults first
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"
@@ -150,7 +156,7 @@ case $case_name in
     expect_error "--label-dropout" "$train" --data "$data/train.idx" --labels "$data/train-labels.idx" --label-dropout 1.5 "${tiny[@]}" --out "$dir" ;;
   train_option_ranges)  # every numeric option: finite, in its range, refused before any file is touched
     for bad in "--lr inf" "--lr nan" "--lr 1e39" "--lr 0" "--epochs nan" "--epochs inf" "--minutes inf" "--minutes -1" \
-               "--ema-half-life inf" "--label-dropout nan" "--label-dropout 1.5" "--batch 1e9" "--batch 2.5" "--warmup -1" \
+               "--ema-half-life inf" "--ema-rampup -0.1" "--ema-rampup nan" "--label-dropout nan" "--label-dropout 1.5" "--batch 1e9" "--batch 2.5" "--warmup -1" \
                "--steps 99999999999" "--threads 0" "--threads 100000" "--log-every 0" "--sample-every x" "--checkpoint-every -2"; do
       # shellcheck disable=SC2086
       expect_error "${bad%% *}: must be " "$train" --data "$data/train.idx" "${tiny[@]}" --out "$dir/run" $bad

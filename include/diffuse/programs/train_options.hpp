@@ -32,6 +32,7 @@ struct TrainOptions {
   int threads = 0;                      ///< --threads (0: OpenMP's default)
   std::uint64_t seed = 0;               ///< --seed
   double ema_half_life = 0.5;           ///< --ema-half-life, millions of images (EDM: 0.5)
+  double ema_rampup = 0.05;             ///< --ema-rampup: EDM's ema_rampup_ratio (0: none)
   double label_dropout = 0.1;           ///< --label-dropout
   std::set<std::string> given;  ///< options on the command line ("--lr"); a resumed run keeps the others
   std::uint64_t sample_every = 500;     ///< --sample-every (0: only at the end)
@@ -86,6 +87,10 @@ inline void add_train_options(CLI::App& app, TrainOptions& o, TrainCommandLine& 
   app.add_option("--seed", o.seed, "random seed (weights, shuffling, noise)")->capture_default_str();
   app.add_option("--ema-half-life", o.ema_half_life, "EMA half-life in millions of images")
       ->check(real_in(0, 1e6, true))->capture_default_str();
+  app.add_option("--ema-rampup", o.ema_rampup,
+                 "EMA ramp-up (EDM's ema_rampup_ratio): the half-life is at most this fraction of the images seen "
+                 "so far, so that early averages forget the initial weights; 0: off (the half-life from the start)")
+      ->check(real_in(0, 1000))->capture_default_str();
   app.add_option("--sample-every", o.sample_every, "write a sample grid every N steps (0: only at the end)")
       ->check(integer_in(0, max_steps))->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every, "save a checkpoint every N steps (0: only at the end)")

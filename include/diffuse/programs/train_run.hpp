@@ -73,6 +73,7 @@ int train_model(const TrainOptions& o) {
   cfg.optimizer.lr = o.lr;
   cfg.optimizer.warmup_steps = o.warmup;
   double ema_half_life = o.ema_half_life;  // millions of images, as the option and the checkpoint say
+  double ema_rampup = o.ema_rampup;
   cfg.label_dropout = o.label_dropout;
   cfg.xflip = o.xflip;
   if (o.resume) {  // a resumed run continues the run it resumes
@@ -105,11 +106,14 @@ int train_model(const TrainOptions& o) {
     cfg.optimizer.warmup_steps = static_cast<std::uint64_t>(
         keep("--warmup", train::keys::warmup, static_cast<double>(cfg.optimizer.warmup_steps), 0, double(max_steps)));
     ema_half_life = keep("--ema-half-life", train::keys::ema_half_life, ema_half_life, 1e-30, 1e6);
+    // (A checkpoint from before --ema-rampup ran with 0.05, the option's default.)
+    ema_rampup = keep("--ema-rampup", train::keys::ema_rampup, ema_rampup, 0, 1000);
     cfg.label_dropout = keep("--label-dropout", train::keys::label_dropout, cfg.label_dropout, 0, 1);
     if (saved.metadata.count(train::keys::xflip)) cfg.xflip = o.xflip || saved.metadata.at(train::keys::xflip) == "1";
   }
   if (cfg.xflip) std::fprintf(stderr, "augmentation: images mirrored left-right half of the time (--xflip)\n");
   cfg.ema.half_life_images = ema_half_life * 1e6;
+  cfg.ema.rampup_ratio = ema_rampup;
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
   if (o.resume) {
@@ -136,6 +140,7 @@ int train_model(const TrainOptions& o) {
                            {{train::keys::lr, exact_text(cfg.optimizer.lr)},
                             {train::keys::warmup, std::to_string(cfg.optimizer.warmup_steps)},
                             {train::keys::ema_half_life, exact_text(ema_half_life)},
+                            {train::keys::ema_rampup, exact_text(ema_rampup)},
                             {train::keys::data, o.data},
                             {train::keys::label_dropout, exact_text(cfg.label_dropout)},
                             {train::keys::xflip, cfg.xflip ? "1" : "0"},

@@ -41,6 +41,7 @@ inline constexpr const char* data = "train.data";                    ///< data s
 inline constexpr const char* label_dropout = "train.label_dropout";  ///< fraction without label
 inline constexpr const char* warmup = "train.warmup";                ///< learning-rate warm-up steps
 inline constexpr const char* ema_half_life = "train.ema_half_life";  ///< EMA half-life, millions of images
+inline constexpr const char* ema_rampup = "train.ema_rampup";        ///< EMA ramp-up ratio (absent: 0.05)
 inline constexpr const char* xflip = "train.xflip";                  ///< "1": images mirrored half of the time
 inline constexpr const char* class_names = "train.class_names";      ///< JSON array of the class folders' names
 }  // namespace keys
