@@ -55,10 +55,12 @@ class Classifier {
   using Conv0 = nn::Conv3x3<T, C, 32, H, W>;  ///< (H, W): C -> 32
   using Norm0 = nn::GroupNormSiLU<T, H, W, 32, 8>;  ///< GroupNorm (8 groups) + SiLU
   using Conv1 = nn::Conv2d<T, 32, 64, 3, H, W, 2, 1>;  ///< stride 2: 32 -> 64
-  static constexpr std::size_t H1 = Conv1::OH, W1 = Conv1::OW;  ///< Size after conv1.
+  static constexpr std::size_t H1 = Conv1::OH;  ///< Height after conv1.
+  static constexpr std::size_t W1 = Conv1::OW;  ///< Width after conv1.
   using Norm1 = nn::GroupNormSiLU<T, H1, W1, 64, 8>;  ///< GroupNorm (8 groups) + SiLU
   using Conv2 = nn::Conv2d<T, 64, 128, 3, H1, W1, 2, 1>;  ///< stride 2: 64 -> 128
-  static constexpr std::size_t H2 = Conv2::OH, W2 = Conv2::OW;  ///< Size after conv2.
+  static constexpr std::size_t H2 = Conv2::OH;  ///< Height after conv2.
+  static constexpr std::size_t W2 = Conv2::OW;  ///< Width after conv2.
   using Norm2 = nn::GroupNormSiLU<T, H2, W2, 128, 8>;  ///< GroupNorm (8 groups) + SiLU
   using Conv3 = nn::Conv3x3<T, 128, feature_dim, H2, W2>;  ///< 128 -> feature_dim
   using Norm3 = nn::GroupNormSiLU<T, H2, W2, feature_dim, 8>;  ///< GroupNorm (8 groups) + SiLU

@@ -33,14 +33,20 @@ namespace diffuse::programs {
 
 /// diffuse-eval's options (both commands).
 struct EvalOptions {
-  std::string data, labels, test_data, test_labels, out;  ///< classifier: --data ... --out
+  std::string data;         ///< classifier: --data, the training images
+  std::string labels;       ///< classifier: --labels (IDX)
+  std::string test_data;    ///< classifier: --test-data, the held-out images
+  std::string test_labels;  ///< classifier: --test-labels (IDX)
+  std::string out;          ///< classifier: --out, the weights file
   bool class_folders = false;    ///< classifier: --class-folders (labels from the sub-folders)
   std::string shape = "28x28x1";  ///< classifier: --shape of the images (HxWxC)
   std::size_t epochs = 3;         ///< classifier: --epochs
   std::size_t batch = 128;        ///< classifier: --batch
   double lr = 2e-3;               ///< classifier: --lr
   std::uint64_t seed = 0;         ///< classifier: --seed
-  std::string classifier, reference, images;  ///< fd: --classifier, --reference, --images
+  std::string classifier;  ///< fd: --classifier, the feature network's file
+  std::string reference;   ///< fd: --reference, the real images
+  std::string images;      ///< fd: --images, the generated images
   std::size_t count = 0;  ///< fd: --count, N images of --images (0: all)
   std::size_t skip = 0;   ///< fd: --skip, images of --images passed over before those
   bool resize = false;  ///< --resize images of another size
