@@ -537,6 +537,36 @@ case $case_name in
     expect_ok "$eval" fd --classifier "$cls" --reference "$data/train.idx" --images "$data/train.idx" --count 8 --skip 8
     grep -q "8 images of" "$dir/stderr" || fail "--count 8 --skip 8 did not take 8 images"
     ;;
+  eval_posthoc_ema)  # power-EMA snapshots while training, resumed, and diffuse-eval ema combining them
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --sample-every 0 --ema-snapshot-every 2)
+    expect_ok "$train" "${run[@]}" --steps 4 --out "$dir/run"
+    expect_ok "$train" "${run[@]}" --steps 6 --resume --out "$dir/run"
+    snaps=$dir/run/ema-snapshots
+    for t in 8 16 24; do
+      for s in 0.050 0.100; do need "$snaps/phema-$(printf %012d "$t")-$s.safetensors"; done
+    done
+    [[ $(ls "$snaps" | wc -l) == 6 ]] || fail "expected 6 snapshots (3 times x 2 widths): $(ls "$snaps")"
+    "$testkit" json "$dir/run/checkpoint.safetensors" || fail "the checkpoint's header is not JSON"
+    grep -q '"phema050.out_conv.weight"' "$dir/run/checkpoint.safetensors" || fail "the checkpoint lacks the power EMAs"
+    # A kept width reconstructs itself: its samples match the snapshot's.
+    expect_ok "$eval" ema --snapshots "$snaps" --sigma-rel 0.05 --out "$dir/r05.safetensors"
+    grep -q "^sigma_rel 0.05 at 24 images from 6 snapshots" "$dir/stdout" || fail "no summary line"
+    expect_ok "$eval" ema --snapshots "$snaps" --sigma-rel 0.08 --at 16 --out "$snaps/phema-r08.safetensors"
+    grep -q "at 16 images from 4 snapshots" "$dir/stdout" || fail "--at 16 did not take the 4 snapshots up to 16 images"
+    # ... and that reconstruction, written into the folder, is not taken for a snapshot.
+    expect_ok "$eval" ema --snapshots "$snaps" --sigma-rel 0.05 --out "$dir/r05b.safetensors"
+    grep -q "from 6 snapshots" "$dir/stdout" || fail "a reconstruction in the folder was taken for a snapshot"
+    for w in "$dir/r05.safetensors" "$snaps/phema-000000000024-0.050.safetensors"; do
+      expect_ok "$sample" --checkpoint "$w" --count 2 --steps 4 --seed 3 --out "$dir/s-$(basename "$w" .safetensors)"
+    done
+    "$testkit" compare "$dir/s-r05/grid.png" "$dir/s-phema-000000000024-0.050/grid.png" 1 >/dev/null ||
+      fail "the reconstruction of a kept width samples differently from the snapshot"
+    expect_error "no snapshot at 10 images" "$eval" ema --snapshots "$snaps" --at 10 --out "$dir/x.safetensors"
+    expect_error "--sigma-rel" "$eval" ema --snapshots "$snaps" --sigma-rel 0.3 --out "$dir/x.safetensors"
+    expect_error "no power-EMA snapshots" "$eval" ema --snapshots "$data/empty" --out "$dir/x.safetensors"
+    expect_error "--ema-snapshot-every" "$train" "${run[@]}" --ema-snapshot-every -1 --out "$dir/x"
+    [[ ! -e $dir/x.safetensors ]] || fail "a failed reconstruction left a file"
+    ;;
   eval_errors)  # bad input to diffuse-eval: one error line naming the file or option
     cls=$dir/classifier.safetensors
     expect_error "nope.safetensors: no such file" "$eval" fd --classifier "$dir/nope.safetensors" \

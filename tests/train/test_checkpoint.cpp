@@ -98,6 +98,57 @@ TEST(Checkpoint, ResumingFromAFileIsBitIdentical) {
   EXPECT_EQ(std::memcmp(ema_a.data(), ema_c.data(), ema_a.size() * sizeof(float)), 0);
 }
 
+// Power-function EMAs are part of the state: they resume bit-identically; a checkpoint
+// written without them loads, and they start from its EMA weights.
+TEST(Checkpoint, PowerEmasResumeAndOlderCheckpointsLoad) {
+  const auto data = images();
+  auto with_power = config();
+  with_power.power_ema = {0.05, 0.10};
+  auto averages = [](train::Trainer<Model, Images>& t, std::size_t k) {
+    std::vector<float> v;
+    t.power_ema().average(k).for_each_param([&](std::string_view, std::span<float> p) { v.insert(v.end(), p.begin(), p.end()); });
+    return v;
+  };
+  auto straight = std::make_unique<Model>();
+  train::Trainer a(*straight, data, with_power);
+  for (int s = 0; s < 5; ++s) a.step();
+  const std::string path = temp_path("resume-power.safetensors");
+  {
+    auto first = std::make_unique<Model>();
+    train::Trainer b(*first, data, with_power);
+    for (int s = 0; s < 3; ++s) b.step();
+    train::save_checkpoint(path, "edm-tiny", *first, b);
+  }
+  const io::SafetensorsFile file(path);
+  EXPECT_TRUE(file.contains("phema050.out_conv.weight"));
+  EXPECT_TRUE(file.contains("phema100.out_conv.weight"));
+  auto resumed = std::make_unique<Model>(diffusion::Edm{}, 999);
+  train::Trainer c(*resumed, data, with_power);
+  EXPECT_FALSE(train::load_checkpoint(path, "edm-tiny", *resumed, c).power_ema_from_ema);
+  for (int s = 0; s < 2; ++s) c.step();
+  for (std::size_t k = 0; k < 2; ++k) {
+    const auto want = averages(a, k), got = averages(c, k);
+    ASSERT_EQ(want.size(), got.size());
+    EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << "average " << k;
+  }
+  EXPECT_NE(averages(a, 0), averages(a, 1));  // two widths, two averages
+
+  const std::string old = temp_path("without-power.safetensors");
+  {
+    auto first = std::make_unique<Model>();
+    train::Trainer b(*first, data, config());
+    for (int s = 0; s < 3; ++s) b.step();
+    train::save_checkpoint(old, "edm-tiny", *first, b);
+  }
+  auto later = std::make_unique<Model>();
+  train::Trainer d(*later, data, with_power);
+  EXPECT_TRUE(train::load_checkpoint(old, "edm-tiny", *later, d).power_ema_from_ema);
+  std::vector<float> ema;
+  d.ema().for_each_param([&](std::string_view, std::span<float> v) { ema.insert(ema.end(), v.begin(), v.end()); });
+  EXPECT_EQ(averages(d, 0), ema);
+  EXPECT_EQ(averages(d, 1), ema);
+}
+
 // The same through a class-conditional model: labels and their dropout are part of the
 // run's random state (seed and step), so resuming still changes nothing.
 TEST(Checkpoint, ConditionalRunResumesBitIdentically) {

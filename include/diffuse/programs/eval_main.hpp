@@ -8,7 +8,10 @@
 //   diffuse-eval fd --classifier FILE --reference TEST --images SAMPLES
 //       prints the Fréchet distance between the features of two sets of images (an IDX
 //       file or a folder of image files; a folder's grid.png, the grid diffuse-sample
-//       writes beside the images, is left out).
+//       writes beside the images, is left out);
+//   diffuse-eval ema --snapshots RUN/ema-snapshots --sigma-rel 0.08 --out FILE
+//       writes the power-function EMA of that width (EDM2's post-hoc EMA) from the
+//       snapshots diffuse-train wrote: weights diffuse-sample reads.
 //
 // The distance compares sets only under one feature network: not Inception FID, and not
 // between two classifiers' numbers (docs/quality.md).
@@ -28,6 +31,7 @@
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/classifier.hpp"
 #include "diffuse/programs/common.hpp"
+#include "diffuse/train/ema_reconstruction.hpp"
 
 namespace diffuse::programs {
 
@@ -49,6 +53,9 @@ struct EvalOptions {
   std::string images;      ///< fd: --images, the generated images
   std::size_t count = 0;  ///< fd: --count, N images of --images (0: all)
   std::size_t skip = 0;   ///< fd: --skip, images of --images passed over before those
+  std::string snapshots;  ///< ema: --snapshots, the ema-snapshots folder of a run
+  double sigma_rel = 0.1;  ///< ema: --sigma-rel, the width to reconstruct
+  std::uint64_t at_images = 0;  ///< ema: --at, the time in images (0: the latest snapshot's)
   bool resize = false;  ///< --resize images of another size
   int threads = 0;      ///< --threads
 };
@@ -193,6 +200,15 @@ inline int eval_main(int argc, char** argv) {
   fd->add_option("--skip", o.skip, "pass over the first N images of --images (disjoint sets of real images "
                                    "measure the distance's noise)")
       ->check(integer_in(0, 100'000'000))->capture_default_str();
+  auto* ema = app.add_subcommand("ema", "write the power-function EMA of any width from a run's snapshots (EDM2 post-hoc EMA)");
+  ema->add_option("--snapshots", o.snapshots, "the run's ema-snapshots folder (diffuse-train --out OUT: OUT/ema-snapshots)")
+      ->required();
+  ema->add_option("--sigma-rel", o.sigma_rel, "the width: the profile's standard deviation relative to the run's length "
+                                              "(EDM2's sigma_rel; 0.05 and 0.10 are kept, others reconstructed)")
+      ->check(real_in(0, 0.288, true))->capture_default_str();
+  ema->add_option("--at", o.at_images, "the time, in images seen, of one of the snapshots (default: the latest)")
+      ->check(integer_in(0, 1'000'000'000'000'000LL));
+  ema->add_option("--out", o.out, "the averaged weights (safetensors)")->required();
   for (CLI::App* sub : {cls, fd}) {
     sub->add_flag("--resize", o.resize, "resize images of another size (else they are an error)");
     sub->add_option("--threads", o.threads, "OpenMP threads (default: all cores)")->check(integer_in(1, max_threads));
@@ -201,6 +217,19 @@ inline int eval_main(int argc, char** argv) {
   if (o.threads > 0) set_num_threads(o.threads);
   std::fprintf(stderr, "%s\n", info_line().c_str());
   return run_reporting_errors(program, [&] {
+    if (ema->parsed()) {
+      const auto snaps = train::list_power_ema_snapshots(o.snapshots);
+      const double at = o.at_images ? double(o.at_images) : snaps.back().profile.images;
+      const auto r = train::reconstruct_power_ema(snaps, {at, o.sigma_rel}, o.out);
+      for (std::size_t i = 0; i < r.used.size(); ++i)
+        std::fprintf(stderr, "%s: %+.6f x %s\n", program, r.fit.coefficients[i], r.used[i].path.c_str());
+      std::printf("sigma_rel %s at %.0f images from %zu snapshots: profile error %.2f %%, wrote %s\n",
+                  exact_text(o.sigma_rel).c_str(), at, r.used.size(), 100.0 * r.fit.relative_error, o.out.c_str());
+      if (r.fit.relative_error > 0.1)
+        std::fprintf(stderr, "%s: warning: the snapshots match this width poorly (profile error above 10 %%): "
+                             "more snapshots (--ema-snapshot-every) or a width nearer 0.05-0.10 fit better\n", program);
+      return 0;
+    }
     if (cls->parsed()) {
       if (!o.class_folders && (o.labels.empty() || o.test_labels.empty()))
         throw UsageError("classifier: --labels and --test-labels name the classes of --data and --test-data "

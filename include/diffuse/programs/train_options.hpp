@@ -37,6 +37,7 @@ struct TrainOptions {
   std::set<std::string> given;  ///< options on the command line ("--lr"); a resumed run keeps the others
   std::uint64_t sample_every = 500;     ///< --sample-every (0: only at the end)
   std::uint64_t checkpoint_every = 1000;  ///< --checkpoint-every (0: only at the end)
+  std::uint64_t ema_snapshot_every = 1000;  ///< --ema-snapshot-every (0: only at the end)
   std::uint64_t log_every = 10;         ///< --log-every
   std::size_t sample_count = 16;        ///< images in a sample grid
   bool resume = false;                  ///< --resume
@@ -94,6 +95,10 @@ inline void add_train_options(CLI::App& app, TrainOptions& o, TrainCommandLine& 
   app.add_option("--sample-every", o.sample_every, "write a sample grid every N steps (0: only at the end)")
       ->check(integer_in(0, max_steps))->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every, "save a checkpoint every N steps (0: only at the end)")
+      ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--ema-snapshot-every", o.ema_snapshot_every,
+                 "write the power-function EMAs (EDM2, widths 0.05 and 0.10) to ema-snapshots/ every N steps and at "
+                 "the end (0: only at the end), for diffuse-eval ema: about twice the weights' size each time")
       ->check(integer_in(0, max_steps))->capture_default_str();
   app.add_option("--log-every", o.log_every, "progress line every N steps when not on a terminal")
       ->check(integer_in(1, max_steps))->capture_default_str();

@@ -14,6 +14,7 @@
 #include "diffuse/diffusion/sampler.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/train/checkpoint.hpp"
+#include "diffuse/train/ema_snapshots.hpp"
 #include "diffuse/train/trainer.hpp"
 #include "diffuse/unet.hpp"
 #include <nlohmann/json.hpp>
@@ -114,10 +115,13 @@ int train_model(const TrainOptions& o) {
   if (cfg.xflip) std::fprintf(stderr, "augmentation: images mirrored left-right half of the time (--xflip)\n");
   cfg.ema.half_life_images = ema_half_life * 1e6;
   cfg.ema.rampup_ratio = ema_rampup;
+  cfg.power_ema = {0.05, 0.10};  // EDM2's pair, for post-hoc EMA (diffuse-eval ema)
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
   if (o.resume) {
-    train::load_checkpoint(checkpoint, o.model, *model, trainer);
+    if (train::load_checkpoint(checkpoint, o.model, *model, trainer).power_ema_from_ema)
+      std::fprintf(stderr, "%s has no power-function EMAs (an older checkpoint): they start from its EMA weights\n",
+                   checkpoint.c_str());
     std::fprintf(stderr, "resumed from %s at step %llu\n", checkpoint.c_str(),
                  static_cast<unsigned long long>(trainer.steps_done()));
   }
@@ -147,6 +151,14 @@ int train_model(const TrainOptions& o) {
                             {train::keys::class_names, nlohmann::json(loaded.classes).dump()}});
     const optim::EmaApplied ema_weights(trainer.ema(), *model);  // the weights sampling uses
     train::export_weights((out / "model_ema.safetensors").string(), model->net(), o.model);
+  };
+  // The power-function EMAs now, for post-hoc EMA; once per time (a resumed run that
+  // stops where it started writes nothing new).
+  std::uint64_t snapshot_images = ~std::uint64_t{0};
+  auto snapshot = [&] {
+    if (trainer.counters().images_seen == 0 || trainer.counters().images_seen == snapshot_images) return;
+    train::save_power_ema_snapshots((out / "ema-snapshots").string(), o.model, *model, trainer);
+    snapshot_images = trainer.counters().images_seen;
   };
   // A class-conditional model draws whole rows, one column per class of the data, guided
   // unless it never saw an image without its label (then it has no unconditional model to
@@ -216,10 +228,12 @@ int train_model(const TrainOptions& o) {
       write_samples(name);
     }
     if (o.checkpoint_every && r.step % o.checkpoint_every == 0) save();
+    if (o.ema_snapshot_every && r.step % o.ema_snapshot_every == 0) snapshot();
   }
   progress.end_line();
   std::fclose(log);
   save();
+  snapshot();
   write_samples("samples.png");
   std::fprintf(stderr, "%s after %llu steps (%s): checkpoint %s, samples %s\n",
                stopped ? "interrupted" : "done", static_cast<unsigned long long>(trainer.steps_done()),

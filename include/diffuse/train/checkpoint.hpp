@@ -4,6 +4,7 @@
 // Tensors (all float32, PyTorch names and layouts, so that PyTorch can read them):
 //   <param>                         the model's weights (the network's state_dict names)
 //   ema.<param>                     the EMA of the weights (what sampling uses)
+//   phema050.<param> ...            power-function EMAs (TrainerConfig::power_ema), if kept
 //   optim.<param>.exp_avg           AdamW's first moment
 //   optim.<param>.exp_avg_sq        AdamW's second moment
 // Metadata (strings):
@@ -54,9 +55,17 @@ auto param_refs(Net& net) {
   return refs;
 }
 
-// The parameter a state tensor belongs to: "ema.X" -> X, "optim.X.exp_avg[_sq]" -> X.
+// A power-function EMA's state tensor: "phema" + three digits + ".".
+inline bool is_power_ema_state(std::string_view state) {
+  return state.size() > power_ema_stem.size() + 4 && state.starts_with(power_ema_stem) &&
+         state[power_ema_stem.size() + 3] == '.';
+}
+
+// The parameter a state tensor belongs to: "ema.X" -> X, "phema050.X" -> X,
+// "optim.X.exp_avg[_sq]" -> X.
 inline std::string_view param_of(std::string_view state) {
   if (state.starts_with(ema_prefix)) return state.substr(ema_prefix.size());
+  if (is_power_ema_state(state)) return state.substr(power_ema_stem.size() + 4);
   state.remove_prefix(optimizer_prefix.size());
   for (std::string_view suffix : {".exp_avg_sq", ".exp_avg"})
     if (state.ends_with(suffix)) return state.substr(0, state.size() - suffix.size());
@@ -100,12 +109,19 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
   io::write_atomically(path, [&](const std::string& tmp) { w.write(tmp); });
 }
 
+/// What load_checkpoint found besides the state it restored.
+struct CheckpointLoad {
+  /// The trainer keeps power-function EMAs the file does not have (written without them,
+  /// or by a version before them): they start from the file's EMA weights.
+  bool power_ema_from_ema = false;
+};
+
 /// Restores a state written by save_checkpoint. Throws io::DataError or
 /// io::SafetensorsError naming the file (and tensor) when it is not a checkpoint of this
 /// configuration, classes, batch size, data set size and seed; then neither the model,
 /// the trainer nor the file is modified.
 template <class Model, class Source, class Loss>
-void load_checkpoint(const std::string& path, const std::string& model_name, Model& model,
+CheckpointLoad load_checkpoint(const std::string& path, const std::string& model_name, Model& model,
                      Trainer<Model, Source, Loss>& trainer) {
   const io::SafetensorsFile f(path);
   const auto format = f.metadata().find(keys::format);
@@ -134,8 +150,15 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   // Read everything first: a bad tensor halfway leaves the model and trainer untouched.
   auto refs = detail::param_refs(model.net());
   std::vector<std::vector<float>> staged;
+  CheckpointLoad report;
+  std::string ema_name;
   auto stage = [&](const nn::ParamRef<float>& p, std::string_view name, std::size_t size) {
     staged.emplace_back(size);
+    if (detail::is_power_ema_state(name) && !f.contains(name)) {
+      ema_name.assign(ema_prefix).append(detail::param_of(name));
+      name = ema_name;
+      report.power_ema_from_ema = true;
+    }
     nn::read_param(f, p, std::span<float>(staged.back()), name);
   };
   model.net().for_each_param_ref([&](const nn::ParamRef<float>& p) { stage(p, p.name, p.value.size()); });
@@ -154,6 +177,7 @@ void load_checkpoint(const std::string& path, const std::string& model_name, Mod
   c.optimizer_steps = info.optimizer_steps;
   c.images_seen = info.images_seen;
   trainer.set_counters(c);
+  return report;
 }
 
 /// Loads the weights to sample with into `net` from `path`: a training checkpoint's EMA

@@ -35,6 +35,7 @@
 #include "diffuse/nn/labels.hpp"
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
+#include "diffuse/optim/power_ema.hpp"
 #include "diffuse/train/image_source.hpp"
 
 /// The training loop, its checkpoints, evaluation and the sources of training images.
@@ -52,6 +53,9 @@ struct TrainerConfig {
   std::uint64_t seed = 0;  ///< seed of every random draw (shuffle, sigma, noise, label dropout)
   optim::AdamWConfig optimizer{.lr = 1e-3, .weight_decay = 0.0, .warmup_steps = 0};  ///< AdamW's settings
   optim::EmaHalfLife ema{};  ///< the half-life of the weights' moving average
+  /// Widths (sigma_rel) of EDM2 power-function EMAs kept besides it, e.g. {0.05, 0.10}
+  /// for post-hoc EMA (optim/power_ema.hpp); none by default.
+  std::vector<double> power_ema{};
   int max_bad_steps = 5;  ///< non-finite steps in a row before TrainingError
   /// Class-conditional models: probability that an image is shown without its label
   /// (-1), so the model also learns the unconditional denoiser that classifier-free
@@ -76,6 +80,9 @@ struct StepReport {
 
 /// Prefix of the EMA's state tensors: "ema.<param>" (Trainer::for_each_state, checkpoints).
 inline constexpr std::string_view ema_prefix = "ema.";
+/// Power-function EMAs' state tensors: optim::power_ema_prefix(sigma_rel) + "<param>",
+/// e.g. "phema050.<param>" (Trainer::for_each_state, checkpoints).
+inline constexpr std::string_view power_ema_stem = "phema";
 /// Prefix of the optimiser's state tensors: "optim.<param>.exp_avg", "optim.<param>.exp_avg_sq".
 inline constexpr std::string_view optimizer_prefix = "optim.";
 
@@ -118,6 +125,7 @@ class Trainer {
   /// smaller than one batch, a label dropout outside [0, 1] or a label that is not a class.
   Trainer(Model& model, const Source& data, TrainerConfig config, Loss loss)
       : model_(model), data_(data), config_(config), loss_(loss), optimizer_(config.optimizer), ema_(model),
+        power_ema_(model, config.power_ema),
         images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, nn::no_label) {
     if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
     if (data.size() < config.batch)
@@ -139,6 +147,7 @@ class Trainer {
   const Loss& loss() const noexcept { return loss_; }  ///< The training loss.
   optim::AdamW& optimizer() noexcept { return optimizer_; }  ///< The optimiser (its state is part of a checkpoint).
   optim::Ema& ema() noexcept { return ema_; }  ///< The moving average of the weights (sampling uses it).
+  optim::PowerEma& power_ema() noexcept { return power_ema_; }  ///< The power-function EMAs (config().power_ema).
 
   /// One training step.
   StepReport step() {
@@ -180,6 +189,7 @@ class Trainer {
     } else {
       bad_in_a_row_ = 0;
       ema_.update(model_, config_.ema, static_cast<double>(images_seen_), static_cast<double>(b));
+      power_ema_.update(model_, static_cast<double>(images_seen_ + b), static_cast<double>(b));
       images_seen_ += b;
     }
     ++step_;
@@ -223,14 +233,16 @@ class Trainer {
   }
 
   /// Calls f(std::string_view name, std::span<float> values) for every tensor of the
-  /// training state besides the model's weights: "ema.<param>", then the optimiser's
-  /// "optim.<param>.exp_avg" and "optim.<param>.exp_avg_sq".
+  /// training state besides the model's weights: "ema.<param>", the power-function EMAs'
+  /// "phema050.<param>" ..., then the optimiser's "optim.<param>.exp_avg" and
+  /// "optim.<param>.exp_avg_sq".
   template <class F>
   void for_each_state(F&& f) {
     ema_.for_each_param([&](std::string_view name, std::span<float> v) {
       const std::string n = std::string(ema_prefix) + std::string(name);
       f(std::string_view(n), v);
     });
+    power_ema_.for_each_param(f);
     optimizer_.for_each_state([&](std::string_view name, std::span<float> v) {
       const std::string n = std::string(optimizer_prefix) + std::string(name);
       f(std::string_view(n), v);
@@ -273,6 +285,7 @@ class Trainer {
   Loss loss_;
   optim::AdamW optimizer_;
   optim::Ema ema_;
+  optim::PowerEma power_ema_;
   Tensor<float, Batch> images_, noise_;
   std::vector<float> sigma_;
   std::vector<int> labels_;
