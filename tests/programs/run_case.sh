@@ -567,6 +567,26 @@ case $case_name in
     expect_error "--ema-snapshot-every" "$train" "${run[@]}" --ema-snapshot-every -1 --out "$dir/x"
     [[ ! -e $dir/x.safetensors ]] || fail "a failed reconstruction left a file"
     ;;
+  eval_train_every)  # diffuse-train --eval-every: the distance in log.jsonl, the same noise at every evaluation
+    cls=$dir/classifier.safetensors
+    expect_ok "$eval" classifier --data "$data/train.idx" --labels "$data/train-labels.idx" \
+      --test-data "$data/train.idx" --test-labels "$data/train-labels.idx" --epochs 1 --batch 8 --out "$cls"
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --sample-every 0 --steps 4)
+    ev=(--eval-every 2 --eval-count 4 --eval-classifier "$cls" --eval-reference "$data/train.idx")
+    expect_ok "$train" "${run[@]}" "${ev[@]}" --out "$dir/a"
+    [[ $(grep -c '"frechet_distance":[0-9]' "$dir/a/log.jsonl") == 2 ]] || fail "expected 2 evaluations in log.jsonl (steps 2, 4)"
+    grep -q "^step 4: Fréchet distance" "$dir/stderr" || fail "the evaluation is not reported on stderr"
+    expect_ok "$train" "${run[@]}" "${ev[@]}" --out "$dir/b"
+    diff <(grep -o '"frechet_distance":[^,}]*' "$dir/a/log.jsonl") <(grep -o '"frechet_distance":[^,}]*' "$dir/b/log.jsonl") ||
+      fail "two identical runs logged different distances"
+    expect_error "--eval-every needs --eval-classifier" "$train" "${run[@]}" --eval-every 2 --out "$dir/x"
+    expect_error "go with --eval-every" "$train" "${run[@]}" --eval-classifier "$cls" --out "$dir/x"
+    expect_error "--eval-count" "$train" "${run[@]}" "${ev[@]}" --eval-count 1 --out "$dir/x"
+    expect_error "not a diffuse classifier" "$train" "${run[@]}" --eval-every 2 --eval-classifier "$ckpt" \
+      --eval-reference "$data/train.idx" --out "$dir/x"
+    expect_error "nope.idx" "$train" "${run[@]}" "${ev[@]}" --eval-reference "$data/nope.idx" --out "$dir/x"
+    [[ ! -e $dir/x/checkpoint.safetensors ]] || fail "a refused run wrote a checkpoint"
+    ;;
   eval_errors)  # bad input to diffuse-eval: one error line naming the file or option
     cls=$dir/classifier.safetensors
     expect_error "nope.safetensors: no such file" "$eval" fd --classifier "$dir/nope.safetensors" \

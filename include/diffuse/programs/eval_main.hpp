@@ -31,6 +31,7 @@
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/classifier.hpp"
 #include "diffuse/programs/common.hpp"
+#include "diffuse/programs/frechet_eval.hpp"
 #include "diffuse/train/ema_reconstruction.hpp"
 
 namespace diffuse::programs {
@@ -62,43 +63,6 @@ struct EvalOptions {
 
 /// The image shapes diffuse-eval has a feature network for (those of the programs' models).
 inline const std::vector<std::string> eval_shapes = {"28x28x1", "32x32x3", "64x64x3"};
-
-/// Images of (H, W, C) from an IDX file (C == 1) or a folder of image files (with its
-/// sub-folders; files called grid.png left out, the others in name order): `count`
-/// images (0: all) after the first `skip`. Throws io::DataError naming the file or folder,
-/// also when it has no more than `skip` images.
-template <std::size_t H, std::size_t W, std::size_t C>
-Tensor<float, Shape<dyn, H, W, C>> load_eval_images(const std::string& path, bool resize, std::size_t count = 0,
-                                                    std::size_t skip = 0) {
-  auto part = [&](std::size_t total) {
-    if (skip >= total)
-      throw io::DataError(path, std::to_string(total) + " images, none left after skipping " + std::to_string(skip));
-    return count == 0 ? total - skip : std::min(count, total - skip);
-  };
-  if (!std::filesystem::is_directory(path)) {
-    if (!std::filesystem::exists(path)) throw io::DataError(path, "no such file or folder");
-    if constexpr (C != 1) {
-      throw io::DataError(path, "IDX files hold grey images, but the classifier takes " + std::to_string(C) +
-                                    " channels (give a folder of image files)");
-    } else {
-      auto all = io::load_idx_images<H, W>(path);
-      const std::size_t n = part(all.batch());
-      if (n == all.batch()) return all;
-      Tensor<float, Shape<dyn, H, W, C>> some(n);
-      std::copy_n(all.data() + skip * H * W * C, some.size(), some.data());
-      return some;
-    }
-  }
-  std::vector<std::string> files = io::image_files(path, /*recursive=*/true);
-  std::erase_if(files, [](const std::string& f) { return std::filesystem::path(f).filename() == "grid.png"; });
-  if (files.empty()) throw io::DataError(path, "no images besides grid.png");
-  const std::size_t n = part(files.size());
-  Tensor<float, Shape<dyn, H, W, C>> t(n);
-  const io::ImageFit fit{.resize = resize};
-  for (std::size_t i = 0; i < n; ++i)
-    io::load_image<H, W, C>(files[skip + i], t.item(i), fit);
-  return t;
-}
 
 /// `diffuse-eval classifier` for images of (H, W, C).
 template <std::size_t H, std::size_t W, std::size_t C>
@@ -156,16 +120,14 @@ int eval_train_classifier(const EvalOptions& o, const char* program) {
 /// `diffuse-eval fd` with the classifier `file` of images (H, W, C).
 template <std::size_t H, std::size_t W, std::size_t C>
 int eval_frechet(const EvalOptions& o, const io::SafetensorsFile& file, const char* program) {
-  metrics::Classifier<H, W, C, label_classes> net;
-  metrics::load_classifier(net, file);
-  const auto ref = load_eval_images<H, W, C>(o.reference, o.resize);
+  FrechetEvaluator<H, W, C> evaluate(file, o.reference, o.resize);
   const auto gen = load_eval_images<H, W, C>(o.images, o.resize, o.count, o.skip);
-  if (ref.batch() < 2 || gen.batch() < 2)
+  if (gen.batch() < 2)
     throw UsageError("the Fréchet distance needs at least two images in each set (" + std::to_string(gen.batch()) +
-                     " in --images, " + std::to_string(ref.batch()) + " in --reference)");
-  const double d = metrics::frechet_distance(metrics::feature_stats(net, gen.view()), metrics::feature_stats(net, ref.view()));
+                     " in --images)");
+  const double d = evaluate(gen.view());
   std::fprintf(stderr, "%s: %zu images of %s against %zu of %s, features of %s\n", program, gen.batch(),
-               o.images.c_str(), ref.batch(), o.reference.c_str(), o.classifier.c_str());
+               o.images.c_str(), evaluate.reference_count(), o.reference.c_str(), o.classifier.c_str());
   std::printf("frechet_distance %.6g\n", d);
   return 0;
 }

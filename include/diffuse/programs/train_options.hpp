@@ -38,6 +38,10 @@ struct TrainOptions {
   std::uint64_t sample_every = 500;     ///< --sample-every (0: only at the end)
   std::uint64_t checkpoint_every = 1000;  ///< --checkpoint-every (0: only at the end)
   std::uint64_t ema_snapshot_every = 1000;  ///< --ema-snapshot-every (0: only at the end)
+  std::uint64_t eval_every = 0;         ///< --eval-every: Fréchet distance every N steps (0: never)
+  std::string eval_classifier;          ///< --eval-classifier (diffuse-eval classifier's file)
+  std::string eval_reference;           ///< --eval-reference: real images (IDX or folder)
+  std::size_t eval_count = 1000;        ///< --eval-count: images generated per evaluation
   std::uint64_t log_every = 10;         ///< --log-every
   std::size_t sample_count = 16;        ///< images in a sample grid
   bool resume = false;                  ///< --resume
@@ -100,6 +104,14 @@ inline void add_train_options(CLI::App& app, TrainOptions& o, TrainCommandLine& 
                  "write the power-function EMAs (EDM2, widths 0.05 and 0.10) to ema-snapshots/ every N steps and at "
                  "the end (0: only at the end), for diffuse-eval ema: about twice the weights' size each time")
       ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--eval-every", o.eval_every,
+                 "log the Fréchet distance of --eval-count images (EMA weights, 18-step Heun, the same noise each "
+                 "time) against --eval-reference every N steps and at the end (0: never)")
+      ->check(integer_in(0, max_steps))->capture_default_str();
+  app.add_option("--eval-classifier", o.eval_classifier, "the feature network for --eval-every (diffuse-eval classifier)");
+  app.add_option("--eval-reference", o.eval_reference, "real images for --eval-every: an IDX file or a folder");
+  app.add_option("--eval-count", o.eval_count, "images generated for each --eval-every evaluation")
+      ->check(integer_in(2, 1'000'000))->capture_default_str();
   app.add_option("--log-every", o.log_every, "progress line every N steps when not on a terminal")
       ->check(integer_in(1, max_steps))->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from the checkpoint in the output folder");
@@ -123,6 +135,11 @@ inline void add_train_options(CLI::App& app, TrainOptions& o, TrainCommandLine& 
 inline void check_train_options(TrainOptions& o, const CLI::App& app) {
   if (app.count("--label-dropout") && !o.conditional())
     throw UsageError("--label-dropout goes with --labels or --class-folders (class-conditional training)");
+  const bool eval_files = !o.eval_classifier.empty() || !o.eval_reference.empty();
+  if (o.eval_every > 0 && (o.eval_classifier.empty() || o.eval_reference.empty()))
+    throw UsageError("--eval-every needs --eval-classifier (made by diffuse-eval classifier) and --eval-reference");
+  if (o.eval_every == 0 && (eval_files || app.count("--eval-count")))
+    throw UsageError("--eval-classifier, --eval-reference and --eval-count go with --eval-every N");
   if (!o.labels.empty() && o.class_folders)
     throw UsageError("--labels (an IDX label file) and --class-folders are two sources of labels: give one");
   for (const CLI::Option* opt : app.get_options())

@@ -21,6 +21,7 @@
 
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/data.hpp"
+#include "diffuse/programs/frechet_eval.hpp"
 #include "diffuse/programs/train_options.hpp"
 
 namespace diffuse::programs {
@@ -177,6 +178,18 @@ int train_model(const TrainOptions& o) {
     io::write_png((out / name).string(), io::upscale_nearest(grid, io::readable_scale(grid.width)));
   };
 
+  // --eval-every: the classifier and the reference's statistics, read before training
+  // starts so that a bad file stops the run at once.
+  std::unique_ptr<FrechetEvaluator<R, R, C>> frechet;
+  if (o.eval_every > 0) {
+    if (!fs::is_regular_file(o.eval_classifier))
+      throw io::DataError(o.eval_classifier, "no such file (make one with diffuse-eval classifier)");
+    frechet = std::make_unique<FrechetEvaluator<R, R, C>>(io::SafetensorsFile(o.eval_classifier), o.eval_reference);
+    std::fprintf(stderr, "evaluation: Fréchet distance of %zu images against %zu of %s every %llu steps\n",
+                 o.eval_count, frechet->reference_count(), o.eval_reference.c_str(),
+                 static_cast<unsigned long long>(o.eval_every));
+  }
+
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
   if (!log) throw io::DataError(log_path, "cannot write the log");
   // One JSON object per line, written by a JSON library: a diverging run's NaN or infinite
@@ -186,6 +199,32 @@ int train_model(const TrainOptions& o) {
     std::fflush(log);
   };
   log_line({{"info", info_line()}, {"model", o.model}, {"classes", classes}, {"batch", cfg.batch}, {"seed", cfg.seed}});
+
+  // The Fréchet distance of the EMA weights' images, drawn with the same noise (seed) and
+  // labels each time so that the points of a run compare; batches of at most 100 images.
+  std::uint64_t evaluated_step = ~std::uint64_t{0};
+  auto evaluate = [&] {
+    if (!frechet || trainer.steps_done() == evaluated_step) return;
+    const auto t0 = detail::Clock::now();
+    Tensor<float, typename Net::Batch> images(o.eval_count);
+    const diffusion::Heun<diffusion::KarrasSchedule> heun{.steps = 18};
+    {
+      const optim::EmaApplied ema_weights(trainer.ema(), *model);
+      for (std::size_t start = 0; start < o.eval_count; start += 100) {
+        const std::size_t n = std::min<std::size_t>(100, o.eval_count - start);
+        std::vector<int> labels(n, nn::no_label);
+        for (std::size_t i = 0; i < n && classes > 0; ++i) labels[i] = static_cast<int>((start + i) % classes);
+        heun.sample(diffusion::Guided(*model, labels, guidance), images.items(start, n), 0xE7A1 + start);
+      }
+    }
+    const double d = (*frechet)(images.view());
+    const double seconds = std::chrono::duration<double>(detail::Clock::now() - t0).count();
+    log_line({{"step", trainer.steps_done()}, {"frechet_distance", d}, {"eval_images", o.eval_count},
+              {"eval_seconds", seconds}});
+    std::fprintf(stderr, "\nstep %llu: Fréchet distance %.4g (%zu images, %s)\n",
+                 static_cast<unsigned long long>(trainer.steps_done()), d, o.eval_count, duration_text(seconds).c_str());
+    evaluated_step = trainer.steps_done();
+  };
 
   const std::uint64_t first_step = trainer.steps_done();
   const auto start = detail::Clock::now();
@@ -229,8 +268,10 @@ int train_model(const TrainOptions& o) {
     }
     if (o.checkpoint_every && r.step % o.checkpoint_every == 0) save();
     if (o.ema_snapshot_every && r.step % o.ema_snapshot_every == 0) snapshot();
+    if (o.eval_every && r.step % o.eval_every == 0) evaluate();
   }
   progress.end_line();
+  if (!stopped) evaluate();  // (an interrupted run stops at once)
   std::fclose(log);
   save();
   snapshot();
