@@ -1,6 +1,6 @@
 // diffuse-train's run for edm-cifar-small, with and without classes: one translation unit per
 // configuration, so that they compile in parallel.
-#include <diffuse/programs/train_main.hpp>
+#include <diffuse/programs/train_run.hpp>
 
 namespace {
 [[maybe_unused]] const bool registered =

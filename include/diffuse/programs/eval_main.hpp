@@ -61,8 +61,6 @@ struct EvalOptions {
   int threads = 0;      ///< --threads
 };
 
-/// The image shapes diffuse-eval has a feature network for (those of the programs' models).
-inline const std::vector<std::string> eval_shapes = {"28x28x1", "32x32x3", "64x64x3"};
 
 /// `diffuse-eval classifier` for images of (H, W, C).
 template <std::size_t H, std::size_t W, std::size_t C>

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,12 @@
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/classifier.hpp"
 #include "diffuse/programs/common.hpp"
+#include "diffuse/programs/train_options.hpp"
 
 namespace diffuse::programs {
+
+/// The image shapes diffuse-eval has a feature network for (those of the programs' models).
+inline const std::vector<std::string> eval_shapes = {"28x28x1", "32x32x3", "64x64x3"};
 
 /// Images of (H, W, C) from an IDX file (C == 1) or a folder of image files (with its
 /// sub-folders; files called grid.png left out, the others in name order): `count`
@@ -82,5 +87,24 @@ class FrechetEvaluator {
   metrics::Classifier<H, W, C, label_classes> net_;
   metrics::FeatureStats reference_;
 };
+
+/// A FrechetFactory for images (H, W, C) alone: the FrechetFunction of classifier file
+/// `classifier` and the images `reference`. Throws io::DataError or io::SafetensorsError
+/// naming the file, UsageError for another shape.
+template <std::size_t H, std::size_t W, std::size_t C>
+FrechetFunction frechet_function_for(std::size_t h, std::size_t w, std::size_t c, const std::string& classifier,
+                                     const std::string& reference, std::size_t& reference_count) {
+  if (h != H || w != W || c != C)
+    throw UsageError("the Fréchet distance of this program takes " + std::to_string(H) + "x" + std::to_string(W) + "x" +
+                     std::to_string(C) + " images, not " + std::to_string(h) + "x" + std::to_string(w) + "x" +
+                     std::to_string(c));
+  if (!std::filesystem::is_regular_file(classifier))
+    throw io::DataError(classifier, "no such file (make one with diffuse-eval classifier)");
+  auto e = std::make_shared<FrechetEvaluator<H, W, C>>(io::SafetensorsFile(classifier), reference);
+  reference_count = e->reference_count();
+  return [e](const float* images, std::size_t n) {
+    return (*e)(TensorView<const float, Shape<dyn, H, W, C>>(images, n));
+  };
+}
 
 }  // namespace diffuse::programs

@@ -24,10 +24,13 @@ using TrainRun = int (*)(const TrainOptions&);
 using TrainEntry = ModelEntry<TrainRun>;
 
 /// diffuse-train's main over the configurations of `models`: returns the exit status
-/// (0 done, 1 bad data or checkpoint, 2 bad command line, 130 interrupted).
+/// (0 done, 1 bad data or checkpoint, 2 bad command line, 130 interrupted). `frechet`
+/// makes --eval-every's distance (frechet_function, or frechet_function_for<H, W, C>;
+/// without it --eval-every is an error).
 inline int train_command(int argc, char** argv, const std::vector<TrainEntry>& models,
-                         const char* program = "diffuse-train") {
+                         const char* program = "diffuse-train", FrechetFactory frechet = nullptr) {
   TrainOptions o;
+  o.frechet = frechet;
   CLI::App app{std::string(program) + ": trains an EDM diffusion model on images"};
   TrainCommandLine c;
   add_train_options(app, o, c, names_of(models));

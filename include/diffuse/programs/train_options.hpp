@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -18,6 +19,16 @@
 namespace diffuse::programs {
 
 /// The command line of diffuse-train.
+/// The distance --eval-every logs: f(images, n) for n images (N, H, W, C) of the run's
+/// shape, pixels in [-1, 1].
+using FrechetFunction = std::function<double(const float* images, std::size_t n)>;
+/// Makes the FrechetFunction for images (h, w, c) from a classifier file and reference
+/// images, and says how many reference images it read; throws (naming the file) on bad
+/// files or a shape it has no classifier for. programs/frechet_eval.hpp defines them: kept
+/// out of the configurations' units, whose compile time it would double.
+using FrechetFactory = FrechetFunction (*)(std::size_t h, std::size_t w, std::size_t c, const std::string& classifier,
+                                           const std::string& reference, std::size_t& reference_count);
+
 struct TrainOptions {
   std::string data = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";  ///< --data
   std::string labels;                   ///< --labels (IDX label file)
@@ -42,6 +53,7 @@ struct TrainOptions {
   std::string eval_classifier;          ///< --eval-classifier (diffuse-eval classifier's file)
   std::string eval_reference;           ///< --eval-reference: real images (IDX or folder)
   std::size_t eval_count = 1000;        ///< --eval-count: images generated per evaluation
+  FrechetFactory frechet = nullptr;     ///< (not an option) what --eval-every uses, set by the program
   std::uint64_t log_every = 10;         ///< --log-every
   std::size_t sample_count = 16;        ///< images in a sample grid
   bool resume = false;                  ///< --resume

@@ -21,7 +21,7 @@
 
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/data.hpp"
-#include "diffuse/programs/frechet_eval.hpp"
+#include "diffuse/programs/train_command.hpp"
 #include "diffuse/programs/train_options.hpp"
 
 namespace diffuse::programs {
@@ -180,14 +180,13 @@ int train_model(const TrainOptions& o) {
 
   // --eval-every: the classifier and the reference's statistics, read before training
   // starts so that a bad file stops the run at once.
-  std::unique_ptr<FrechetEvaluator<R, R, C>> frechet;
+  FrechetFunction frechet;
   if (o.eval_every > 0) {
-    if (!fs::is_regular_file(o.eval_classifier))
-      throw io::DataError(o.eval_classifier, "no such file (make one with diffuse-eval classifier)");
-    frechet = std::make_unique<FrechetEvaluator<R, R, C>>(io::SafetensorsFile(o.eval_classifier), o.eval_reference);
+    if (!o.frechet) throw UsageError("--eval-every: this program was built without the Fréchet distance");
+    std::size_t reference_count = 0;
+    frechet = o.frechet(R, R, C, o.eval_classifier, o.eval_reference, reference_count);
     std::fprintf(stderr, "evaluation: Fréchet distance of %zu images against %zu of %s every %llu steps\n",
-                 o.eval_count, frechet->reference_count(), o.eval_reference.c_str(),
-                 static_cast<unsigned long long>(o.eval_every));
+                 o.eval_count, reference_count, o.eval_reference.c_str(), static_cast<unsigned long long>(o.eval_every));
   }
 
   std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
@@ -217,7 +216,7 @@ int train_model(const TrainOptions& o) {
         heun.sample(diffusion::Guided(*model, labels, guidance), images.items(start, n), 0xE7A1 + start);
       }
     }
-    const double d = (*frechet)(images.view());
+    const double d = frechet(images.data(), o.eval_count);
     const double seconds = std::chrono::duration<double>(detail::Clock::now() - t0).count();
     log_line({{"step", trainer.steps_done()}, {"frechet_distance", d}, {"eval_images", o.eval_count},
               {"eval_seconds", seconds}});
@@ -281,6 +280,17 @@ int train_model(const TrainOptions& o) {
                duration_text(std::chrono::duration<double>(detail::Clock::now() - start).count()).c_str(),
                checkpoint.c_str(), (out / "samples.png").c_str());
   return stopped ? 130 : 0;
+}
+
+/// The entry of configuration Cfg called `name`: an unconditional configuration trains
+/// with and without labels (label_classes classes), a class-conditional one (Cfg.classes
+/// > 0) only with labels.
+template <nn::UNetConfig Cfg>
+TrainEntry train_entry(std::string name) {
+  if constexpr (Cfg.classes == 0)
+    return {std::move(name), label_classes, &train_model<Cfg>, &train_model<labelled(Cfg)>};
+  else
+    return {std::move(name), Cfg.classes, nullptr, &train_model<Cfg>};
 }
 
 }  // namespace diffuse::programs
