@@ -18,7 +18,6 @@
 
 namespace diffuse::programs {
 
-/// The command line of diffuse-train.
 /// The distance --eval-every logs: f(images, n) for n images (N, H, W, C) of the run's
 /// shape, pixels in [-1, 1].
 using FrechetFunction = std::function<double(const float* images, std::size_t n)>;
@@ -29,6 +28,7 @@ using FrechetFunction = std::function<double(const float* images, std::size_t n)
 using FrechetFactory = FrechetFunction (*)(std::size_t h, std::size_t w, std::size_t c, const std::string& classifier,
                                            const std::string& reference, std::size_t& reference_count);
 
+/// The command line of diffuse-train.
 struct TrainOptions {
   std::string data = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";  ///< --data
   std::string labels;                   ///< --labels (IDX label file)
