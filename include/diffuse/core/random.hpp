@@ -15,6 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <numbers>
+#include <numeric>
+#include <utility>
+#include <vector>
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/tensor.hpp"
@@ -128,6 +131,19 @@ void fill_normal(X&& t, Generator& g, double mean = 0.0, double stddev = 1.0) {
       if (j + 1 < n) out[j + 1] = static_cast<T>(mean + stddev * r * std::sin(theta));
     }
   });
+}
+
+/// Sets `order` to a permutation of 0 .. n-1 drawn from `g` (Fisher-Yates, one block per
+/// swap, its first two words as a 64-bit number; the modulo bias, about n / 2^64, is
+/// negligible): the trainer's per-epoch shuffle and the classifier's.
+inline void shuffle_indices(std::vector<std::size_t>& order, std::size_t n, Generator& g) {
+  order.resize(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  for (std::size_t i = n; i-- > 1;) {
+    const auto w = g.block(g.take(4));
+    const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
+    std::swap(order[i], order[r % (i + 1)]);
+  }
 }
 
 }  // namespace diffuse

@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <numeric>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -211,14 +210,10 @@ void train_classifier(Classifier<H, W, C, K>& net, std::type_identity_t<TensorVi
   Tensor<float, Shape<dyn, H, W, C>> x(b);
   Tensor<float, Shape<dyn, K>> dlogits(b);
   std::vector<int> y(b);
-  std::vector<std::size_t> order(n);
+  std::vector<std::size_t> order;
   for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    Generator g(options.seed, (std::uint64_t{1} << 62) | epoch);  // Fisher-Yates, as the trainer's
-    for (std::size_t i = n - 1; i > 0; --i) {
-      const auto w = g.block(g.take(4));
-      std::swap(order[i], order[((std::uint64_t{w[0]} << 32) | w[1]) % (i + 1)]);
-    }
+    Generator g(options.seed, (std::uint64_t{1} << 62) | epoch);  // the trainer's shuffle stream
+    shuffle_indices(order, n, g);
     double loss_sum = 0.0;
     std::size_t steps = 0;
     for (std::size_t start = 0; start + b <= n; start += b, ++steps) {  // whole batches only

@@ -31,6 +31,7 @@
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/classifier.hpp"
 #include "diffuse/programs/common.hpp"
+#include "diffuse/programs/data.hpp"
 #include "diffuse/programs/frechet_eval.hpp"
 #include "diffuse/train/ema_reconstruction.hpp"
 
@@ -67,44 +68,42 @@ template <std::size_t H, std::size_t W, std::size_t C>
 int eval_train_classifier(const EvalOptions& o, const char* program) {
   constexpr std::size_t K = label_classes;
   std::vector<std::string> train_classes;  // class folders of --data, which --test-data must repeat
-  auto load = [&](const std::string& data, const std::string& labels, bool folders, const char* what) {
-    std::vector<int> l;
-    Tensor<float, Shape<dyn, H, W, C>> images;
-    if (folders) {
-      auto r = io::load_class_folders<H, W, C>(data, io::ImageFit{.resize = o.resize});
-      if (r.classes.size() > K)
-        throw io::DataError(data, std::to_string(r.classes.size()) + " class folders; the classifier takes at most " +
-                                      std::to_string(K));
-      if (train_classes.empty()) train_classes = r.classes;
-      else if (r.classes != train_classes)
-        throw io::DataError(data, "class folders " + joined(r.classes) + ", but --data has " + joined(train_classes));
-      images = std::move(r.images);
-      l = std::move(r.labels);
-    } else {
-      if (labels.empty()) throw UsageError(std::string(what) + " needs its labels (an IDX label file)");
-      images = load_eval_images<H, W, C>(data, o.resize);
-      l = io::load_idx_labels(labels);
-      if (l.size() != images.batch())
-        throw io::DataError(labels, std::to_string(l.size()) + " labels for " + std::to_string(images.batch()) +
-                                        " images of " + data);
-      for (int y : l)
-        if (y < 0 || std::size_t(y) >= K)
-          throw io::DataError(labels, "label " + std::to_string(y) + ": the classifier takes classes 0.." +
-                                          std::to_string(K - 1));
+  // The programs' reader of labelled images (programs/data.hpp), and what the classifier
+  // needs besides: labels it has classes for, and the same class folders in both sets.
+  auto load = [&](const std::string& data, const std::string& labels) {
+    TrainOptions t;
+    t.data = data;
+    t.labels = labels;
+    t.class_folders = o.class_folders;
+    t.resize = o.resize;
+    TrainingData<H, W, C> d = load_training_data<H, W, C>(t);
+    if (o.class_folders) {
+      if (train_classes.empty()) train_classes = d.classes;
+      else if (d.classes != train_classes)
+        throw io::DataError(data, "class folders " + joined(d.classes) + ", but --data has " + joined(train_classes));
     }
-    std::fprintf(stderr, "%s: %zu images of %zux%zux%zu from %s\n", program, images.batch(), H, W, C, data.c_str());
-    return std::pair{std::move(images), std::move(l)};
+    std::vector<int> l(d.images.size());
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      l[i] = d.images.label(i);
+      if (l[i] < 0 || std::size_t(l[i]) >= K)
+        throw io::DataError(labels, "label " + std::to_string(l[i]) + ": the classifier takes classes 0.." +
+                                        std::to_string(K - 1));
+    }
+    std::fprintf(stderr, "%s: %zu images of %zux%zux%zu from %s\n", program, l.size(), H, W, C, data.c_str());
+    return std::pair{std::move(d), std::move(l)};
   };
-  const auto [train, train_labels] = load(o.data, o.labels, o.class_folders, "--data");
-  const auto [test, test_labels] = load(o.test_data, o.test_labels, o.class_folders, "--test-data");
+  const auto [train_data, train_labels] = load(o.data, o.labels);
+  const auto [test_data, test_labels] = load(o.test_data, o.test_labels);
+  const auto train = train_data.images.images().view();
+  const auto test = test_data.images.images().view();
   metrics::Classifier<H, W, C, K> net;
-  metrics::train_classifier(net, train.view(), train_labels,
+  metrics::train_classifier(net, train, train_labels,
                             {.epochs = o.epochs, .batch = o.batch, .lr = o.lr, .seed = o.seed},
                             [&](std::size_t epoch, double loss) {
                               std::fprintf(stderr, "%s: epoch %zu of %zu: mean cross-entropy %.4f\n", program,
                                            epoch + 1, o.epochs, loss);
                             });
-  const double acc = metrics::accuracy(net, test.view(), test_labels);
+  const double acc = metrics::accuracy(net, test, test_labels);
   std::printf("test accuracy %.4f (%zu images of %s)\n", acc, test.batch(), o.test_data.c_str());
   const std::map<std::string, std::string> meta = {{"diffuse.test_accuracy", exact_text(acc)},
                                                    {"diffuse.train_data", o.data},

@@ -20,7 +20,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -267,15 +266,8 @@ class Trainer {
   // The order of epoch e: a Fisher-Yates shuffle drawn from (seed, e).
   void shuffle_for(std::uint64_t epoch) {
     if (epoch == shuffled_epoch_) return;
-    const std::size_t n = data_.size();
-    order_.resize(n);
-    std::iota(order_.begin(), order_.end(), std::size_t{0});
     Generator g(config_.seed, shuffle_stream | epoch);
-    for (std::size_t i = n - 1; i > 0; --i) {
-      const auto w = g.block(g.take(4));
-      const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
-      std::swap(order_[i], order_[r % (i + 1)]);  // bias ~ n / 2^64: negligible
-    }
+    shuffle_indices(order_, data_.size(), g);
     shuffled_epoch_ = epoch;
   }
 
