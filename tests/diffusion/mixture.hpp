@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <span>
 
 #include <diffuse/tensor.hpp>
 
@@ -80,6 +81,15 @@ struct MixtureDenoiser {
       const auto d = m->denoise(in[2 * i], in[2 * i + 1], sigma);
       o[2 * i] = static_cast<float>(d[0]);
       o[2 * i + 1] = static_cast<float>(d[1]);
+    }
+  }
+  // One sigma per point (DpmAdaptive).
+  void operator()(TensorView<const float, Point> x, std::span<const float> sigma, TensorView<float, Point> out) {
+    ++calls;
+    for (std::size_t i = 0; i < x.batch(); ++i) {
+      const auto d = m->denoise(x.data()[2 * i], x.data()[2 * i + 1], sigma[i]);
+      out.data()[2 * i] = static_cast<float>(d[0]);
+      out.data()[2 * i + 1] = static_cast<float>(d[1]);
     }
   }
 };

@@ -304,6 +304,15 @@ case $case_name in
       "$testkit" compare "$dir/b1/image-000$i.png" "$dir/b4/image-000$i.png" 1 >/dev/null ||
         fail "image $i differs between --batch 1 and --batch 4"
     done
+    # dpm_adaptive chooses each image's steps by that image's error alone
+    for b in 1 4; do
+      expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 4 --sampler dpm_adaptive --rtol 0.2 --batch "$b" \
+        --seed 7 --out "$dir/adaptive-b$b"
+    done
+    for i in 0 1 2 3; do
+      "$testkit" compare "$dir/adaptive-b1/image-000$i.png" "$dir/adaptive-b4/image-000$i.png" 1 >/dev/null ||
+        fail "dpm_adaptive: image $i differs between --batch 1 and --batch 4"
+    done
     expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --seed 8 --out "$dir/other"
     ! "$testkit" compare "$dir/b1/image-0000.png" "$dir/other/image-0000.png" 8 >/dev/null ||
       fail "another seed gives the same image"
@@ -376,7 +385,7 @@ case $case_name in
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights
     for s in euler:karras heun:exponential euler_ancestral:vp dpmpp_2m:cosine ddim:ddpm heun:ve dpm_2:karras \
       dpm_2_ancestral:exponential lms:karras dpmpp_2s_ancestral:vp dpmpp_sde:karras dpmpp_2m_sde:exponential \
-      dpmpp_2m_sde_heun:karras dpmpp_3m_sde:karras ipndm:karras; do
+      dpmpp_2m_sde_heun:karras dpmpp_3m_sde:karras ipndm:karras dpm_adaptive:exponential; do
       expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --steps 3 --sampler "${s%%:*}" --schedule "${s##*:}" \
         --out "$dir/${s%%:*}-${s##*:}"
       need "$dir/${s%%:*}-${s##*:}/image-0001.png"
@@ -387,8 +396,13 @@ case $case_name in
     need "$dir/weights/image-0000.png"
     expect_error "--churn applies to the samplers euler, heun, dpm_2, not lms" \
       "$sample" --checkpoint "$ckpt" --sampler lms --churn 1 --out "$dir/x"
-    expect_error "--eta applies to the samplers euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, dpmpp_sde, dpmpp_2m_sde, dpmpp_2m_sde_heun, dpmpp_3m_sde, ddim, not heun" \
+    expect_error "--eta applies to the samplers euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, dpmpp_sde, dpmpp_2m_sde, dpmpp_2m_sde_heun, dpmpp_3m_sde, ddim, dpm_adaptive, not heun" \
       "$sample" --checkpoint "$ckpt" --sampler heun --eta 1 --out "$dir/x"
+    expect_error "--rtol applies to the samplers dpm_adaptive, not heun" \
+      "$sample" --checkpoint "$ckpt" --sampler heun --rtol 0.01 --out "$dir/x"
+    expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --sampler dpm_adaptive --eta 1 --atol 0.05 --out "$dir/adaptive"
+    grep -q '^dpm_adaptive: [0-9.]* denoiser evaluations per image (at most [0-9]*), [0-9]* steps accepted' "$dir/stderr" ||
+      fail "dpm_adaptive does not report its evaluations"
     ;;
   train_resume_with_labels)  # the shared run was trained without labels
     cp -r "$work/train" "$dir/run"
@@ -468,7 +482,7 @@ case $case_name in
     ;;
   sample_inpaint)  # --mask: the black half of the mask is kept to the byte, the white half redrawn
     "$testkit" mask "$dir/mask.png" 28 28
-    for s in heun euler_ancestral dpmpp_2m_sde; do
+    for s in heun euler_ancestral dpmpp_2m_sde dpm_adaptive; do
       expect_ok "$sample" --checkpoint "$ckpt" --init "$data/init/in1.png" --mask "$dir/mask.png" --sampler "$s" \
         --steps 6 --out "$dir/$s"
       grep -q "inpainting: the white pixels of .*mask.png are regenerated" "$dir/stderr" || fail "no inpainting line"

@@ -60,20 +60,29 @@ class Guided {
 
   /// out = D_w(x; sigma, labels) for the batch.
   void operator()(TensorView<const T, Batch> x, T sigma, TensorView<T, Batch> out) {
+    one_sigma_.assign(x.batch(), sigma);
+    (*this)(x, std::span<const T>(one_sigma_), out);
+  }
+
+  /// out = D_w(x; sigma_i, labels) with one sigma per image.
+  void operator()(TensorView<const T, Batch> x, std::span<const T> sigma, TensorView<T, Batch> out) {
     const std::size_t n = x.batch();
     if (n != labels_.size())
       throw ShapeError("diffuse::diffusion::Guided: batch of " + std::to_string(n) + " images for " +
                        std::to_string(labels_.size()) + " labels");
+    if (sigma.size() != n)
+      throw ShapeError("diffuse::diffusion::Guided: " + std::to_string(sigma.size()) + " sigmas for " +
+                       std::to_string(n) + " images");
     if (!both_) {
-      sigma_.assign(n, sigma);
-      model_.forward(x, std::span<const T>(sigma_), std::span<const int>(labels_), out);
+      model_.forward(x, sigma, std::span<const int>(labels_), out);
       return;
     }
     x2_.resize(2 * n);
     d2_.resize(2 * n);
     x2_.items(0, n) = x;
     x2_.items(n, n) = x;
-    sigma_.assign(2 * n, sigma);
+    sigma_.assign(sigma.begin(), sigma.end());
+    sigma_.insert(sigma_.end(), sigma.begin(), sigma.end());
     model_.forward(TensorView<const T, Batch>(x2_.view()), std::span<const T>(sigma_),
                    std::span<const int>(both_labels_), d2_.view());
     // out = uncond + w (cond - uncond); an image without a label keeps its conditional
@@ -89,7 +98,7 @@ class Guided {
   double scale_;
   bool both_ = false;
   Tensor<T, Batch> x2_, d2_;
-  std::vector<T> sigma_;
+  std::vector<T> sigma_, one_sigma_;
   std::vector<T> guided_;  // per image: 1 when it has a label, else 0
 };
 

@@ -9,6 +9,8 @@
 // context. Soft masks (values between 0 and 1) blend the two.
 #pragma once
 
+#include <span>
+
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse::diffusion {
@@ -29,6 +31,15 @@ struct Inpainting {
 
   /// out = D'(x; sigma) (see the top of this header).
   void operator()(TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> out) {
+    inner(x, sigma, out);
+    keep_known(out, known, mask);
+  }
+  /// The same with one sigma per image (for an inner denoiser that takes them).
+  void operator()(TensorView<const float, Batch> x, std::span<const float> sigma, TensorView<float, Batch> out)
+    requires requires(Inner& d, TensorView<const float, Batch> a, std::span<const float> s, TensorView<float, Batch> o) {
+      d(a, s, o);
+    }
+  {
     inner(x, sigma, out);
     keep_known(out, known, mask);
   }

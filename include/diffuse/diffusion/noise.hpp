@@ -68,6 +68,17 @@ class NoiseSource {
     update_device(out.data(), out.size());  // drawn on the host: N images per step
   }
 
+  /// Fills `out` (H, W, C) with the next N(0, I) draw of image i alone, for samplers whose
+  /// images take different numbers of steps (an image's k-th draw is the same either way).
+  template <class Item>
+  void draw_item(std::size_t i, Item&& out) {
+    if (i >= gens_.size())
+      throw ShapeError("diffuse::diffusion::NoiseSource: image " + std::to_string(i) + " of a batch of " +
+                       std::to_string(gens_.size()));
+    fill_normal(out, gens_[i]);
+    update_device(out.data(), out.size());
+  }
+
   /// Skips `draws` draws (as if draw() had been called that many times).
   void skip(std::uint64_t draws) noexcept {
     for (auto& g : gens_) g.set_position(g.position() + draws * blocks_per_draw);

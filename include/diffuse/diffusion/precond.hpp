@@ -198,6 +198,10 @@ class Precond {
     sigma_all_.assign(x.batch(), sigma);
     forward(x, std::span<const T>(sigma_all_), out);
   }
+  /// The denoiser with one sigma per image (samplers whose images step apart: DpmAdaptive).
+  void operator()(TensorView<const T, Batch> x, std::span<const T> sigma, TensorView<T, Batch> out) {
+    forward(x, sigma, out);
+  }
 
   /// The training loss of a batch: mean over images i of
   /// lambda(sigma_i) * sum_pixels (D(y_i + sigma_i n_i; sigma_i) - y_i)^2, lambda the

@@ -1,8 +1,8 @@
 // The samplers in one include: Euler, Heun (EDM Algorithm 2), EulerAncestral,
 // DpmPp2M (DPM-Solver++(2M)), Dpm2 and Dpm2Ancestral (DPM-Solver-2), DpmPp2SAncestral
 // (DPM-Solver++(2S) ancestral), Lms (linear multistep, order 4), Ipndm (fixed-weight
-// Adams-Bashforth), and the SDE samplers with
-// Brownian noise DpmPpSde, DpmPp2MSde and DpmPp3MSde, each a template over
+// Adams-Bashforth), the SDE samplers with Brownian noise DpmPpSde, DpmPp2MSde and
+// DpmPp3MSde, and DpmAdaptive (DPM-Solver-23 with adaptive steps), each a template over
 // its sigma schedule, and ddim() (Euler ancestral with DDIM's schedule and eta)
 // (schedule.hpp), e.g.
 //
@@ -15,6 +15,7 @@
 #include "diffuse/diffusion/samplers/common.hpp"
 #include "diffuse/diffusion/samplers/ddim.hpp"
 #include "diffuse/diffusion/samplers/dpm_2.hpp"
+#include "diffuse/diffusion/samplers/dpm_adaptive.hpp"
 #include "diffuse/diffusion/samplers/dpmpp_2m.hpp"
 #include "diffuse/diffusion/samplers/dpmpp_2s_ancestral.hpp"
 #include "diffuse/diffusion/samplers/dpmpp_sde.hpp"

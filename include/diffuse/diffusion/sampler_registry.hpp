@@ -2,7 +2,9 @@
 // what each is (k-diffusion's name, order, denoiser calls per step, whether it draws
 // noise, its names in diffusers and in the AUTOMATIC1111 web UI) and with_sampler(name,
 // options, f), which calls f with the sampler of that name as its own type (so the
-// sampling loop still compiles for each, with no virtual call per step).
+// sampling loop still compiles for each, with no virtual call per step). dpm_adaptive's
+// run() returns its AdaptiveStats (the others return nothing), and it needs a denoiser
+// that also takes one sigma per image.
 //
 //   diffusion::with_sampler("dpm_2", {.steps = 18}, [&](const auto& s) {
 //     s.run(denoise, x.view(), sigmas, noise, callback);
@@ -31,11 +33,12 @@ struct SamplerInfo {
   std::string_view a1111;      ///< the AUTOMATIC1111 web UI name, or "-"
   bool takes_eta;              ///< SamplerOptions::eta applies
   bool takes_churn;            ///< SamplerOptions::churn applies
+  bool adaptive = false;       ///< chooses its own steps (SamplerOptions::rtol, atol; steps unused)
 };
 
 /// Every sampler of with_sampler, in the order of docs/diffusion.md. The SDE samplers
 /// (dpmpp_sde, dpmpp_*_sde) draw Brownian noise (brownian.hpp).
-inline constexpr std::array<SamplerInfo, 14> sampler_table{{
+inline constexpr std::array<SamplerInfo, 15> sampler_table{{
     {"euler", "Euler, EDM's first-order ODE step (with optional churn)", 1, "1", false,
      "EulerDiscreteScheduler", "Euler", false, true},
     {"euler_ancestral", "Euler with ancestral noise (eta 1)", 1, "1", true, "EulerAncestralDiscreteScheduler",
@@ -65,6 +68,8 @@ inline constexpr std::array<SamplerInfo, 14> sampler_table{{
      "DPM++ 3M SDE", true, false},
     {"ddim", "DDIM (eta 0: deterministic); Euler ancestral with DDIM's eta", 1, "1", false, "DDIMScheduler",
      "DDIM", true, false},
+    {"dpm_adaptive", "DPM-Solver-23 with adaptive steps per image (--rtol, --atol; reports its NFE)", 3,
+     "3 per attempt, adaptive", false, "-", "DPM adaptive", true, false, true},
 }};
 
 /// The entry called `name`, or nullptr.
@@ -78,6 +83,8 @@ struct SamplerOptions {
   std::size_t steps = 18;  ///< steps of the schedule
   double eta = -1;         ///< ancestral noise; < 0: the sampler's own (1, DDIM's 0)
   double churn = 0;        ///< EDM's S_churn (euler, heun, dpm_2)
+  double rtol = 0.05;      ///< dpm_adaptive's relative tolerance (k-diffusion's default)
+  double atol = 0.0078;    ///< dpm_adaptive's absolute tolerance (k-diffusion's default)
 };
 
 /// Calls f(sampler) with the sampler called `name` over schedule Sched (each a different
@@ -86,7 +93,7 @@ struct SamplerOptions {
 template <Schedule Sched = KarrasSchedule, class F>
 decltype(auto) with_sampler(std::string_view name, const SamplerOptions& o, F&& f) {
   const std::size_t n = o.steps;
-  const double eta = o.eta >= 0 ? o.eta : name == "ddim" ? 0.0 : 1.0;
+  const double eta = o.eta >= 0 ? o.eta : name == "ddim" || name == "dpm_adaptive" ? 0.0 : 1.0;
   if (name == "euler") return f(Euler<Sched>{.steps = n, .s_churn = o.churn});
   if (name == "heun") return f(Heun<Sched>{.steps = n, .s_churn = o.churn});
   if (name == "dpm_2") return f(Dpm2<Sched>{.steps = n, .s_churn = o.churn});
@@ -100,6 +107,7 @@ decltype(auto) with_sampler(std::string_view name, const SamplerOptions& o, F&& 
   if (name == "dpmpp_2m_sde_heun") return f(DpmPp2MSde<Sched>{.steps = n, .eta = eta, .heun = true});
   if (name == "dpmpp_3m_sde") return f(DpmPp3MSde<Sched>{.steps = n, .eta = eta});
   if (name == "euler_ancestral" || name == "ddim") return f(EulerAncestral<Sched>{.steps = n, .eta = eta});
+  if (name == "dpm_adaptive") return f(DpmAdaptive<Sched>{.steps = n, .rtol = o.rtol, .atol = o.atol, .eta = eta});
   throw std::invalid_argument("unknown sampler '" + std::string(name) + "' (known: " + sampler_list() + ")");
 }
 

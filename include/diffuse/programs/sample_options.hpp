@@ -35,6 +35,8 @@ struct SampleOptions {
   double sigma_max = 0;  ///< --sigma-max (0: the schedule's own)
   double eta = -1;  ///< --eta (< 0: the sampler's own: 1 for euler_ancestral, 0 for ddim)
   double churn = 0;  ///< --churn
+  double rtol = 0.05;  ///< --rtol (dpm_adaptive)
+  double atol = 0.0078;  ///< --atol (dpm_adaptive)
   int label = -1;  ///< --class (-1: none)
   double guidance = default_guidance;  ///< --guidance
   int threads = 0;  ///< --threads
@@ -87,6 +89,10 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
   if (app.count("--churn") && !info->takes_churn)
     throw UsageError("--churn applies to the samplers " + taking(&diffusion::SamplerInfo::takes_churn) + ", not " +
                      o.sampler);
+  for (const char* tol : {"--rtol", "--atol"})
+    if (app.count(tol) && !info->adaptive)
+      throw UsageError(std::string(tol) + " applies to the samplers " + taking(&diffusion::SamplerInfo::adaptive) +
+                       ", not " + o.sampler);
   if (app.count("--guidance") && !app.count("--class")) throw UsageError("--guidance goes with --class");
 }
 
@@ -149,9 +155,13 @@ inline void add_sample_options(CLI::App& app, SampleOptions& o, SampleCommandLin
       ->check(real_in(0, max_sigma, true));
   app.add_option("--sigma-max", o.sigma_max, "highest sigma of the schedule (default: the schedule's own)")
       ->check(real_in(0, max_sigma, true));
-  app.add_option("--eta", o.eta, "noise of euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, the SDE samplers (default 1) and ddim (default 0)")->check(real_in(0, 100));
+  app.add_option("--eta", o.eta, "noise of euler_ancestral, dpm_2_ancestral, dpmpp_2s_ancestral, the SDE samplers (default 1), ddim and dpm_adaptive (default 0)")->check(real_in(0, 100));
   app.add_option("--churn", o.churn, "EDM's S_churn for euler, heun and dpm_2 (default 0: deterministic)")
       ->check(real_in(0, 1e4));
+  app.add_option("--rtol", o.rtol, "dpm_adaptive: relative error tolerance per step (smaller: more steps)")
+      ->check(real_in(0, 10, true))->capture_default_str();
+  app.add_option("--atol", o.atol, "dpm_adaptive: absolute error tolerance per step, in pixel units of [-1, 1]")
+      ->check(real_in(0, 10, true))->capture_default_str();
   app.add_option("--class", o.label, "class to generate (a model trained with diffuse-train --labels)")
       ->check(integer_in(0, 1'000'000));
   app.add_option("--guidance", o.guidance,

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <type_traits>
 
 #include "diffuse/diffusion/guidance.hpp"
 #include "diffuse/diffusion/inpaint.hpp"
@@ -43,7 +44,9 @@ inline std::string csv_field(const std::string& s) {
 // program passes the sigmas to run(), so one instantiation serves every schedule).
 template <class F>
 void with_sampler(const SampleOptions& o, F&& f) {
-  diffusion::with_sampler(o.sampler, {.steps = static_cast<std::size_t>(o.steps), .eta = o.eta, .churn = o.churn}, f);
+  diffusion::with_sampler(
+      o.sampler, {.steps = static_cast<std::size_t>(o.steps), .eta = o.eta, .churn = o.churn, .rtol = o.rtol, .atol = o.atol},
+      f);
 }
 
 // The output file names of img2img: the inputs' names with .png, checked for clashes.
@@ -138,8 +141,9 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   std::size_t evaluations = 0;
   std::optional<diffusion::Guided<Model>> guided;  // the model, guided towards --class if given
   std::size_t first_of_batch = 0;  // the batch being sampled starts at this input (inpainting)
-  auto denoise = [&](TensorView<const float, Batch> x, float sigma, TensorView<float, Batch> d) {
-    evaluations += guided->network_passes();
+  // sigma: one float for the batch, or one per image (dpm_adaptive)
+  auto denoise = [&](TensorView<const float, Batch> x, const auto& sigma, TensorView<float, Batch> d) {
+    evaluations += x.batch() * guided->network_passes();  // network passes of single images
     (*guided)(x, sigma, d);
     if (!o.mask.empty())  // the known pixels stay the input's (diffusion/inpaint.hpp)
       diffusion::keep_known(d, TensorView<const float, Batch>(init.items(first_of_batch, x.batch())),
@@ -148,7 +152,7 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   diffusion::NoCallback callback;
   install_stop_handler();
   double seconds = 0;
-  std::size_t done = 0, batches_run = 0;
+  std::size_t done = 0;
   const auto batch = static_cast<std::size_t>(o.batch);
   const std::size_t batches = (total + batch - 1) / batch;
   with_sampler(o, [&](const auto& sampler) {
@@ -167,7 +171,14 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
       } else {
         x = x * s0;
       }
-      sampler.run(denoise, x.view(), run_sigmas, noise, callback);
+      using Run = decltype(sampler.run(denoise, x.view(), run_sigmas, noise, callback));
+      if constexpr (std::is_same_v<Run, diffusion::AdaptiveStats>) {
+        const diffusion::AdaptiveStats a = sampler.run(denoise, x.view(), run_sigmas, noise, callback);
+        std::fprintf(stderr, "dpm_adaptive: %.1f denoiser evaluations per image (at most %zu), %zu steps accepted, "
+                             "%zu rejected\n", a.nfe(), a.max_evaluations, a.accepted, a.rejected);
+      } else {
+        sampler.run(denoise, x.view(), run_sigmas, noise, callback);
+      }
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
       seconds += dt;
       all.items(first, b) = clamp(x, -1.f, 1.f);
@@ -181,7 +192,6 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
         }
       }
       done = first + b;
-      ++batches_run;
       std::fprintf(stderr, "batch %zu/%zu: images %zu-%zu in %.2f s\n", first / batch + 1, batches, first, done - 1, dt);
     }
   });
@@ -205,9 +215,9 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
                  mean / double(done), done);
   }
   const bool stopped = done < total;
-  std::fprintf(stderr, "%s %zu image(s) in %.2f s: %.3f images/s, %zu network evaluations per image; %s\n",
+  std::fprintf(stderr, "%s %zu image(s) in %.2f s: %.3f images/s, %.4g network evaluations per image; %s\n",
                stopped ? "interrupted after" : (img2img ? "img2img on" : "sampled"), done, seconds,
-               seconds > 0 ? double(done) / seconds : 0.0, batches_run ? evaluations / batches_run : 0,
+               seconds > 0 ? double(done) / seconds : 0.0, done ? double(evaluations) / double(done) : 0.0,
                (out / "grid.png").c_str());
   return stopped ? 130 : 0;
 }

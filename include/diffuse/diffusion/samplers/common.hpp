@@ -102,9 +102,9 @@ double churn(double sigma, std::size_t steps, double s_churn, double s_tmin, dou
   return sigma_hat;
 }
 
-// The shared body of every sampler's sample() and sample_from().
+// The shared body of every sampler's sample() and sample_from(); returns what run() returns.
 template <class Sampler, class D, class Batch, class Cb>
-void sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Batch> x, std::uint64_t seed,
+decltype(auto) sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Batch> x, std::uint64_t seed,
                  std::uint64_t first_image, Cb& callback, bool draw_start) {
   const std::vector<double> sigmas = sampler.schedule.sigmas(sampler.steps);
   NoiseSource<Batch> noise(seed, first_image, x.batch());
@@ -114,7 +114,7 @@ void sample_impl(const Sampler& sampler, D& denoise, TensorView<float, Batch> x,
   } else {
     noise.skip(1);
   }
-  sampler.run(denoise, x, std::span<const double>(sigmas), noise, callback);
+  return sampler.run(denoise, x, std::span<const double>(sigmas), noise, callback);
 }
 
 }  // namespace detail
