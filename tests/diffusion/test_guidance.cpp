@@ -54,6 +54,25 @@ TEST(Guidance, MixesConditionalAndUnconditionalPerImage) {
     }
 }
 
+// One sigma per image (DpmAdaptive): image i is what a call with sigma_i for every image
+// gives for image i, in both the guided and the plain pass.
+TEST(Guidance, OneSigmaPerImage) {
+  FakeModel model;
+  const std::vector<int> labels = {2, -1, 0};
+  const std::vector<float> sigma = {0.5f, 2.0f, 7.0f};
+  Tensor<float, Batch> x(3), out(3), one(3);
+  for (std::size_t k = 0; k < x.size(); ++k) x.data()[k] = 0.1f * float(k);
+  for (double w : {3.0, 1.0}) {
+    diffusion::Guided guided(model, labels, w);
+    guided(x, std::span<const float>(sigma), out);
+    for (std::size_t i = 0; i < 3; ++i) {
+      guided(x, sigma[i], one);
+      for (std::size_t k = 0; k < 4; ++k) EXPECT_EQ(out.data()[i * 4 + k], one.data()[i * 4 + k]) << w << " " << i;
+    }
+    EXPECT_THROW(guided(x, std::span<const float>(sigma.data(), 2), out), ShapeError);
+  }
+}
+
 TEST(Guidance, NeedsOnePassWithoutAMix) {
   FakeModel model;
   Tensor<float, Batch> x(2), out(2);

@@ -400,6 +400,8 @@ case $case_name in
       "$sample" --checkpoint "$ckpt" --sampler heun --eta 1 --out "$dir/x"
     expect_error "--rtol applies to the samplers dpm_adaptive, not heun" \
       "$sample" --checkpoint "$ckpt" --sampler heun --rtol 0.01 --out "$dir/x"
+    expect_error "--steps 1: dpm_adaptive takes its range from the schedule's sigmas, which need --steps 2 or more" \
+      "$sample" --checkpoint "$ckpt" --sampler dpm_adaptive --steps 1 --out "$dir/x"
     expect_ok "$sample" --checkpoint "$ckpt" "${tiny[@]}" --count 2 --sampler dpm_adaptive --eta 1 --atol 0.05 --out "$dir/adaptive"
     grep -q '^dpm_adaptive: [0-9.]* denoiser evaluations per image (at most [0-9]*), [0-9]* steps accepted' "$dir/stderr" ||
       fail "dpm_adaptive does not report its evaluations"

@@ -64,7 +64,8 @@ class Guided {
     (*this)(x, std::span<const T>(one_sigma_), out);
   }
 
-  /// out = D_w(x; sigma_i, labels) with one sigma per image.
+  /// out = D_w(x; sigma_i, labels) with one sigma per image (DpmAdaptive): x, out (N, H, W,
+  /// C), sigma [N]; ShapeError when the batch, the labels or the sigmas differ in number.
   void operator()(TensorView<const T, Batch> x, std::span<const T> sigma, TensorView<T, Batch> out) {
     const std::size_t n = x.batch();
     if (n != labels_.size())

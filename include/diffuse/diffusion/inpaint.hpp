@@ -34,7 +34,8 @@ struct Inpainting {
     inner(x, sigma, out);
     keep_known(out, known, mask);
   }
-  /// The same with one sigma per image (for an inner denoiser that takes them).
+  /// The same with one sigma per image, sigma [N] (for an inner denoiser that takes them:
+  /// DpmAdaptive).
   void operator()(TensorView<const float, Batch> x, std::span<const float> sigma, TensorView<float, Batch> out)
     requires requires(Inner& d, TensorView<const float, Batch> a, std::span<const float> s, TensorView<float, Batch> o) {
       d(a, s, o);

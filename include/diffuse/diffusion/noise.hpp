@@ -6,7 +6,8 @@
 // split (8 images at once, or 3 + 5 with first indices 0 and 3) nor on the thread count.
 //
 //   NoiseSource<Batch>      sampling: generator i = Generator(seed, first_image + i); each
-//                           draw() advances every image's generator by one image of normals
+//                           draw() advances every image's generator by one image of normals,
+//                           draw_item(i, ...) image i's alone (samplers whose images step apart)
 //   draw_training_noise()   training: image i of step s uses Generator(seed, first_image + i,
 //                           s << 32): one block for its sigma, then one image of normals
 //
@@ -68,13 +69,16 @@ class NoiseSource {
     update_device(out.data(), out.size());  // drawn on the host: N images per step
   }
 
-  /// Fills `out` (H, W, C) with the next N(0, I) draw of image i alone, for samplers whose
-  /// images take different numbers of steps (an image's k-th draw is the same either way).
+  /// Fills `out` (one image, H x W x C values) with the next N(0, I) draw of image i alone,
+  /// for samplers whose images take different numbers of steps (an image's k-th draw is
+  /// the same either way). Throws ShapeError for i outside the batch or an `out` that is
+  /// not one image.
   template <class Item>
   void draw_item(std::size_t i, Item&& out) {
-    if (i >= gens_.size())
-      throw ShapeError("diffuse::diffusion::NoiseSource: image " + std::to_string(i) + " of a batch of " +
-                       std::to_string(gens_.size()));
+    if (i >= gens_.size() || out.size() != Batch::item_size)
+      throw ShapeError("diffuse::diffusion::NoiseSource::draw_item: image " + std::to_string(i) + " of a batch of " +
+                       std::to_string(gens_.size()) + ", " + std::to_string(out.size()) + " values for an image of " +
+                       std::to_string(Batch::item_size));
     fill_normal(out, gens_[i]);
     update_device(out.data(), out.size());
   }

@@ -198,7 +198,8 @@ class Precond {
     sigma_all_.assign(x.batch(), sigma);
     forward(x, std::span<const T>(sigma_all_), out);
   }
-  /// The denoiser with one sigma per image (samplers whose images step apart: DpmAdaptive).
+  /// The denoiser with one sigma per image (samplers whose images step apart: DpmAdaptive):
+  /// x, out (N, H, W, C), sigma [N]; ShapeError when the sizes differ.
   void operator()(TensorView<const T, Batch> x, std::span<const T> sigma, TensorView<T, Batch> out) {
     forward(x, sigma, out);
   }

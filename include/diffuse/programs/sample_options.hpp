@@ -89,6 +89,9 @@ inline void check_options(const SampleOptions& o, const CLI::App& app,
   if (app.count("--churn") && !info->takes_churn)
     throw UsageError("--churn applies to the samplers " + taking(&diffusion::SamplerInfo::takes_churn) + ", not " +
                      o.sampler);
+  if (info->adaptive && o.steps < 2)
+    throw UsageError("--steps " + std::to_string(o.steps) + ": " + o.sampler +
+                     " takes its range from the schedule's sigmas, which need --steps 2 or more");
   for (const char* tol : {"--rtol", "--atol"})
     if (app.count(tol) && !info->adaptive)
       throw UsageError(std::string(tol) + " applies to the samplers " + taking(&diffusion::SamplerInfo::adaptive) +

@@ -49,6 +49,17 @@ void with_sampler(const SampleOptions& o, F&& f) {
       f);
 }
 
+// Evaluations per image as a whole number when it is one ("35"), else with one decimal.
+inline std::string per_image_text(std::size_t evaluations, std::size_t images) {
+  if (images == 0) return "0";
+  char text[32];
+  if (evaluations % images == 0)
+    std::snprintf(text, sizeof text, "%zu", evaluations / images);
+  else
+    std::snprintf(text, sizeof text, "%.1f", double(evaluations) / double(images));
+  return text;
+}
+
 // The output file names of img2img: the inputs' names with .png, checked for clashes.
 inline std::vector<std::string> output_names(const std::vector<std::string>& inputs, const fs::path& out) {
   std::set<std::string> used = {"grid.png"};
@@ -123,9 +134,11 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
   // img2img starts at sigmas[start]: strength 1 from sigma_max, 0 at sigma = 0 (unchanged).
   const std::size_t start = img2img ? static_cast<std::size_t>(std::lround((1.0 - o.strength) * double(steps))) : 0;
   const std::span<const double> run_sigmas(sigmas.data() + start, sigmas.size() - start);
-  std::fprintf(stderr, "sampler %s, schedule %s, %zu steps (sigma %.4g to %.4g), seed %llu, batch %lld\n",
-               o.sampler.c_str(), o.schedule.c_str(), steps, sigmas.front(), sigmas[steps - 1],
-               static_cast<unsigned long long>(o.seed), o.batch);
+  const bool adaptive = diffusion::find_sampler(o.sampler)->adaptive;
+  std::fprintf(stderr, "sampler %s, schedule %s, %s (sigma %.4g to %.4g), seed %llu, batch %lld\n",
+               o.sampler.c_str(), o.schedule.c_str(),
+               adaptive ? "steps chosen by the error" : (std::to_string(steps) + " steps").c_str(), sigmas.front(),
+               sigmas[steps - 1], static_cast<unsigned long long>(o.seed), o.batch);
   if (img2img)
     std::fprintf(stderr, "img2img: %zu image(s) from %s, strength %g: noised to sigma %.4g, then %zu of the %zu steps\n",
                  total, o.init.c_str(), o.strength, sigmas[start], steps - start, steps);
@@ -174,6 +187,7 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
       using Run = decltype(sampler.run(denoise, x.view(), run_sigmas, noise, callback));
       if constexpr (std::is_same_v<Run, diffusion::AdaptiveStats>) {
         const diffusion::AdaptiveStats a = sampler.run(denoise, x.view(), run_sigmas, noise, callback);
+        // what each image needed; the batch ran as long as its slowest image (the last line)
         std::fprintf(stderr, "dpm_adaptive: %.1f denoiser evaluations per image (at most %zu), %zu steps accepted, "
                              "%zu rejected\n", a.nfe(), a.max_evaluations, a.accepted, a.rejected);
       } else {
@@ -215,9 +229,9 @@ int sample_model(const SampleOptions& o, const std::vector<double>& sigmas) {
                  mean / double(done), done);
   }
   const bool stopped = done < total;
-  std::fprintf(stderr, "%s %zu image(s) in %.2f s: %.3f images/s, %.4g network evaluations per image; %s\n",
+  std::fprintf(stderr, "%s %zu image(s) in %.2f s: %.3f images/s, %s network evaluations per image; %s\n",
                stopped ? "interrupted after" : (img2img ? "img2img on" : "sampled"), done, seconds,
-               seconds > 0 ? double(done) / seconds : 0.0, done ? double(evaluations) / double(done) : 0.0,
+               seconds > 0 ? double(done) / seconds : 0.0, per_image_text(evaluations, done).c_str(),
                (out / "grid.png").c_str());
   return stopped ? 130 : 0;
 }

@@ -22,6 +22,7 @@
 // last non-zero sigma (the steps between are not used); after reaching sigma_min, one
 // Euler step to 0 as every sampler here ends with (k-diffusion returns x at sigma_min).
 // run() returns the work done (AdaptiveStats); the callback sees that last step only.
+// A run allocates its scratch (about eight batches of images) once.
 #pragma once
 
 #include <algorithm>
@@ -70,6 +71,7 @@ struct DpmAdaptive {
   double accept_safety = 0.81;  ///< accept an attempt when the step factor is at least this
   double eta = 0.0;  ///< ancestral noise (0: deterministic)
   double s_noise = 1.0;  ///< scale of the fresh noise
+  std::size_t max_attempts = 100'000;  ///< attempts per image before giving up (std::runtime_error)
 
   /** Draws x = sigma_0 n (per-image streams of `seed` from `first_image`) and integrates it to 0. */
   template <class D, class Batch, class Cb = NoCallback>
@@ -85,7 +87,10 @@ struct DpmAdaptive {
   }
 
   /// Integrates x (N, H, W, C), at sigmas.front(), to 0. Throws std::invalid_argument for
-  /// an order other than 2 or 3 or a tolerance that is not positive.
+  /// an order other than 2 or 3 or a tolerance, first step or safety factor that is not
+  /// positive, and std::runtime_error when the denoiser's output makes an error estimate
+  /// NaN or infinite (the step size would never settle) or an image is still short of
+  /// sigma_min after max_attempts attempts.
   template <class D, class Batch, class Cb>
   AdaptiveStats run(D& denoise, TensorView<float, Batch> x, std::span<const double> sigmas, NoiseSource<Batch>& noise,
                     Cb& callback) const {
@@ -94,8 +99,8 @@ struct DpmAdaptive {
                   "denoise(x, std::span<const float> sigma, out), as Precond, Guided and Inpainting do");
     if (order != 2 && order != 3)
       throw std::invalid_argument("diffuse::diffusion::DpmAdaptive: order must be 2 or 3, not " + std::to_string(order));
-    if (!(rtol > 0.0) || !(atol > 0.0))
-      throw std::invalid_argument("diffuse::diffusion::DpmAdaptive: rtol and atol must be positive");
+    if (!(rtol > 0.0) || !(atol > 0.0) || !(h_init > 0.0) || !(accept_safety > 0.0))
+      throw std::invalid_argument("diffuse::diffusion::DpmAdaptive: rtol, atol, h_init and accept_safety must be positive");
     const std::size_t b = x.batch();
     AdaptiveStats stats;
     stats.images = b;
@@ -150,13 +155,15 @@ struct DpmAdaptive {
     std::vector<double> s(b, -std::log(sigma_max));
     std::vector<Controller> pid(b, Controller{h_init, (pcoeff + icoeff + dcoeff) / q, -(pcoeff + 2.0 * dcoeff) / q,
                                               dcoeff / q});
-    Tensor<float, Batch> prev(b), den(b), eps(b), eps1(b), eps2(b), u(b), low(b), high(b), z(1);
+    Tensor<float, Batch> prev(b), den(b), eps(b), eps1(b), eps2(order == 3 ? b : 0), u(b), low(b), high(b), z(1);
     prev = x;  // k-diffusion's x_prev starts at x
     // Per image: the sigmas of an evaluation and the coefficients of the updates (0 for
     // an image that has arrived, so that its x stays).
     std::vector<float> sig(b), c_eps(b), c_d1(b), c_d2(b);
     std::vector<double> h(b), t_next(b), sigma_up(b);
     std::vector<char> running(b);
+    std::vector<std::size_t> attempts(b, 0);
+    std::vector<float> inv(b);  // 1 / sig, scratch of eps_at
     const auto per = [](const std::vector<float>& c) { return per_item<Batch>(std::span<const float>(c)); };
     // sig = sigma at s + r h (sigma_min for an image that has arrived)
     const auto sigmas_at = [&](double r) {
@@ -183,11 +190,11 @@ struct DpmAdaptive {
       // eps at s, then at the first intermediate point s + r1 h
       const double r1 = order == 3 ? 1.0 / 3.0 : 0.5;
       sigmas_at(0.0);
-      eps_at(denoise, x, sig, den.view(), eps.view());
+      eps_at(denoise, x, sig, inv, den.view(), eps.view());
       for (std::size_t i = 0; i < b; ++i) c_eps[i] = running[i] ? static_cast<float>(sig_at(s[i], r1, h[i]) * std::expm1(r1 * h[i])) : 0.f;
       u = x - per(c_eps) * eps;
       sigmas_at(r1);
-      eps_at(denoise, u.view(), sig, den.view(), eps1.view());
+      eps_at(denoise, u.view(), sig, inv, den.view(), eps1.view());
       // sigma(t) expm1(h): the first-order part of every step to t; DPM-Solver-2's correction
       for (std::size_t i = 0; i < b; ++i) {
         const double st = running[i] ? sig_at(s[i], 1.0, h[i]) * std::expm1(h[i]) : 0.0;
@@ -211,7 +218,7 @@ struct DpmAdaptive {
         }
         u = x - per(c_d1) * eps - per(c_d2) * (eps1 - eps);
         sigmas_at(r2);
-        eps_at(denoise, u.view(), sig, den.view(), eps2.view());
+        eps_at(denoise, u.view(), sig, inv, den.view(), eps2.view());
         for (std::size_t i = 0; i < b; ++i)
           c_d2[i] = running[i] ? static_cast<float>(sig_at(s[i], 1.0, h[i]) / r2 * (std::expm1(h[i]) / h[i] - 1.0)) : 0.f;
         high = x - per(c_eps) * eps - per(c_d2) * (eps2 - eps);  // DPM-Solver-3
@@ -231,7 +238,16 @@ struct DpmAdaptive {
           const double e = (double(lo[j]) - double(hi[j])) / delta;
           sum += e * e;
         }
-        if (!pid[i].propose(std::sqrt(sum / static_cast<double>(Batch::item_size)), accept_safety)) {
+        const double error = std::sqrt(sum / static_cast<double>(Batch::item_size));
+        if (!std::isfinite(error))
+          throw std::runtime_error("diffuse::diffusion::DpmAdaptive: image " + std::to_string(i) +
+                                   ": the denoiser gave NaN or infinite values at sigma " + std::to_string(sig[i]) +
+                                   " or near it");
+        if (++attempts[i] > max_attempts)
+          throw std::runtime_error("diffuse::diffusion::DpmAdaptive: image " + std::to_string(i) + " took " +
+                                   std::to_string(max_attempts) + " attempts without reaching sigma_min (rtol " +
+                                   std::to_string(rtol) + ", atol " + std::to_string(atol) + ")");
+        if (!pid[i].propose(error, accept_safety)) {
           ++stats.rejected;
           continue;
         }
@@ -252,10 +268,9 @@ struct DpmAdaptive {
 
   // eps = (x - D(x; sig_i)) / sig_i, each image at its own sigma.
   template <class D, class Batch>
-  static void eps_at(D& denoise, TensorView<float, Batch> x, const std::vector<float>& sig, TensorView<float, Batch> den,
-                     TensorView<float, Batch> eps) {
+  static void eps_at(D& denoise, TensorView<float, Batch> x, const std::vector<float>& sig, std::vector<float>& inv,
+                     TensorView<float, Batch> den, TensorView<float, Batch> eps) {
     denoise(TensorView<const float, Batch>(x), std::span<const float>(sig), den);
-    std::vector<float> inv(sig.size());
     for (std::size_t i = 0; i < sig.size(); ++i) inv[i] = 1.0f / sig[i];
     eps = (x - den) * per_item<Batch>(std::span<const float>(inv));
   }
