@@ -287,7 +287,7 @@ def main():
     for s in stops:
         for kind in EMAS:
             rows.append((s, kind, frechet("diffuse", kind, s, 0), frechet("pytorch", kind, s, 0)))
-    noise = {sys_: [frechet(sys_, kind, stops[-1], seed) for seed in range(a.noise_seeds + 1)]
+    noise = {(sys_, kind): [frechet(sys_, kind, stops[-1], seed) for seed in range(a.noise_seeds + 1)]
              for sys_ in ("diffuse", "pytorch") for kind in EMAS}
 
     def losses(path, key="loss"):
@@ -306,18 +306,18 @@ def main():
         name = "half-life (EDM, ramp-up 0.05)" if kind == "ema" else "power, sigma_rel 0.10 (EDM2)"
         print(f"| {s} | {name} | {d:.3f} | {t:.3f} |")
     print(f"\nthe measure's noise: step {stops[-1]} sampled with seeds 0..{a.noise_seeds}:")
-    for (sys_, kind), v in ((k, noise[k]) for k in noise):
+    for (sys_, kind), v in noise.items():
         print(f"  {sys_:8s} {kind:9s} " + " ".join(f"{x:.3f}" for x in v))
     common = sorted(set(dl) & set(tl))
     if common:
-        print("\ntraining loss (same batch, sigma and noise on both sides) at steps", common[:1] + common[1::4])
-        for st in common[:1] + common[1::4]:
-            print(f"  step {st}: diffuse {dl[st]:.4f}  PyTorch {tl[st]:.4f}")
+        shown = [st for st in (1, 2, 10, 50, 100, 200, 300, 400, 600, 800, 1000, 1200) if st in dl and st in tl]
+        print("\ntraining loss of the same batch (images, sigmas, noise) on both sides, and its relative difference:")
+        for st in shown:
+            print(f"  step {st:5d}: diffuse {dl[st]:10.4f}  PyTorch {tl[st]:10.4f}  {tl[st] / dl[st] - 1:+.1e}")
         tail = [st for st in common if st > stops[-1] - 200]
         if tail:
-            print(f"  mean of the last {len(tail)} logged steps: diffuse {np.mean([dl[t] for t in tail]):.3f}, "
+            print(f"  mean of the last {len(tail)} steps: diffuse {np.mean([dl[t] for t in tail]):.3f}, "
                   f"PyTorch {np.mean([tl[t] for t in tail]):.3f}")
-
 
 if __name__ == "__main__":
     main()
