@@ -48,36 +48,8 @@ EMAS = ("ema", "phema100")  # the half-life EMA and the power EMA of sigma_rel 0
 
 # ---------------------------------------------------------------- diffuse's random numbers
 
-MASK = np.uint64(0xFFFFFFFF)
-
-
-def philox(index, stream, seed):
-    """The four words of Philox4x32-10 block(s) `index` (uint64 array) of (seed, stream):
-    counter (index lo, index hi, stream lo, stream hi), key (seed lo, seed hi)."""
-    index = np.asarray(index, dtype=np.uint64)
-    stream = np.asarray(stream, dtype=np.uint64)
-    c0, c1 = index & MASK, index >> np.uint64(32)
-    c2, c3 = stream & MASK, stream >> np.uint64(32)
-    c0, c1, c2, c3 = np.broadcast_arrays(c0, c1, c2, c3)
-    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
-    m0, m1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
-    for r in range(10):
-        if r > 0:
-            k0 = (k0 + np.uint64(0x9E3779B9)) & MASK
-            k1 = (k1 + np.uint64(0xBB67AE85)) & MASK
-        p0, p1 = m0 * c0, m1 * c2  # products of 32-bit words fit in 64 bits
-        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & MASK, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & MASK
-    return c0, c1, c2, c3
-
-
-def open_unit(w):
-    return (w.astype(np.float64) + 0.5) * 2.0 ** -32
-
-
-def box_muller(u0, u1):
-    r = np.sqrt(-2.0 * np.log(open_unit(u0)))
-    theta = 2.0 * math.pi * open_unit(u1)
-    return r * np.cos(theta), r * np.sin(theta)
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+from diffuse_random import box_muller, philox  # noqa: E402
 
 
 def epoch_order(seed, epoch, n):
