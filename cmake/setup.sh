@@ -7,9 +7,10 @@
 #                                   sample grids to out/fashion-mnist (options go to
 #                                   diffuse-train, e.g. --minutes 60)
 #   cmake/setup.sh test             install what is missing, build, run the whole test
-#                                   suite (release, ASan + UBSan and GPU-offload builds,
-#                                   consumer test; without a GPU the offload build's
-#                                   device tests run its device code on the host)
+#                                   suite (release build with MPI data parallelism, ASan +
+#                                   UBSan and GPU-offload builds, consumer test; without a
+#                                   GPU the offload build's device tests run its device
+#                                   code on the host)
 #
 # Debian packages are installed only when missing (with sudo when not root), so the
 # script also works offline once everything is there.
@@ -39,6 +40,7 @@ packages=(
 [ "$mode" = test ] && packages+=(
   gcc-12-offload-nvptx          # the GPU path's build (OpenMP offload to NVIDIA)
   clang-14 libclang-rt-14-dev   # the fuzz build (libFuzzer + ASan + UBSan)
+  libopenmpi-dev openmpi-bin    # data-parallel training (the release build's diffuse-train under mpirun)
 )
 
 missing=()
@@ -62,7 +64,9 @@ fi
 
 jobs=$(nproc)
 build() {  # configure and build one preset (all of it, or the targets named after it)
-  cmake --preset "$1" >/dev/null
+  local flags=()
+  [ "$mode-$1" = test-release ] && flags=(-DDIFFUSE_MPI=ON)  # diffuse-train under mpirun, and its tests
+  cmake --preset "$1" "${flags[@]}" >/dev/null
   local targets=("${@:2}")
   cmake --build --preset "$1" -j "$jobs" ${targets[@]:+--target "${targets[@]}"}
 }

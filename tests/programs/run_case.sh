@@ -62,6 +62,27 @@ mean_ssim() { sed -n 's/^mean SSIM \([-0-9.]*\) .*/\1/p' "$dir/stderr"; }
 
 tiny=(--model edm-tiny)
 
+# Open MPI's mpirun for two processes on one machine, each with one thread (--threads 1 in
+# the cases); as root it needs --allow-run-as-root; no single-copy shared memory (containers).
+mpirun=("${DIFFUSE_MPIEXEC:-mpirun}" --oversubscribe --bind-to none)
+[[ $(id -u) == 0 ]] && mpirun+=(--allow-run-as-root)
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpi2=("${mpirun[@]}" -np 2)
+
+# The losses of log.jsonl, one per line.
+losses() { sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
+# weights_close A B: every tensor of two checkpoints within 1e-5 of its largest magnitude
+# (measured: 1e-6), but the attention's key bias (the middle third of qkv.bias): its
+# gradient is zero in exact arithmetic (softmax ignores a constant), so its float value is
+# rounding noise, and AdamW's g / sqrt(v) turns any noise into steps of lr, as in PyTorch.
+weights_close() { "$testkit" tensors-close "$1" "$2" 1e-5 qkv.bias; }
+# losses_close A B TOL: the same number of steps, each loss within TOL (relative).
+losses_close() {
+  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" '
+    { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > worst) worst = r }
+    END { printf "losses: %d steps, largest relative difference %.3g\n", n, worst; exit !(n > 0 && worst <= tol) }'
+}
+
 case $case_name in
   # ---- fixtures ------------------------------------------------------------------------
   setup)
@@ -128,6 +149,60 @@ case $case_name in
     expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 4 --out "$dir" --sample-every 0 --steps 2
     [[ $(grep -c '"step":' "$dir/log.jsonl") == 2 ]] || fail "the second --steps did not win"
     ;;
+
+  # ---- diffuse-train under mpirun (data parallelism) --------------------------------------
+  mpi_same_as_one_process)  # 2 processes (shares of 2 and 3 images) = 1 process, to float rounding; same bits twice
+    run=(--data "$data/train.idx" --labels "$data/train-labels.idx" "${tiny[@]}" --batch 5 --steps 4 --threads 1
+         --sample-every 2 --checkpoint-every 2 --xflip --lr 0.002 --warmup 1)
+    expect_ok "$train" "${run[@]}" --out "$dir/one"
+    expect_ok "${mpi2[@]}" "$train" "${run[@]}" --out "$dir/two"
+    [[ $(grep -c '^data: ' "$dir/stderr") == 1 ]] || fail "not process 0 alone printed"
+    grep -q '"processes":2' "$dir/two/log.jsonl" || fail "log.jsonl does not say 2 processes"
+    grep -q '"reduce_seconds":' "$dir/two/log.jsonl" || fail "log.jsonl does not time the sums"
+    need "$dir/two/checkpoint.safetensors" "$dir/two/samples.png" "$dir/two/samples-000002.png"
+    losses_close "$dir/one/log.jsonl" "$dir/two/log.jsonl" 1e-5 || fail "the losses differ"
+    weights_close "$dir/one/checkpoint.safetensors" "$dir/two/checkpoint.safetensors" || fail "the weights differ"
+    # Again, process 1 told to write elsewhere: it writes nothing.
+    expect_ok "${mpirun[@]}" -np 1 "$train" "${run[@]}" --out "$dir/two-again" : \
+      -np 1 "$train" "${run[@]}" --out "$dir/process-1"
+    [[ ! -e $dir/process-1 ]] || fail "process 1 wrote into its --out"
+    for f in checkpoint.safetensors model_ema.safetensors; do
+      cmp -s "$dir/two/$f" "$dir/two-again/$f" || fail "two runs on 2 processes gave different $f"
+    done ;;
+  mpi_resume_other_count)  # 2 steps on 2 processes, 2 more on 1 (and the other way): as 4 steps on 1
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --threads 1 --sample-every 0 --checkpoint-every 0 --lr 0.002)
+    expect_ok "$train" "${run[@]}" --steps 4 --out "$dir/straight"
+    expect_ok "${mpi2[@]}" "$train" "${run[@]}" --steps 2 --out "$dir/two-one"
+    expect_ok "$train" "${run[@]}" --steps 4 --resume --out "$dir/two-one"
+    expect_ok "$train" "${run[@]}" --steps 2 --out "$dir/one-two"
+    expect_ok "${mpi2[@]}" "$train" "${run[@]}" --steps 4 --resume --out "$dir/one-two"
+    grep -q 'resumed from .* at step 2' "$dir/stderr" || fail "the run on 2 processes did not resume"
+    for r in two-one one-two; do
+      losses_close "$dir/straight/log.jsonl" "$dir/$r/log.jsonl" 1e-5 || fail "$r: the losses differ"
+      weights_close "$dir/straight/checkpoint.safetensors" "$dir/$r/checkpoint.safetensors" || fail "$r: the weights differ"
+    done ;;
+  mpi_mismatch)  # processes given different options: an error, a non-zero exit, the checkpoint kept
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --threads 1 --sample-every 0 --checkpoint-every 0)
+    expect_ok "$train" "${run[@]}" --steps 2 --out "$dir/run"
+    cp "$dir/run/checkpoint.safetensors" "$dir/saved.safetensors"
+    rc=0
+    "${mpirun[@]}" -np 1 "$train" "${run[@]}" --steps 4 --resume --out "$dir/run" --lr 0.002 : \
+      -np 1 "$train" "${run[@]}" --steps 4 --resume --out "$dir/run" --lr 0.003 >"$dir/stdout" 2>"$dir/stderr" || rc=$?
+    ((rc != 0)) || fail "processes with different options exited with status 0"
+    grep -q '^diffuse-train: error: the 2 processes of this run differ in their options' "$dir/stderr" ||
+      fail "process 0 did not say that the processes differ"
+    cmp -s "$dir/saved.safetensors" "$dir/run/checkpoint.safetensors" || fail "the checkpoint was changed"
+    echo "ok (exit $rc)" ;;
+  mpi_process_fails)  # one process cannot read its data: the whole job ends with an error, no process waits
+    run=("${tiny[@]}" --batch 4 --threads 1 --steps 2 --sample-every 0 --out "$dir/run")
+    rc=0
+    "${mpirun[@]}" -np 1 "$train" --data "$data/train.idx" "${run[@]}" : \
+      -np 1 "$train" --data "$data/nope.idx" "${run[@]}" >"$dir/stdout" 2>"$dir/stderr" || rc=$?
+    ((rc != 0)) || fail "the job exited with status 0"
+    grep -q '^diffuse-train (process 1): error: .*nope.idx: cannot open' "$dir/stderr" ||
+      fail "process 1's error was not reported"
+    [[ ! -e $dir/run/checkpoint.safetensors ]] || fail "a checkpoint was written"
+    echo "ok (exit $rc)" ;;
 
   # ---- diffuse-train: bad input --------------------------------------------------------
   train_missing_data) expect_error "nope.idx: cannot open" "$train" --data "$data/nope.idx" "${tiny[@]}" --out "$dir" ;;

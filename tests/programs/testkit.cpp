@@ -17,6 +17,11 @@
 //   testkit json FILE                               FILE is JSON lines (every line parses
 //                                                   with a strict JSON parser), or, for a
 //                                                   .safetensors file, its header is JSON
+//   testkit tensors-close A B TOL [KEY]             A and B (safetensors) hold the same
+//                                                   tensors, each within TOL of A's largest
+//                                                   magnitude, but the middle third of those
+//                                                   whose name contains KEY (the attention's
+//                                                   key bias in qkv.bias); prints the largest ratio
 //
 // Exit status 0 on success, 1 when a comparison fails, 2 on bad use.
 #include <algorithm>
@@ -29,6 +34,7 @@
 #include <vector>
 
 #include <diffuse/io/image.hpp>
+#include <diffuse/io/safetensors.hpp>
 #include <diffuse/metrics/ssim.hpp>
 #include <nlohmann/json.hpp>
 
@@ -188,6 +194,30 @@ int mean_rgb(const std::vector<std::string>& files) {
   return 0;
 }
 
+int tensors_close(const std::string& a_path, const std::string& b_path, double tol, const std::string& skip) {
+  const diffuse::io::SafetensorsFile a(a_path), b(b_path);
+  if (a.names() != b.names()) {
+    std::fprintf(stderr, "testkit: %s and %s hold different tensors\n", a_path.c_str(), b_path.c_str());
+    return 1;
+  }
+  double worst = 0;
+  std::string where;
+  for (const auto& name : a.names()) {
+    const auto& shape = a.info(name).shape;
+    const auto x = a.read_vector(name, shape), y = b.read_vector(name, shape);
+    const bool thirds = !skip.empty() && name.find(skip) != std::string::npos;
+    double scale = 1e-30, diff = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (thirds && i >= x.size() / 3 && i < 2 * x.size() / 3) continue;
+      scale = std::max(scale, double(std::abs(x[i])));
+      diff = std::max(diff, double(std::abs(x[i] - y[i])));
+    }
+    if (!(diff / scale <= worst)) worst = diff / scale, where = name;  // (NaN counts as the worst)
+  }
+  std::printf("largest difference %.3g of the tensor's largest magnitude (%s)\n", worst, where.c_str());
+  return worst <= tol ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,6 +234,8 @@ int main(int argc, char** argv) {
     if (a.size() == 4 && a[0] == "compare") return compare(a[1], a[2], std::stoi(a[3]));
     if (a.size() == 3 && a[0] == "ssim") return ssim(a[1], a[2]);
     if (a.size() == 2 && a[0] == "json") return json(a[1]);
+    if ((a.size() == 4 || a.size() == 5) && a[0] == "tensors-close")
+      return tensors_close(a[1], a[2], std::stod(a[3]), a.size() == 5 ? a[4] : "");
     if (a.size() >= 7 && a[0] == "shapes")
       return shapes(a[1], std::stoul(a[2]), std::stoul(a[3]), std::stoi(a[4]), std::stoi(a[5]), std::stoi(a[6]),
                     a.size() > 7 && a[7] == "alpha");
@@ -226,6 +258,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "testkit: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json|shapes|mean-rgb|size|mask|inpainted ...\n");
+  std::fprintf(stderr, "usage: testkit idx|labels|png|compare|ssim|json|tensors-close|shapes|mean-rgb|size|mask|inpainted ...\n");
   return 2;
 }

@@ -2,8 +2,11 @@
 // bit-identical resumption, thread-count independence and the NaN guard.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <limits>
 #include <map>
 #include <vector>
@@ -257,3 +260,131 @@ TEST(Evaluate, IsDeterministicAndFollowsTheModel) {
 }
 
 }  // namespace
+
+// ---- data parallelism -------------------------------------------------------------------
+
+TEST(DataParallel, BatchSharesCoverTheBatchEvenly) {
+  for (std::size_t ranks : {1u, 2u, 3u, 7u})
+    for (std::size_t batch : {7u, 8u, 128u}) {
+      std::size_t next = 0;
+      for (std::size_t r = 0; r < ranks; ++r) {
+        const train::BatchShare s = train::batch_share(batch, r, ranks);
+        EXPECT_EQ(s.begin, next);
+        EXPECT_GE(s.size(), batch / ranks);
+        EXPECT_LE(s.size(), batch / ranks + 1);
+        next = s.end;
+      }
+      EXPECT_EQ(next, batch);
+    }
+  EXPECT_THROW(train::batch_share(3, 0, 4), std::invalid_argument);  // a process without an image
+  EXPECT_THROW(train::batch_share(8, 2, 2), std::invalid_argument);
+}
+
+// The processes of a data-parallel run as threads of this process: sums in rank order.
+class ThreadCommunicator final : public train::Communicator {
+ public:
+  struct Shared {
+    explicit Shared(std::size_t n) : barrier(static_cast<std::ptrdiff_t>(n)), floats(n), doubles(n) {}
+    std::barrier<> barrier;
+    std::vector<std::vector<float>> floats;
+    std::vector<std::vector<double>> doubles;
+    std::vector<std::uint64_t> values = std::vector<std::uint64_t>(floats.size());
+  };
+  ThreadCommunicator(Shared& s, std::size_t rank) : s_(s), rank_(rank) {}
+  std::size_t rank() const override { return rank_; }
+  std::size_t size() const override { return s_.floats.size(); }
+  void sum(std::span<float> v) override { all_sum(s_.floats, v); }
+  void sum(std::span<double> v) override { all_sum(s_.doubles, v); }
+  void broadcast(std::span<double> v) override {
+    s_.doubles[rank_].assign(v.begin(), v.end());
+    s_.barrier.arrive_and_wait();
+    std::copy(s_.doubles[0].begin(), s_.doubles[0].end(), v.begin());
+    s_.barrier.arrive_and_wait();
+  }
+  bool same_everywhere(std::uint64_t value) override {
+    s_.values[rank_] = value;
+    s_.barrier.arrive_and_wait();
+    const bool same = std::all_of(s_.values.begin(), s_.values.end(), [&](std::uint64_t x) { return x == value; });
+    s_.barrier.arrive_and_wait();
+    return same;
+  }
+
+ private:
+  template <class T>
+  void all_sum(std::vector<std::vector<T>>& slots, std::span<T> v) {
+    slots[rank_].assign(v.begin(), v.end());
+    s_.barrier.arrive_and_wait();
+    for (std::size_t k = 0; k < v.size(); ++k) {
+      T total = 0;
+      for (const auto& slot : slots) total += slot[k];
+      v[k] = total;
+    }
+    s_.barrier.arrive_and_wait();
+  }
+  Shared& s_;
+  std::size_t rank_;
+};
+
+// Three processes sharing batches of 7 (2 + 2 + 3 images; --xflip, whose draws follow the
+// slot) train as one process does: the same losses and weights up to float rounding, and
+// the same weights on every process. One image is NaN: the steps that draw it are skipped
+// by every process, as by one.
+TEST(DataParallel, SharesOfEveryBatchTrainAsOneProcess) {
+  Tensor<float, Batch> images(21);
+  Generator gen(3);
+  fill_uniform(images, gen, -1, 1);
+  images.item(5).data()[0] = std::numeric_limits<float>::quiet_NaN();
+  const Images data(std::move(images));
+  auto cfg = config(7);
+  cfg.xflip = true;
+  cfg.max_bad_steps = 100;
+  constexpr int steps = 12;
+  Model single;
+  train::Trainer one(single, data, cfg);
+  std::vector<double> losses;
+  std::vector<bool> skipped;
+  for (int s = 0; s < steps; ++s) {
+    const auto r = one.step();
+    losses.push_back(r.loss);
+    skipped.push_back(r.skipped);
+  }
+  ASSERT_GT(std::count(skipped.begin(), skipped.end(), true), 0);  // the NaN image was drawn
+  ASSERT_LT(std::count(skipped.begin(), skipped.end(), true), steps);
+  const auto want = snapshot(single, one);
+
+  constexpr std::size_t ranks = 3;
+  ThreadCommunicator::Shared shared(ranks);
+  std::vector<std::map<std::string, std::vector<float>>> got(ranks);
+  std::vector<std::vector<double>> got_losses(ranks);
+  std::vector<std::vector<bool>> got_skipped(ranks);
+  std::vector<std::thread> threads;
+  for (std::size_t r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      set_num_threads(1);
+      ThreadCommunicator comm(shared, r);
+      auto c = cfg;
+      c.communicator = &comm;
+      Model m;
+      train::Trainer t(m, data, c);
+      EXPECT_EQ(t.share().size(), r == 2 ? 3u : 2u);
+      for (int s = 0; s < steps; ++s) {
+        const auto rep = t.step();
+        got_losses[r].push_back(rep.loss);
+        got_skipped[r].push_back(rep.skipped);
+      }
+      got[r] = snapshot(m, t);
+    });
+  for (auto& t : threads) t.join();
+  for (std::size_t r = 0; r < ranks; ++r) {
+    EXPECT_EQ(got[r], got[0]) << "process " << r << " has other weights than process 0";
+    EXPECT_EQ(got_skipped[r], skipped) << "process " << r;
+    for (int s = 0; s < steps; ++s) {
+      if (!skipped[s]) {
+        EXPECT_NEAR(got_losses[r][s], losses[s], 1e-6 * std::abs(losses[s])) << s;
+      }
+    }
+  }
+  for (const auto& [name, v] : want)
+    for (std::size_t k = 0; k < v.size(); ++k)
+      EXPECT_NEAR(got[0].at(name)[k], v[k], 1e-5 * std::max(1.f, std::abs(v[k]))) << name;
+}

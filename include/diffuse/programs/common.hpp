@@ -89,13 +89,13 @@ inline bool apply_device(const std::string& value, const char* program, bool gpu
 }
 
 /// Selects --precision; bf16 where it cannot run warns on stderr and stays in fp32.
-inline void apply_precision(const std::string& value, const char* program) {
+inline void apply_precision(const std::string& value, const char* program, bool quiet = false) {
   const auto p = kernels::parse_matmul_precision(value).value_or(kernels::MatmulPrecision::fp32);
   try {
     kernels::set_matmul_precision(p);
   } catch (const std::runtime_error& e) {
-    std::fprintf(stderr, "%s: warning: --precision %s: %s; running in fp32\n", program, value.c_str(),
-                 e.what());
+    if (!quiet)
+      std::fprintf(stderr, "%s: warning: --precision %s: %s; running in fp32\n", program, value.c_str(), e.what());
   }
 }
 
@@ -145,17 +145,22 @@ int run_reporting_errors(const char* program, F&& body) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
     return 1;
+  } catch (...) {
+    std::fprintf(stderr, "%s: error: an unknown exception\n", program);
+    return 1;
   }
 }
 
 /// What both programs do once their command line is parsed: threads, --precision,
-/// --device (gpu only where `gpu_allowed`), the info line on stderr and, with --info, the
-/// BF16 line. Returns -1 to go on, else the exit status to return now.
+/// --device (gpu only where `gpu_allowed`), the info line on stderr (not when `quiet`: a
+/// data-parallel run's processes but the first) and, with --info, the BF16 line. Returns
+/// -1 to go on, else the exit status to return now.
 inline int start_program(const char* program, int threads, const std::string& precision, const std::string& device,
-                         bool info, bool gpu_allowed) {
+                         bool info, bool gpu_allowed, bool quiet = false) {
   if (threads > 0) set_num_threads(threads);
-  apply_precision(precision, program);
+  apply_precision(precision, program, quiet);
   if (!apply_device(device, program, gpu_allowed)) return 1;
+  if (quiet) return info ? 0 : -1;
   std::fprintf(stderr, "%s\n", info_line().c_str());
   if (!info) return -1;
   std::fprintf(stderr, "%s\n", bf16_line().c_str());

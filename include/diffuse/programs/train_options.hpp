@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "diffuse/nn/unet_config.hpp"
+#include "diffuse/train/communicator.hpp"
 
 #include "diffuse/programs/common.hpp"
 
@@ -54,6 +55,9 @@ struct TrainOptions {
   std::string eval_reference;           ///< --eval-reference: real images (IDX or folder)
   std::size_t eval_count = 1000;        ///< --eval-count: images generated per evaluation
   FrechetFactory frechet = nullptr;     ///< (not an option) what --eval-every uses, set by the program
+  /// (Not an option) the processes of a data-parallel run under mpirun, set by the program;
+  /// null: this process alone.
+  train::Communicator* communicator = nullptr;
   std::uint64_t log_every = 10;         ///< --log-every
   std::size_t sample_count = 16;        ///< images in a sample grid
   bool resume = false;                  ///< --resume

@@ -51,6 +51,28 @@ class Progress {
   std::uint64_t every_;
 };
 
+// FNV-1a over bytes: the fingerprint the processes of a data-parallel run compare.
+inline std::uint64_t fnv1a(const void* p, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// A fingerprint of everything that must be the same on every process of a data-parallel
+// run: the options that shape the run and every image and label of the data.
+template <class Source>
+std::uint64_t run_fingerprint(const std::string& settings, const Source& data) {
+  std::uint64_t h = fnv1a(settings.data(), settings.size());
+  Tensor<float, typename Source::Batch> image(1);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    data.load(i, image.item(0));
+    const int label = data.label(i);
+    h = fnv1a(image.data(), image.size() * sizeof(float), h);
+    h = fnv1a(&label, sizeof label, h);
+  }
+  return h;
+}
+
 }  // namespace detail
 
 template <nn::UNetConfig Cfg>
@@ -60,14 +82,17 @@ int train_model(const TrainOptions& o) {
   constexpr std::size_t R = Cfg.image_size, C = Cfg.image_channels;
   namespace fs = std::filesystem;
 
+  // Data parallelism (mpirun): process 0 alone writes files and prints; every process
+  // trains on its share of each batch.
+  train::Communicator* const comm = o.communicator;
+  const bool lead = !comm || comm->rank() == 0;
   const fs::path out(o.out);
-  fs::create_directories(out);
+  if (lead) fs::create_directories(out);
   const std::string checkpoint = (out / "checkpoint.safetensors").string();
   const std::string log_path = (out / "log.jsonl").string();
-
   const TrainingData<R, R, C> loaded = load_training_data<R, R, C>(o);
   const auto& data = loaded.images;
-  std::fprintf(stderr, "data: %s\n", loaded.describe(o.data, o).c_str());
+  if (lead) std::fprintf(stderr, "data: %s\n", loaded.describe(o.data, o).c_str());
 
   train::TrainerConfig cfg;
   cfg.batch = o.batch;
@@ -100,7 +125,7 @@ int train_model(const TrainOptions& o) {
         throw io::DataError(checkpoint, std::string("metadata '") + key + "' is " + exact_text(*was) + ", outside [" +
                                             number_text(lo) + ", " + number_text(hi) + "] (" + option + ")");
       if (!o.given.count(option)) return *was;
-      if (value != *was)
+      if (value != *was && lead)
         std::fprintf(stderr, "%s %s overrides the run's %s\n", option, exact_text(value).c_str(), exact_text(*was).c_str());
       return value;
     };
@@ -113,18 +138,46 @@ int train_model(const TrainOptions& o) {
     cfg.label_dropout = keep("--label-dropout", train::keys::label_dropout, cfg.label_dropout, 0, 1);
     if (saved.metadata.count(train::keys::xflip)) cfg.xflip = o.xflip || saved.metadata.at(train::keys::xflip) == "1";
   }
-  if (cfg.xflip) std::fprintf(stderr, "augmentation: images mirrored left-right half of the time (--xflip)\n");
+  if (cfg.xflip && lead) std::fprintf(stderr, "augmentation: images mirrored left-right half of the time (--xflip)\n");
   cfg.ema.half_life_images = ema_half_life * 1e6;
   cfg.ema.rampup_ratio = ema_rampup;
   cfg.power_ema = {0.05, 0.10};  // EDM2's pair, for post-hoc EMA (diffuse-eval ema)
+  cfg.communicator = comm;
+  if (comm && cfg.batch < comm->size())
+    throw UsageError("--batch " + std::to_string(cfg.batch) + " is smaller than the " + std::to_string(comm->size()) +
+                     " processes of this run: each needs at least one image of every batch");
   auto model = std::make_unique<Model>(diffusion::Edm{}, cfg.seed);
   train::Trainer trainer(*model, data, cfg);
-  if (o.resume) {
-    if (train::load_checkpoint(checkpoint, o.model, *model, trainer).power_ema_from_ema)
+  if (o.resume) {  // every process reads the checkpoint (on a file system they share)
+    const bool from_ema = train::load_checkpoint(checkpoint, o.model, *model, trainer).power_ema_from_ema;
+    if (from_ema && lead)
       std::fprintf(stderr, "%s has no power-function EMAs (an older checkpoint): they start from its EMA weights\n",
                    checkpoint.c_str());
-    std::fprintf(stderr, "resumed from %s at step %llu\n", checkpoint.c_str(),
-                 static_cast<unsigned long long>(trainer.steps_done()));
+    if (lead)
+      std::fprintf(stderr, "resumed from %s at step %llu\n", checkpoint.c_str(),
+                   static_cast<unsigned long long>(trainer.steps_done()));
+  }
+  if (comm) {  // the processes must run the same run on the same data
+    const nlohmann::json settings = {o.model, o.conditional(), cfg.batch, cfg.seed, exact_text(cfg.optimizer.lr),
+                                     cfg.optimizer.warmup_steps, exact_text(ema_half_life), exact_text(ema_rampup),
+                                     exact_text(cfg.label_dropout), cfg.xflip, o.steps, exact_text(o.epochs),
+                                     exact_text(o.minutes), trainer.steps_done(), data.size()};
+    // ... and start from the same state (a checkpoint each reads).
+    std::uint64_t state = detail::run_fingerprint(settings.dump(), data);
+    model->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) {
+      state = detail::fnv1a(v.data(), v.size_bytes(), state);
+    });
+    trainer.for_each_state([&](std::string_view, std::span<float> v) {
+      state = detail::fnv1a(v.data(), v.size_bytes(), state);
+    });
+    const auto counters = trainer.counters();
+    state = detail::fnv1a(&counters, sizeof counters, state);
+    if (!comm->same_everywhere(state))
+      throw UsageError("the " + std::to_string(comm->size()) + " processes of this run differ in their options, data, "
+                       "labels or checkpoint (every process must be given the same ones)");
+    if (lead)
+      std::fprintf(stderr, "data parallel: %zu processes, %zu-%zu images of each batch of %zu per process\n",
+                   comm->size(), cfg.batch / comm->size(), (cfg.batch + comm->size() - 1) / comm->size(), cfg.batch);
   }
 
   // Where to stop, checked before the log or a checkpoint is written.
@@ -181,7 +234,7 @@ int train_model(const TrainOptions& o) {
   // --eval-every: the classifier and the reference's statistics, read before training
   // starts so that a bad file stops the run at once.
   FrechetFunction frechet;
-  if (o.eval_every > 0) {
+  if (o.eval_every > 0 && lead) {
     if (!o.frechet) throw UsageError("--eval-every: this program was built without the Fréchet distance");
     std::size_t reference_count = 0;
     frechet = o.frechet(R, R, C, o.eval_classifier, o.eval_reference, reference_count);
@@ -189,15 +242,17 @@ int train_model(const TrainOptions& o) {
                  o.eval_count, reference_count, o.eval_reference.c_str(), static_cast<unsigned long long>(o.eval_every));
   }
 
-  std::FILE* log = std::fopen(log_path.c_str(), o.resume ? "a" : "w");
-  if (!log) throw io::DataError(log_path, "cannot write the log");
+  std::FILE* log = lead ? std::fopen(log_path.c_str(), o.resume ? "a" : "w") : nullptr;
+  if (lead && !log) throw io::DataError(log_path, "cannot write the log");
   // One JSON object per line, written by a JSON library: a diverging run's NaN or infinite
   // loss is null, and every line parses.
   auto log_line = [&](const nlohmann::json& j) {
     std::fputs((j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n").c_str(), log);
     std::fflush(log);
   };
-  log_line({{"info", info_line()}, {"model", o.model}, {"classes", classes}, {"batch", cfg.batch}, {"seed", cfg.seed}});
+  if (lead)
+    log_line({{"info", info_line()}, {"model", o.model}, {"classes", classes}, {"batch", cfg.batch},
+              {"seed", cfg.seed}, {"processes", comm ? comm->size() : 1}});
 
   // The Fréchet distance of the EMA weights' images, drawn with the same noise (seed) and
   // labels each time so that the points of a run compare; batches of at most 100 images.
@@ -234,24 +289,30 @@ int train_model(const TrainOptions& o) {
   bool stopped = false;
   while (trainer.steps_done() < last_step) {
     const double elapsed = std::chrono::duration<double>(detail::Clock::now() - start).count();
-    if (budget > 0 && elapsed >= budget) break;
-    if (stop_requested) {
+    // Whether to stop: process 0's clock and signals decide for every process.
+    double stop[2] = {budget > 0 && elapsed >= budget ? 1.0 : 0.0, stop_requested ? 1.0 : 0.0};
+    if (comm) comm->broadcast(stop);
+    if (stop[0] != 0) break;
+    if (stop[1] != 0) {
       stopped = true;
       break;
     }
     const train::StepReport r = trainer.step();
+    if (!lead) continue;
     if (!r.skipped) {  // bias-corrected exponential average of the loss
       smoothed = 0.98 * smoothed + 0.02 * r.loss;
       weight = 0.98 * weight + 0.02;
     }
-    log_line({{"step", r.step},
-              {"epoch", r.epoch},
-              {"loss", r.loss},
-              {"grad_norm", r.grad_norm},
-              {"lr", r.learning_rate},
-              {"seconds", r.seconds},
-              {"images_per_second", r.images_per_second},
-              {"skipped", r.skipped}});
+    nlohmann::json line = {{"step", r.step},
+                           {"epoch", r.epoch},
+                           {"loss", r.loss},
+                           {"grad_norm", r.grad_norm},
+                           {"lr", r.learning_rate},
+                           {"seconds", r.seconds},
+                           {"images_per_second", r.images_per_second},
+                           {"skipped", r.skipped}};
+    if (comm) line["reduce_seconds"] = r.reduce_seconds;  // of "seconds": summing over the processes
+    log_line(line);
     if (r.skipped) std::fprintf(stderr, "\nstep %llu skipped: the loss or gradient was not finite\n",
                                 static_cast<unsigned long long>(r.step));
     const double done = static_cast<double>(r.step - first_step);
@@ -269,6 +330,7 @@ int train_model(const TrainOptions& o) {
     if (o.ema_snapshot_every && r.step % o.ema_snapshot_every == 0) snapshot();
     if (o.eval_every && r.step % o.eval_every == 0) evaluate();
   }
+  if (!lead) return stopped ? 130 : 0;
   progress.end_line();
   if (!stopped) evaluate();  // (an interrupted run stops at once)
   std::fclose(log);

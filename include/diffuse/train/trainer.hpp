@@ -10,6 +10,14 @@
 // step s continues exactly as the uninterrupted run would, and the numbers do not
 // depend on the thread count.
 //
+// Data parallelism (TrainerConfig::communicator): every process takes its share of each
+// batch, slots [begin, end) (batch_share), with the images, noise and labels of those
+// slots, which are the ones a single process would give them; each computes its share of
+// the batch's loss and gradient (the gradient scaled by share / batch), and the gradients
+// are summed over the processes in one buffer before the same AdamW and EMA update on
+// every process. The run is the single-process run up to the order of float additions,
+// and resumes on any number of processes.
+//
 // A step whose loss or gradient norm is not finite changes nothing (no update, no EMA)
 // and is reported as skipped; after `max_bad_steps` of them in a row the trainer throws
 // TrainingError instead of wasting the run.
@@ -35,6 +43,7 @@
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/optim/ema.hpp"
 #include "diffuse/optim/power_ema.hpp"
+#include "diffuse/train/communicator.hpp"
 #include "diffuse/train/image_source.hpp"
 
 /// The training loop, its checkpoints, evaluation and the sources of training images.
@@ -63,6 +72,9 @@ struct TrainerConfig {
   /// Augmentation: each image of a batch mirrored left-right with probability 1/2 (EDM's
   /// --xflip; for data whose mirror image is as likely as the image).
   bool xflip = false;
+  /// Data-parallel training: the processes that share every batch (each must have a
+  /// Trainer with the same settings and data). Null: this process alone. Not owned.
+  Communicator* communicator = nullptr;
 };
 
 /// What one step did.
@@ -74,6 +86,7 @@ struct StepReport {
   double learning_rate = 0;  ///< AdamW's learning rate for this step
   double seconds = 0;  ///< wall-clock time of the step
   double images_per_second = 0;  ///< batch / seconds
+  double reduce_seconds = 0;  ///< of `seconds`, summing the loss and gradients over the processes
   bool skipped = false;     ///< non-finite loss or gradient: nothing was updated
 };
 
@@ -121,12 +134,12 @@ class Trainer {
   Trainer(Model& model, const Source& data, TrainerConfig config)
       : Trainer(model, data, config, diffusion::default_loss(model.policy())) {}
   /// Trains with `loss`. Throws std::invalid_argument for an empty batch, a data set
-  /// smaller than one batch, a label dropout outside [0, 1] or a label that is not a class.
+  /// smaller than one batch, a batch smaller than the number of processes, a label dropout
+  /// outside [0, 1] or a label that is not a class.
   Trainer(Model& model, const Source& data, TrainerConfig config, Loss loss)
       : model_(model), data_(data), config_(config), loss_(loss), optimizer_(config.optimizer), ema_(model),
-        power_ema_(model, config.power_ema),
-        images_(config.batch), noise_(config.batch), sigma_(config.batch), labels_(config.batch, nn::no_label) {
-    if (config.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
+        power_ema_(model, config.power_ema), share_(share_of(config)), images_(share_.size()),
+        noise_(share_.size()), sigma_(share_.size()), labels_(share_.size(), nn::no_label) {
     if (data.size() < config.batch)
       throw std::invalid_argument("diffuse::train::Trainer: the data set has " + std::to_string(data.size()) +
                                   " images, fewer than one batch of " + std::to_string(config.batch));
@@ -134,6 +147,11 @@ class Trainer {
       throw std::invalid_argument("diffuse::train::Trainer: label_dropout must be in [0, 1]");
     if constexpr (classes > 0) check_labels();
     optimizer_.init(model);
+    if (config_.communicator) {  // the buffer the gradients are summed in
+      std::size_t n = 0;
+      model_.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) { n += g.size(); });
+      reduce_buffer_.resize(n);
+    }
   }
 
   /// Batches per epoch (the last incomplete batch of an epoch is dropped).
@@ -147,6 +165,8 @@ class Trainer {
   optim::AdamW& optimizer() noexcept { return optimizer_; }  ///< The optimiser (its state is part of a checkpoint).
   optim::Ema& ema() noexcept { return ema_; }  ///< The moving average of the weights (sampling uses it).
   optim::PowerEma& power_ema() noexcept { return power_ema_; }  ///< The power-function EMAs (config().power_ema).
+  /// The slots of every batch this process computes (all of them without a communicator).
+  BatchShare share() const noexcept { return share_; }
 
   /// One training step.
   StepReport step() {
@@ -154,31 +174,43 @@ class Trainer {
     const std::uint64_t s = step_;
     const std::size_t b = config_.batch;
     const std::uint64_t epoch = s / batches_per_epoch();
-    const std::uint64_t first = (s % batches_per_epoch()) * b;
+    const std::size_t first = (s % batches_per_epoch()) * b + share_.begin;  // this process's first image
+    const std::size_t n = share_.size();
     shuffle_for(epoch);
-    for (std::size_t i = 0; i < b; ++i) {
+    for (std::size_t i = 0; i < n; ++i) {  // slot share_.begin + i of the batch
       data_.load(order_[first + i], images_.item(i));
       if (config_.xflip) {
-        Generator g(config_.seed, xflip_stream | i, s);
+        Generator g(config_.seed, xflip_stream | (share_.begin + i), s);
         if (diffusion::draw_uniform(g) < 0.5) flip_left_right(images_.item(i));
       }
     }
-    diffusion::draw_training_noise(loss_, config_.seed, s, 0, std::span<float>(sigma_), noise_.view());
+    diffusion::draw_training_noise(loss_, config_.seed, s, share_.begin, std::span<float>(sigma_), noise_.view());
     StepReport r;
     r.step = s + 1;
     r.epoch = epoch;
     if constexpr (classes > 0) {
-      for (std::size_t i = 0; i < b; ++i) {
-        Generator g(config_.seed, label_stream | i, s);
+      for (std::size_t i = 0; i < n; ++i) {
+        Generator g(config_.seed, label_stream | (share_.begin + i), s);
         labels_[i] = diffusion::draw_uniform(g) < config_.label_dropout ? nn::no_label : data_.label(order_[first + i]);
       }
       r.loss = model_.loss(loss_, images_.view(), sigma_, noise_.view(), labels_);
     } else {
       r.loss = model_.loss(loss_, images_.view(), sigma_, noise_.view());
     }
+    // The batch's loss is the mean over all its images: each process's mean weighted by
+    // its share (every process then sees the same loss and skips or steps alike).
+    const double weight = static_cast<double>(n) / static_cast<double>(b);
+    if (config_.communicator) {
+      const auto t = std::chrono::steady_clock::now();
+      double total = r.loss * weight;
+      config_.communicator->sum(std::span<double>(&total, 1));
+      r.loss = total;
+      r.reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    }
     model_.zero_grad();
     if (std::isfinite(r.loss)) {
-      model_.loss_backward();
+      model_.loss_backward(static_cast<float>(weight));
+      if (config_.communicator) r.reduce_seconds += sum_gradients();
       r.learning_rate = optimizer_.learning_rate(optimizer_.step_count() + 1);
       r.grad_norm = optimizer_.step(model_);  // skips the update itself when not finite
     }
@@ -249,6 +281,32 @@ class Trainer {
   }
 
  private:
+  static BatchShare share_of(const TrainerConfig& c) {
+    if (c.batch == 0) throw std::invalid_argument("diffuse::train::Trainer: batch size must be at least 1");
+    return c.communicator ? batch_share(c.batch, c.communicator->rank(), c.communicator->size())
+                          : BatchShare{0, c.batch};
+  }
+
+  // Sums the gradients over the processes, through one buffer (one collective per step);
+  // returns the seconds it took.
+  double sum_gradients() {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t at = 0;
+    model_.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
+      update_host(g.data(), g.size());
+      std::copy(g.begin(), g.end(), reduce_buffer_.begin() + static_cast<std::ptrdiff_t>(at));
+      at += g.size();
+    });
+    config_.communicator->sum(std::span<float>(reduce_buffer_));
+    at = 0;
+    model_.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
+      std::copy_n(reduce_buffer_.begin() + static_cast<std::ptrdiff_t>(at), g.size(), g.begin());
+      update_device(g.data(), g.size());
+      at += g.size();
+    });
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
   // Every image of the data set must have a label the model knows.
   void check_labels() const {
     for (std::size_t i = 0; i < data_.size(); ++i) {
@@ -278,10 +336,12 @@ class Trainer {
   optim::AdamW optimizer_;
   optim::Ema ema_;
   optim::PowerEma power_ema_;
+  BatchShare share_;
   Tensor<float, Batch> images_, noise_;
   std::vector<float> sigma_;
   std::vector<int> labels_;
   std::vector<std::size_t> order_;
+  std::vector<float> reduce_buffer_;  // the gradients while they are summed (data parallelism)
   std::uint64_t shuffled_epoch_ = ~std::uint64_t{0};
   std::uint64_t step_ = 0, images_seen_ = 0;
   int bad_in_a_row_ = 0;
