@@ -193,6 +193,33 @@ case $case_name in
       fail "process 0 did not say that the processes differ"
     cmp -s "$dir/saved.safetensors" "$dir/run/checkpoint.safetensors" || fail "the checkpoint was changed"
     echo "ok (exit $rc)" ;;
+  mpi_process_dies)  # process 1 is killed mid-run: mpirun ends the job, non-zero; the last checkpoint loads
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --threads 1 --sample-every 0 --checkpoint-every 2
+         --out "$dir/run")
+    rc=0
+    timeout 120 "${mpirun[@]}" -np 1 "$train" "${run[@]}" --steps 100000 : -np 1 bash -c \
+      'ck=$1; shift; "$@" & p=$!; for _ in $(seq 600); do [[ -s $ck ]] && break; sleep 0.1; done; kill -9 $p; wait $p' \
+      _ "$dir/run/checkpoint.safetensors" "$train" "${run[@]}" --steps 100000 >"$dir/stdout" 2>"$dir/stderr" || rc=$?
+    ((rc != 0 && rc != 124)) || fail "the job exited with status $rc (124: it hung)"
+    expect_ok "$sample" --checkpoint "$dir/run/checkpoint.safetensors" --count 1 --steps 2 --out "$dir/sampled"
+    echo "ok (exit $rc)" ;;
+  mpi_interrupt)  # SIGTERM to process 0: every process stops after the step, process 0 saves, exits 130 (mpirun: non-zero)
+    run=(--data "$data/train.idx" "${tiny[@]}" --batch 4 --threads 1 --sample-every 0 --checkpoint-every 0
+         --steps 100000 --out "$dir/run")
+    "${mpirun[@]}" -np 1 "$train" "${run[@]}" --log-every 7 : -np 1 "$train" "${run[@]}" --log-every 8 \
+      >"$dir/stdout" 2>"$dir/stderr" &
+    job=$!
+    for _ in $(seq 600); do
+      [[ $(grep -c '"loss":' "$dir/run/log.jsonl" 2>/dev/null) -ge 2 ]] && break
+      sleep 0.1
+    done
+    pkill -TERM -f -- "--log-every 7 .*$dir/run|$dir/run.* --log-every 7" || fail "process 0 was not found"
+    rc=0
+    wait $job || rc=$?
+    ((rc != 0)) || fail "the job exited with status 0"
+    grep -q '^interrupted after' "$dir/stderr" || fail "process 0 did not say it was interrupted"
+    need "$dir/run/checkpoint.safetensors"
+    echo "ok (exit $rc)" ;;
   mpi_process_fails)  # one process cannot read its data: the whole job ends with an error, no process waits
     run=("${tiny[@]}" --batch 4 --threads 1 --steps 2 --sample-every 0 --out "$dir/run")
     rc=0
