@@ -49,7 +49,7 @@ EMAS = ("ema", "phema100")  # the half-life EMA and the power EMA of sigma_rel 0
 # ---------------------------------------------------------------- diffuse's random numbers
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
-from diffuse_random import box_muller, philox  # noqa: E402
+from diffuse_random import box_muller, normals, philox  # noqa: E402
 
 
 def epoch_order(seed, epoch, n):
@@ -66,17 +66,11 @@ def epoch_order(seed, epoch, n):
 
 def training_noise(seed, step, batch, pixels, p_mean=-1.2, p_std=1.2):
     """sigma [batch] and unit noise [batch, pixels] of draw_training_noise, float32."""
-    slots = np.arange(batch, dtype=np.uint64)[:, None]
-    first = np.uint64(step << 32)
-    w0, w1, _, _ = philox(first, slots[:, 0], seed)
+    slots = np.arange(batch, dtype=np.uint64)
+    first = step << 32  # slot b of step s: Generator(seed, b, s << 32), its sigma, then its noise
+    w0, w1, _, _ = philox(np.uint64(first), slots, seed)
     sigma = np.exp(p_mean + p_std * box_muller(w0, w1)[0]).astype(np.float32)
-    blocks = (pixels + 3) // 4
-    index = first + np.uint64(1) + np.arange(blocks, dtype=np.uint64)[None, :]
-    w = philox(index, slots, seed)
-    a = box_muller(w[0], w[1])
-    b = box_muller(w[2], w[3])
-    noise = np.stack([a[0], a[1], b[0], b[1]], axis=2).reshape(batch, blocks * 4)[:, :pixels]
-    return sigma, noise.astype(np.float32)
+    return sigma, normals(seed, slots, first + 1, pixels)
 
 
 def read_idx_images(path):

@@ -60,13 +60,15 @@ def main():
     evaluate = os.path.join(a.build, "examples", "diffuse-eval")
     os.makedirs(a.work, exist_ok=True)
 
+    def run_sample(count, batch, out, options):
+        return subprocess.run([sample, "--checkpoint", a.checkpoint, "--count", str(count), "--batch", str(batch),
+                               "--seed", str(a.seed), "--out", out] + options, capture_output=True, text=True, check=True)
+
     def measure(tag, options):
         result = os.path.join(a.work, tag + ".txt")
         if not os.path.exists(result):
             images = os.path.join(a.work, "images", tag)
-            run = subprocess.run([sample, "--checkpoint", a.checkpoint, "--count", str(a.count), "--batch", "100",
-                                  "--seed", str(a.seed), "--out", images] + options,
-                                 capture_output=True, text=True, check=True)
+            run = run_sample(a.count, 100, images, options)
             fd = subprocess.run([evaluate, "fd", "--classifier", a.classifier, "--reference", a.reference,
                                  "--images", images], capture_output=True, text=True, check=True).stdout
             with open(result, "w") as f:
@@ -79,9 +81,7 @@ def main():
         return [float(m.group(1)), fd, []]
 
     def time_once(options):
-        run = subprocess.run([sample, "--checkpoint", a.checkpoint, "--count", str(a.time_count), "--batch",
-                              str(a.time_count), "--seed", str(a.seed), "--out", os.path.join(a.work, "timing")]
-                             + options, capture_output=True, text=True, check=True)
+        run = run_sample(a.time_count, a.time_count, os.path.join(a.work, "timing"), options)
         return float(re.search(r"image\(s\) in ([0-9.]+) s", run.stderr).group(1)) / a.time_count
 
     targets = [int(n) for n in a.nfe.split(",")]

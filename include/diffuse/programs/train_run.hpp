@@ -59,9 +59,10 @@ inline std::uint64_t fnv1a(const void* p, std::size_t n, std::uint64_t h = 0xcbf
 }
 
 // A fingerprint of everything that must be the same on every process of a data-parallel
-// run: the options that shape the run and every image and label of the data.
-template <class Source>
-std::uint64_t run_fingerprint(const std::string& settings, const Source& data) {
+// run: the options that shape the run, every image and label of the data, and the state
+// the run starts from (weights, EMAs, AdamW moments, counters: a checkpoint each reads).
+template <class Source, class Model, class Trainer>
+std::uint64_t run_fingerprint(const std::string& settings, const Source& data, Model& model, Trainer& trainer) {
   std::uint64_t h = fnv1a(settings.data(), settings.size());
   Tensor<float, typename Source::Batch> image(1);
   for (std::size_t i = 0; i < data.size(); ++i) {
@@ -70,7 +71,11 @@ std::uint64_t run_fingerprint(const std::string& settings, const Source& data) {
     h = fnv1a(image.data(), image.size() * sizeof(float), h);
     h = fnv1a(&label, sizeof label, h);
   }
-  return h;
+  const auto add = [&](std::string_view, std::span<float> v, auto&&...) { h = fnv1a(v.data(), v.size_bytes(), h); };
+  model.for_each_param(add);
+  trainer.for_each_state(add);
+  const auto counters = trainer.counters();
+  return fnv1a(&counters, sizeof counters, h);
 }
 
 }  // namespace detail
@@ -157,22 +162,12 @@ int train_model(const TrainOptions& o) {
       std::fprintf(stderr, "resumed from %s at step %llu\n", checkpoint.c_str(),
                    static_cast<unsigned long long>(trainer.steps_done()));
   }
-  if (comm) {  // the processes must run the same run on the same data
+  if (comm) {  // the processes must run the same run on the same data, from the same state
     const nlohmann::json settings = {o.model, o.conditional(), cfg.batch, cfg.seed, exact_text(cfg.optimizer.lr),
                                      cfg.optimizer.warmup_steps, exact_text(ema_half_life), exact_text(ema_rampup),
                                      exact_text(cfg.label_dropout), cfg.xflip, o.steps, exact_text(o.epochs),
-                                     exact_text(o.minutes), trainer.steps_done(), data.size()};
-    // ... and start from the same state (a checkpoint each reads).
-    std::uint64_t state = detail::run_fingerprint(settings.dump(), data);
-    model->for_each_param([&](std::string_view, std::span<float> v, std::span<float>) {
-      state = detail::fnv1a(v.data(), v.size_bytes(), state);
-    });
-    trainer.for_each_state([&](std::string_view, std::span<float> v) {
-      state = detail::fnv1a(v.data(), v.size_bytes(), state);
-    });
-    const auto counters = trainer.counters();
-    state = detail::fnv1a(&counters, sizeof counters, state);
-    if (!comm->same_everywhere(state))
+                                     exact_text(o.minutes), data.size()};
+    if (!comm->same_everywhere(detail::run_fingerprint(settings.dump(), data, *model, trainer)))
       throw UsageError("the " + std::to_string(comm->size()) + " processes of this run differ in their options, data, "
                        "labels or checkpoint (every process must be given the same ones)");
     if (lead)
