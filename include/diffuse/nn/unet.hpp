@@ -4,6 +4,12 @@
 // the first forward for a batch size (and the gradient buffers on the first backward),
 // then reuses them: a training step allocates nothing in steady state.
 //
+// Memory, planned once per batch size: forward's and backward's scratch are one buffer
+// (never needed at the same time); a decoder block's concat(h, skip) lives in that scratch
+// and is rebuilt in backward (one copy) instead of kept; the gradients of the stage
+// outputs that are not skips (middle and decoder) take turns in two buffers, since each
+// is dead once the stage below has used it.
+//
 //   image x (N,R,R,Cimg), c_noise (N), class labels (N; only if Cfg.classes > 0)
 //   e   = NoiseEmbedding(c_noise, labels)                      (N, E), E = emb_mult * C
 //   enc: conv_in, per level `blocks` ResBlocks (+ attention), Downsample between levels;
@@ -19,6 +25,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <span>
 #include <tuple>
@@ -52,12 +59,14 @@ struct UNetStage<T, Cfg, I, StageKind::conv_in> {
   static constexpr std::size_t workspace_per_image = 0;
   static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
-  Tensor<T, Out> out, dout;
+  Tensor<T, Out> out;
+  T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
+  TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
   void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
   void backward(TensorView<const T, In> x, TensorView<T, In>* dx) {
-    layer.backward_params(x, dout);
-    if (dx) layer.backward_input(dout, *dx);
+    layer.backward_params(x, dout());
+    if (dx) layer.backward_input(dout(), *dx);
   }
 };
 
@@ -76,14 +85,16 @@ struct UNetStage<T, Cfg, I, StageKind::res> {
   static constexpr std::size_t workspace_per_image = Layer::workspace_per_image;
   static constexpr std::size_t forward_workspace_per_image = Layer::forward_workspace_per_image;
   Layer layer;
-  Tensor<T, Out> out, dout;
+  Tensor<T, Out> out;
+  T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
+  TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
   void forward(TensorView<const T, In> x, TensorView<const T, Shape<dyn, E>> e, T* ws) {
     layer.forward(x, e, out, ws);
   }
   void backward(TensorView<const T, In> x, TensorView<const T, Shape<dyn, E>> e, TensorView<T, In> dx, T beta,
                 TensorView<T, Shape<dyn, E>> de, T* ws) {
-    layer.backward(x, e, dout, dx, beta, de, ws);
+    layer.backward(x, e, dout(), dx, beta, de, ws);
   }
 };
 
@@ -101,24 +112,30 @@ struct UNetStage<T, Cfg, I, StageKind::res> {
   using Cat = Shape<dyn, R, R, Ccat>;
   using Out = typename Layer::Out;
   static constexpr std::size_t out_per_image = R * R * d.cout;
-  static constexpr std::size_t activations_per_image = out_per_image + R * R * Ccat + Layer::activations_per_image;
-  static constexpr std::size_t workspace_per_image = R * R * Ccat + Layer::workspace_per_image;
-  static constexpr std::size_t forward_workspace_per_image = Layer::forward_workspace_per_image;
+  static constexpr std::size_t activations_per_image = out_per_image + Layer::activations_per_image;
+  // Scratch: [concat(h, skip) | the block's forward scratch]; in backward
+  // [dL/dconcat | concat(h, skip), rebuilt | the block's backward scratch].
+  static constexpr std::size_t forward_workspace_per_image = R * R * Ccat + Layer::forward_workspace_per_image;
+  static constexpr std::size_t workspace_per_image = 2 * R * R * Ccat + Layer::workspace_per_image;
   Layer layer;
-  Tensor<T, Cat> cat;  ///< (N,R,R,Ch+Cs) concat(h, skip)
-  Tensor<T, Out> out, dout;
+  Tensor<T, Out> out;
+  T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
+  TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
   void forward(TensorView<const T, In> x, TensorView<const T, SkipIn> skip, TensorView<const T, Shape<dyn, E>> e,
                T* ws) {
-    cat.resize(x.batch());
+    const std::size_t n = x.batch();
+    TensorView<T, Cat> cat(ws, n);
     concat_channels<T, R, R, Ch, Cs>(x, skip, cat);
-    layer.forward(cat, e, out, ws);
+    layer.forward(cat, e, out, ws + n * R * R * Ccat);
   }
-  void backward(TensorView<T, In> dx, T beta_x, TensorView<T, SkipIn> dskip, T beta_skip,
-                TensorView<const T, Shape<dyn, E>> e, TensorView<T, Shape<dyn, E>> de, T* ws) {
-    const std::size_t n = dout.batch();
-    TensorView<T, Cat> dcat(ws, n);
-    layer.backward(cat, e, dout, dcat, T(0), de, ws + n * R * R * Ccat);
+  void backward(TensorView<const T, In> x, TensorView<const T, SkipIn> skip, TensorView<T, In> dx, T beta_x,
+                TensorView<T, SkipIn> dskip, T beta_skip, TensorView<const T, Shape<dyn, E>> e,
+                TensorView<T, Shape<dyn, E>> de, T* ws) {
+    const std::size_t n = x.batch();
+    TensorView<T, Cat> dcat(ws, n), cat(ws + n * R * R * Ccat, n);
+    concat_channels<T, R, R, Ch, Cs>(x, skip, cat);
+    layer.backward(cat, e, dout(), dcat, T(0), de, ws + 2 * n * R * R * Ccat);
     concat_channels_backward<T, R, R, Ch, Cs>(dcat, dx, beta_x, dskip, beta_skip);
   }
 };
@@ -134,10 +151,12 @@ struct UNetStage<T, Cfg, I, StageKind::down> {
   static constexpr std::size_t workspace_per_image = 0;
   static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
-  Tensor<T, Out> out, dout;
+  Tensor<T, Out> out;
+  T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
+  TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
   void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
-  void backward(TensorView<const T, In> x, TensorView<T, In> dx, T beta) { layer.backward(x, dout, dx, beta); }
+  void backward(TensorView<const T, In> x, TensorView<T, In> dx, T beta) { layer.backward(x, dout(), dx, beta); }
 };
 
 template <class T, UNetConfig Cfg, std::size_t I>
@@ -151,10 +170,12 @@ struct UNetStage<T, Cfg, I, StageKind::up> {
   static constexpr std::size_t workspace_per_image = Layer::workspace_per_image;
   static constexpr std::size_t forward_workspace_per_image = 0;
   Layer layer;
-  Tensor<T, Out> out, dout;
+  Tensor<T, Out> out;
+  T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
+  TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
   void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
-  void backward(TensorView<T, In> dx, T beta, T* ws) { layer.backward(dout, dx, beta, ws); }
+  void backward(TensorView<T, In> dx, T beta, T* ws) { layer.backward(dout(), dx, beta, ws); }
 };
 
 template <class T, UNetConfig Cfg, class Seq>
@@ -164,7 +185,7 @@ struct UNetStages<T, Cfg, std::index_sequence<I...>> {
   using type = std::tuple<UNetStage<T, Cfg, I>...>;
   static constexpr std::size_t params = (UNetStage<T, Cfg, I>::Layer::param_count + ... + 0);
   static constexpr std::size_t activations = (UNetStage<T, Cfg, I>::activations_per_image + ... + 0);
-  static constexpr std::size_t out_grads = (UNetStage<T, Cfg, I>::out_per_image + ... + 0);
+  static constexpr std::array<std::size_t, sizeof...(I)> out_sizes{UNetStage<T, Cfg, I>::out_per_image...};
   static constexpr std::size_t workspace = std::max({std::size_t(0), UNetStage<T, Cfg, I>::workspace_per_image...});
   static constexpr std::size_t forward_workspace =
       std::max({std::size_t(0), UNetStage<T, Cfg, I>::forward_workspace_per_image...});
@@ -205,19 +226,47 @@ class UNet {
   /// the embedding needs).
   static constexpr std::size_t gradients_ws_per_image =
       std::max({Stages::workspace, R * R * C + OutNorm::workspace_per_image, Emb::workspace_per_image});
+  /// Elements per image of the one scratch buffer forward and backward share.
+  static constexpr std::size_t scratch_per_image = std::max(Stages::forward_workspace, gradients_ws_per_image);
+
+  /// Where each stage's output gradient lives in the gradient buffer, per image (a batch
+  /// of n uses n times each offset): skips (encoder outputs, read long after they are
+  /// written) have their own slices; the other stages alternate between two slices at
+  /// the front, the larger of them in size.
+  struct GradLayout {
+    std::array<std::size_t, stages> offset{};
+    std::size_t total = 0;
+  };
+  static constexpr GradLayout grad_layout = [] {
+    GradLayout g;
+    std::size_t turn = 0;
+    for (std::size_t i = 0; i < stages; ++i)
+      if (!plan[i].is_skip) turn = std::max(turn, Stages::out_sizes[i]);
+    g.total = 2 * turn;
+    for (std::size_t i = 0; i < stages; ++i) {
+      if (plan[i].is_skip) {
+        g.offset[i] = g.total;
+        g.total += Stages::out_sizes[i];
+      } else {
+        g.offset[i] = (i % 2) * turn;  // stage i + 1 writes it while reading its own
+      }
+    }
+    return g;
+  }();
 
  public:
   /// Number of parameters (equals the PyTorch model's).
   static constexpr std::size_t param_count =
       Emb::param_count + Stages::params + OutNorm::param_count + OutConv::param_count;
-  /// Elements per image that forward allocates and keeps for backward (inputs,
-  /// activations, statistics, and forward's scratch).
+  /// Elements per image that forward allocates (inputs, activations and statistics kept
+  /// for backward, and forward's scratch).
   static constexpr std::size_t activations_per_image =
       R * R * Cimg + 1 + Emb::activations_per_image + Stages::activations + R * R * C +
       OutNorm::activations_per_image + Stages::forward_workspace;
-  /// Elements per image of the activation-gradient buffers and backward scratch
-  /// (allocated on the first backward).
-  static constexpr std::size_t gradients_per_image = Stages::out_grads + E + gradients_ws_per_image;
+  /// Elements per image that the first backward adds: the activation-gradient buffers,
+  /// and the growth of the scratch from forward's size to backward's.
+  static constexpr std::size_t gradients_per_image =
+      grad_layout.total + E + (scratch_per_image - Stages::forward_workspace);
   /// Bytes of parameters and their gradients.
   static constexpr std::size_t param_bytes = 2 * param_count * sizeof(T);
   /// Bytes a forward pass keeps for a batch of n images.
@@ -262,9 +311,9 @@ class UNet {
     }
     x_.resize(n);
     x_ = x;
-    fws_.resize(n * Stages::forward_workspace);
+    T* ws = scratch(n * Stages::forward_workspace);
     emb_.forward(c_noise, labels);
-    forward_stages(std::make_index_sequence<stages>{});
+    forward_stages(ws, std::make_index_sequence<stages>{});
     auto& last = std::get<stages - 1>(stages_);
     head_.resize(n);
     out_norm_.forward(last.out, head_);
@@ -321,60 +370,67 @@ class UNet {
         std::get<I - 1>(stages_).out.view());
   }
 
+  // The shared scratch, at least `elements` long (it only grows: a training step that
+  // repeats the same batch allocates nothing).
+  T* scratch(std::size_t elements) {
+    if (scratch_.batch() < elements) scratch_.resize(elements);
+    return scratch_.data();
+  }
+
   template <std::size_t... I>
-  void forward_stages(std::index_sequence<I...>) {
-    (forward_stage<I>(), ...);
+  void forward_stages(T* ws, std::index_sequence<I...>) {
+    (forward_stage<I>(ws), ...);
   }
   template <std::size_t I>
-  void forward_stage() {
+  void forward_stage(T* ws) {
     auto& s = std::get<I>(stages_);
     const std::size_t n = x_.batch();
     s.out.resize(n);
     constexpr StageDesc d = plan[I];
     if constexpr (d.kind == StageKind::res) {
       if constexpr (d.consumes_skip)
-        s.forward(input_of<I>(), std::get<d.skip_from>(stages_).out, emb_.out, fws_.data());
+        s.forward(input_of<I>(), std::get<d.skip_from>(stages_).out, emb_.out, ws);
       else
-        s.forward(input_of<I>(), emb_.out, fws_.data());
+        s.forward(input_of<I>(), emb_.out, ws);
     } else {
-      s.forward(input_of<I>(), fws_.data());
+      s.forward(input_of<I>(), ws);
     }
   }
 
   void run_backward(TensorView<const T, Batch> dout, TensorView<T, Batch>* dx) {
     const std::size_t n = x_.batch();
     check_batch(n, dout.batch(), "UNet::backward");
-    ws_.resize(n * gradients_ws_per_image);
+    T* ws = scratch(n * scratch_per_image);
     de_.resize(n);
     de_ = T(0);
-    resize_grads(n, std::make_index_sequence<stages>{});
+    grads_.resize(n * grad_layout.total);
+    place_grads(n, std::make_index_sequence<stages>{});
     // Output head.
     auto& last = std::get<stages - 1>(stages_);
-    TensorView<T, Head> dhead(ws_.data(), n);
+    TensorView<T, Head> dhead(ws, n);
     out_conv_.backward(head_, dout, dhead);
-    out_norm_.backward(last.out, dhead, last.dout, T(0), ws_.data() + n * R * R * C);
-    backward_stages(dx, std::make_index_sequence<stages>{});
-    emb_.backward(de_, ws_.data());
+    out_norm_.backward(last.out, dhead, last.dout(), T(0), ws + n * R * R * C);
+    backward_stages(dx, ws, std::make_index_sequence<stages>{});
+    emb_.backward(de_, ws);
   }
 
   template <std::size_t... I>
-  void resize_grads(std::size_t n, std::index_sequence<I...>) {
-    (std::get<I>(stages_).dout.resize(n), ...);
+  void place_grads(std::size_t n, std::index_sequence<I...>) {
+    ((std::get<I>(stages_).grad = grads_.data() + n * grad_layout.offset[I]), ...);
   }
 
   template <std::size_t... I>
-  void backward_stages(TensorView<T, Batch>* dx, std::index_sequence<I...>) {
-    (backward_stage<stages - 1 - I>(dx), ...);
+  void backward_stages(TensorView<T, Batch>* dx, T* ws, std::index_sequence<I...>) {
+    (backward_stage<stages - 1 - I>(dx, ws), ...);
   }
 
   // Gradient into stage I's input. An encoder output is also a skip: its consumer in
   // the decoder (a later stage, so processed earlier here) stores first, the next stage
   // then adds.
   template <std::size_t I>
-  void backward_stage(TensorView<T, Batch>* dx) {
+  void backward_stage(TensorView<T, Batch>* dx, T* ws) {
     auto& s = std::get<I>(stages_);
     constexpr StageDesc d = plan[I];
-    T* ws = ws_.data();
     if constexpr (d.kind == StageKind::conv_in) {
       s.backward(input_of<I>(), dx);
     } else {
@@ -382,13 +438,14 @@ class UNet {
       constexpr T beta = plan[I - 1].is_skip ? T(1) : T(0);
       if constexpr (d.kind == StageKind::res) {
         if constexpr (d.consumes_skip)
-          s.backward(prev.dout, beta, std::get<d.skip_from>(stages_).dout, T(0), emb_.out, de_, ws);
+          s.backward(input_of<I>(), std::get<d.skip_from>(stages_).out, prev.dout(), beta,
+                     std::get<d.skip_from>(stages_).dout(), T(0), emb_.out, de_, ws);
         else
-          s.backward(input_of<I>(), emb_.out, prev.dout, beta, de_, ws);
+          s.backward(input_of<I>(), emb_.out, prev.dout(), beta, de_, ws);
       } else if constexpr (d.kind == StageKind::down) {
-        s.backward(input_of<I>(), prev.dout, beta);
+        s.backward(input_of<I>(), prev.dout(), beta);
       } else {
-        s.backward(prev.dout, beta, ws);
+        s.backward(prev.dout(), beta, ws);
       }
     }
   }
@@ -414,8 +471,8 @@ class UNet {
   Tensor<T, Batch> x_;   ///< (N,R,R,Cimg) copy of the input
   Tensor<T, Head> head_; ///< (N,R,R,C) SiLU(GN(last decoder output))
   Tensor<T, Shape<dyn, E>> de_;
-  Tensor<T, Shape<dyn, 1>> ws_;   ///< backward scratch, (N * gradients_ws_per_image) elements
-  Tensor<T, Shape<dyn, 1>> fws_;  ///< forward scratch, (N * Stages::forward_workspace) elements
+  Tensor<T, Shape<dyn, 1>> scratch_;  ///< forward's and backward's scratch (grows to N * scratch_per_image)
+  Tensor<T, Shape<dyn, 1>> grads_;    ///< the stage outputs' gradients (N * grad_layout.total), see GradLayout
 };
 
 }  // namespace diffuse::nn
