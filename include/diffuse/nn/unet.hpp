@@ -6,7 +6,8 @@
 //
 // Memory, planned once per batch size: forward's and backward's scratch are one buffer
 // (never needed at the same time); a decoder block's concat(h, skip) lives in that scratch
-// and is rebuilt in backward (one copy) instead of kept; the gradients of the stage
+// and is rebuilt in backward (one copy) instead of kept, and so is the decoder's upsampled
+// image; the gradients of the stage
 // outputs that are not skips (middle and decoder) take turns in two buffers, since each
 // is dead once the stage below has used it.
 //
@@ -168,14 +169,16 @@ struct UNetStage<T, Cfg, I, StageKind::up> {
   static constexpr std::size_t out_per_image = Out::item_size;
   static constexpr std::size_t activations_per_image = out_per_image + Layer::activations_per_image;
   static constexpr std::size_t workspace_per_image = Layer::workspace_per_image;
-  static constexpr std::size_t forward_workspace_per_image = 0;
+  static constexpr std::size_t forward_workspace_per_image = Layer::forward_workspace_per_image;
   Layer layer;
   Tensor<T, Out> out;
   T* grad = nullptr;  ///< dL/d(out): a slice of the UNet's gradient buffer
   TensorView<T, Out> dout() const { return {grad, out.batch()}; }
   void init(Generator& g) { layer.init(g); }
-  void forward(TensorView<const T, In> x, T*) { layer.forward(x, out); }
-  void backward(TensorView<T, In> dx, T beta, T* ws) { layer.backward(dout(), dx, beta, ws); }
+  void forward(TensorView<const T, In> x, T* ws) { layer.forward(x, out, ws); }
+  void backward(TensorView<const T, In> x, TensorView<T, In> dx, T beta, T* ws) {
+    layer.backward(x, dout(), dx, beta, ws);
+  }
 };
 
 template <class T, UNetConfig Cfg, class Seq>
@@ -445,7 +448,7 @@ class UNet {
       } else if constexpr (d.kind == StageKind::down) {
         s.backward(input_of<I>(), prev.dout(), beta);
       } else {
-        s.backward(prev.dout(), beta, ws);
+        s.backward(input_of<I>(), prev.dout(), beta, ws);
       }
     }
   }

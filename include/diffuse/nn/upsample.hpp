@@ -34,30 +34,33 @@ struct Upsample {
   void visit_params(F&, ParamName&) {}
 };
 
-/// Upsample x2 then Conv3x3 (C -> C). Keeps the upsampled image for backward.
+/// Upsample x2 then Conv3x3 (C -> C). Keeps nothing: the upsampled image lives in scratch
+/// and backward upsamples again (a copy, cheaper than keeping 4 H W C values per image).
 template <class T, std::size_t H, std::size_t W, std::size_t C>
 struct UpsampleConv {
   using In = Shape<dyn, H, W, C>;  ///< (N, H, W, C)
   using Out = Shape<dyn, 2 * H, 2 * W, C>;  ///< (N, 2H, 2W, C)
   using Conv = Conv3x3<T, C, C, 2 * H, 2 * W>;  ///< The 3x3 convolution after the upsampling.
   static constexpr std::size_t param_count = Conv::param_count;  ///< Number of parameters.
-  static constexpr std::size_t activations_per_image = 4 * H * W * C;  ///< the upsampled input
-  static constexpr std::size_t workspace_per_image = 4 * H * W * C;    ///< its gradient
+  static constexpr std::size_t activations_per_image = 0;  ///< Nothing saved: the caller keeps the input.
+  static constexpr std::size_t forward_workspace_per_image = 4 * H * W * C;  ///< the upsampled input
+  static constexpr std::size_t workspace_per_image = 8 * H * W * C;  ///< the upsampled input and its gradient
 
   Conv conv;  ///< The convolution (PyTorch name "conv").
-  Tensor<T, Out> up;  ///< (N, 2H, 2W, C)
 
   /// PyTorch's default initialisation of the convolution.
   void init(Generator& g) { conv.init(g); }
-  /// y = conv(upsample(x)); keeps upsample(x) for backward.
-  void forward(TensorView<const T, In> x /*(N,H,W,C)*/, TensorView<T, Out> y /*(N,2H,2W,C)*/) {
-    up.resize(x.batch());
+  /// y = conv(upsample(x)). ws: N * forward_workspace_per_image elements.
+  void forward(TensorView<const T, In> x /*(N,H,W,C)*/, TensorView<T, Out> y /*(N,2H,2W,C)*/, T* ws) {
+    TensorView<T, Out> up(ws, x.batch());
     Upsample<T, H, W, C>::forward(x, up);
     conv.forward(up, y);
   }
-  /// dx = beta * dx + dL/dx; ws: N * workspace_per_image.
-  void backward(TensorView<const T, Out> dy, TensorView<T, In> dx, T beta, T* ws) {
-    TensorView<T, Out> dup(ws, dy.batch());
+  /// x: the input of forward; dx = beta * dx + dL/dx. ws: N * workspace_per_image elements.
+  void backward(TensorView<const T, In> x, TensorView<const T, Out> dy, TensorView<T, In> dx, T beta, T* ws) {
+    check_batch(x.batch(), dy.batch(), "UpsampleConv::backward");
+    TensorView<T, Out> dup(ws, dy.batch()), up(ws + dy.batch() * 4 * H * W * C, dy.batch());
+    Upsample<T, H, W, C>::forward(x, up);
     conv.backward(up, dy, dup);
     Upsample<T, H, W, C>::backward(dup, dx, beta);
   }
