@@ -288,6 +288,34 @@ TEST(NnUNet, ImagesAreIndependentOfBatchSize) {
   for (std::size_t i = 0; i < out2.size(); ++i) ASSERT_NEAR(out2.data()[i], out3.data()[i], 1e-5);
 }
 
+// Backward after the batch size changed (the gradient buffers are placed again, the scratch
+// stays at the larger size) gives the same bits as a network that only saw the new size.
+TEST(NnUNet, BackwardAfterABatchSizeChange) {
+  auto run = [](TinyF& net, std::size_t n, std::uint64_t seed, std::vector<float>& r) {
+    Tensor<float, TinyF::Batch> x(n), out(n), dout(n), dx(n);
+    Generator g(seed);
+    fill_normal(x, g);
+    fill_normal(dout, g);
+    std::vector<float> c(n);
+    for (std::size_t i = 0; i < n; ++i) c[i] = -1.f + 0.4f * float(i);
+    net.zero_grad();
+    net.forward(x, c, out);
+    net.backward(dout, dx);
+    r.assign(out.begin(), out.end());
+    r.insert(r.end(), dx.begin(), dx.end());
+    net.for_each_param([&](std::string_view, std::span<float>, std::span<float> grad) {
+      r.insert(r.end(), grad.begin(), grad.end());
+    });
+  };
+  auto changed = std::make_unique<TinyF>(3), fresh = std::make_unique<TinyF>(3);
+  std::vector<float> first, got, want;
+  run(*changed, 3, 9, first);
+  run(*changed, 2, 8, got);
+  run(*fresh, 2, 8, want);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+}
+
 // Every reduction has an order fixed by the sizes (the convolution weight gradients sum
 // their pixels in ranges that do not depend on the threads), so a forward and backward
 // give the same bits on one thread and on two.
