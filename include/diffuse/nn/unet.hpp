@@ -5,11 +5,10 @@
 // then reuses them: a training step allocates nothing in steady state.
 //
 // Memory, planned once per batch size: forward's and backward's scratch are one buffer
-// (never needed at the same time); a decoder block's concat(h, skip) lives in that scratch
-// and is rebuilt in backward (one copy) instead of kept, and so is the decoder's upsampled
-// image; the gradients of the stage
-// outputs that are not skips (middle and decoder) take turns in two buffers, since each
-// is dead once the stage below has used it.
+// (never needed at the same time); a decoder block's concat(h, skip) and the decoder's
+// upsampled images live in that scratch and are rebuilt in backward (one copy) instead of
+// kept; the gradients of the stage outputs that are not skips (middle and decoder) take
+// turns in two buffers, since each is dead once the stage below has used it.
 //
 //   image x (N,R,R,Cimg), c_noise (N), class labels (N; only if Cfg.classes > 0)
 //   e   = NoiseEmbedding(c_noise, labels)                      (N, E), E = emb_mult * C
