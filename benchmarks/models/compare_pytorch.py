@@ -583,6 +583,8 @@ def main():
                    help="PyTorch/ORT: time D(x; sigma) for at least this many seconds (default 2, as the bench row)")
     p.add_argument("--layout", choices=["nchw", "channels_last", "both"], default="both", help="PyTorch layouts")
     p.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    p.add_argument("--rows", default="fwd1,fwd16,sample,train",
+                   help="rows to measure, comma-separated from fwd1, fwd16, sample, train (default all)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 round, warm-up 5, 3 steps, short PyTorch/ORT times (diffuse rows keep their own)")
     p.add_argument("--child", choices=["train", "sample", "fwd", "info", "export"], help=argparse.SUPPRESS)
@@ -602,6 +604,14 @@ def main():
     if args.quick:
         args.rounds, args.train_warmup, args.train_steps = 1, 5, 3
         args.sample_time, args.fwd_time = 0.0, 0.2
+    row_names = {"fwd1": ("fwd", 1), "fwd16": ("fwd", 16), "sample": ("sample", SAMPLE_IMAGES),
+                 "train": ("train", TRAIN_BATCH)}
+    wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in row_names]
+    if unknown or not wanted:
+        p.error(f"--rows: unknown row {', '.join(unknown) or '(none given)'}; expected a comma-separated list "
+                f"from {', '.join(row_names)}")
+    rows = [key for key in ROWS if key in {row_names[w] for w in wanted}]
     started = time.time()
     layouts = ["nchw", "channels_last"] if args.layout == "both" else [args.layout]
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
@@ -660,7 +670,7 @@ def main():
         print(f"round {r + 1}/{args.rounds}: FP32 FMA peak {fmt(fp)} GFLOP/s at {args.threads} threads "
               f"[{time.time() - started:.0f} s]", file=sys.stderr)
         order = systems[r % len(systems):] + systems[:r % len(systems)]
-        for key in ROWS:
+        for key in rows:
             kind, batch = key
             for prec in precisions:
                 for system in order:
@@ -720,7 +730,7 @@ def main():
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
     notes = []
-    for key in ROWS:
+    for key in rows:
         kind, _ = key
         for prec in precisions:
             row = [f"{ROW_LABEL[key]}, {prec.upper()}", cell(results[("diffuse", key, prec)])]
