@@ -14,13 +14,16 @@
 //   backward weight  dw^T (Cout x KK)  = dy^T (Cout x P) * im2col(x) (P x KK)     depth P,
 //                    P split into at most 16 ranges fixed by the sizes, partial sums
 //                    added in order (same bits for any thread count)
-// im2col is never materialised: the packing functors read x directly.
+// im2col is never materialised: the packing functors read x directly. A forward pass with
+// at most 4 output channels (the output convolution) is not a GEMM: each output is a dot
+// product over its window, vectorised along Cin (a GEMM would fill a 32-column panel).
 //
 // Overwrite or accumulate: every output takes beta; out = beta * out + result, and
 // beta == 0 never reads out (so it may hold garbage). Layers pass beta = 1 to accumulate
 // into .grad. The forward and input-gradient passes take BF16 operands when
 // matmul_precision() is bf16 (precision.hpp), and so does the weight gradient (then on
-// the packed engine, pixels in pairs).
+// the packed engine, pixels in pairs; the direct pass for <= 4 outputs rounds its operands
+// the same way).
 // Not here: groups, dilation, asymmetric padding, argument checking.
 #pragma once
 
@@ -386,6 +389,99 @@ void wgrad_direct(const Conv2dShape& s, const T* x, const T* dy, index_t p0, ind
   }
 }
 
+/// The float lanes of v rounded to BF16 precision (to_bf16 of precision.hpp, lane-wise).
+inline simd<float> round_lanes_to_bf16(const simd<float>& v) noexcept {
+  using U = simd<std::uint32_t>;
+  const U u = xsimd::bitwise_cast<U>(v);
+  const U rounded = (u + (U(0x7fffu) + ((u >> 16) & U(1u)))) & U(0xffff0000u);
+  const U nan = (u | U(0x00400000u)) & U(0xffff0000u);  // stays a NaN, quieted
+  return xsimd::bitwise_cast<simd<float>>(xsimd::select((u & U(0x7fffffffu)) > U(0x7f800000u), nan, rounded));
+}
+
+/// Outputs of one image row for C output channels, each a dot product over the taps inside
+/// the image, vectorised along Cin; wt: [C][KK] (each channel's weights along Cin, already
+/// rounded when Bf16). Bf16 rounds x to BF16 as it is read: the BF16 operands of the GEMM
+/// path, with FP32 sums.
+template <class T, int C, bool Bf16>
+void conv2d_row_few_outputs(const Conv2dShape& s, const T* __restrict x, const T* __restrict wt,
+                            const T* bias, T* __restrict y, T beta, index_t n, index_t oy) noexcept {
+  using V = simd<T>;
+  constexpr index_t W = Tiling<T>::W;
+  const index_t kk = s.kk(), ow = s.ow(), cv = s.cin / W * W;
+  for (index_t ox = 0; ox < ow; ++ox) {
+    V acc[C];
+    T tail[C];
+    for (int c = 0; c < C; ++c) {
+      acc[c] = V(T(0));
+      tail[c] = T(0);
+    }
+    for (index_t kh = 0; kh < s.k; ++kh) {
+      const index_t iy = oy * s.stride - s.pad + kh;
+      if (iy < 0 || iy >= s.h) continue;
+      for (index_t kw = 0; kw < s.k; ++kw) {
+        const index_t ix = ox * s.stride - s.pad + kw;
+        if (ix < 0 || ix >= s.w) continue;
+        const T* xp = x + ((n * s.h + iy) * s.w + ix) * s.cin;
+        const T* wp = wt + (kh * s.k + kw) * s.cin;
+        for (index_t ci = 0; ci < cv; ci += W) {
+          V xv = V::load_unaligned(xp + ci);
+          if constexpr (Bf16) xv = round_lanes_to_bf16(xv);
+          for (int c = 0; c < C; ++c) acc[c] = xsimd::fma(xv, V::load_unaligned(wp + c * kk + ci), acc[c]);
+        }
+        for (index_t ci = cv; ci < s.cin; ++ci)
+          for (int c = 0; c < C; ++c) {
+            T xi = xp[ci];
+            if constexpr (Bf16) xi = round_to_bf16(xi);
+            tail[c] += xi * wp[c * kk + ci];
+          }
+      }
+    }
+    T* yp = y + ((n * s.oh() + oy) * ow + ox) * C;
+    for (int c = 0; c < C; ++c) {
+      T r = reduce_add(acc[c]) + tail[c];
+      if (bias) r += bias[c];
+      yp[c] = beta == T(0) ? r : beta * yp[c] + r;
+    }
+  }
+}
+
+/// Few output channels (Cout <= 4: the output convolution to the image's channels). The
+/// GEMM would compute a whole NR-wide column panel for them, 32 columns for Cout = 1, so
+/// each output is computed directly. The sums do not depend on the thread count.
+template <class T>
+void conv2d_forward_few_outputs(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+                                T beta, int nt) {
+  bool bf16 = false;
+  if constexpr (std::is_same_v<T, float>) bf16 = matmul_precision() == MatmulPrecision::bf16;
+  const index_t kk = s.kk(), oh = s.oh();
+  T* wt = thread_scratch<T, 4>(static_cast<std::size_t>(kk * s.cout));  // [Cout][KK]
+  for (index_t r = 0; r < kk; ++r)
+    for (index_t co = 0; co < s.cout; ++co) {
+      T v = w[r * s.cout + co];
+      if constexpr (std::is_same_v<T, float>) v = bf16 ? round_to_bf16(v) : v;
+      wt[co * kk + r] = v;
+    }
+  const auto work = static_cast<std::size_t>(s.pixels() * kk * s.cout);
+  auto rows = [&]<bool Bf16>() {
+    parallel_for(s.n * oh, work >= parallel_min_work ? nt : 1, [&](index_t row) {
+      const index_t n = row / oh, oy = row % oh;
+      switch (s.cout) {
+        case 1: conv2d_row_few_outputs<T, 1, Bf16>(s, x, wt, bias, y, beta, n, oy); break;
+        case 2: conv2d_row_few_outputs<T, 2, Bf16>(s, x, wt, bias, y, beta, n, oy); break;
+        case 3: conv2d_row_few_outputs<T, 3, Bf16>(s, x, wt, bias, y, beta, n, oy); break;
+        default: conv2d_row_few_outputs<T, 4, Bf16>(s, x, wt, bias, y, beta, n, oy); break;
+      }
+    });
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16) {
+      rows.template operator()<true>();
+      return;
+    }
+  }
+  rows.template operator()<false>();
+}
+
 template <class T>
 void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                             T beta, int nt) {
@@ -395,6 +491,10 @@ void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const 
   if (s.k == 1 && s.stride == 1 && s.pad == 0) {  // 1x1: y = x w, a plain GEMM
     gemm_threads(false, false, p, s.cout, s.cin, T(1), x, s.cin, w, s.cout, beta, y, s.cout,
                  epi, nt);
+    return;
+  }
+  if (s.cout <= 4) {
+    conv2d_forward_few_outputs(s, x, w, bias, y, beta, nt);
     return;
   }
 #if DIFFUSE_BF16_KERNELS

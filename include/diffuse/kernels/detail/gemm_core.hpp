@@ -105,7 +105,8 @@ class Scratch {
 };
 
 /// Workspace slots: 0 packed A, 1 packed B (shared by the team of the calling thread),
-/// 2 and 3 for the conv kernels' own scratch.
+/// 2 to 4 for the conv kernels' own scratch (4: the direct pass for few outputs, which runs
+/// inside the input gradient that holds 2).
 template <class T, int Slot>
 inline T* thread_scratch(std::size_t n) {
   thread_local Scratch<T> s;
