@@ -73,6 +73,43 @@ inline void im2col_segment(D* __restrict d, const T* __restrict x, const Conv2dS
   }
 }
 
+/// Copies whole vectors: n a multiple of the SIMD width (BF16: of 16, rounding as it goes).
+template <class T>
+inline void copy_vectors(T* __restrict d, const T* __restrict s, index_t n) noexcept {
+  using V = simd<T>;
+  for (index_t q = 0; q < n; q += Tiling<T>::W) {
+    V v = V::load_unaligned(s + q);
+#if defined(__GNUC__) && defined(__x86_64__)
+    __asm__("" : "+v"(v.data));  // keep it a vector copy, not a memcpy call
+#endif
+    v.store_unaligned(d + q);
+  }
+}
+#if DIFFUSE_BF16_KERNELS
+inline void copy_vectors(std::uint16_t* __restrict d, const float* __restrict s, index_t n) noexcept {
+  convert_vectors_bf16(d, s, n);
+}
+#endif
+
+/// Packs `ntaps` whole taps from tap (kh, kw) of the window at (y0, x0) in image xn, Cin a
+/// whole number of vectors: per tap one bounds test and Cin / W vector copies or zeros.
+template <class D, class T>
+inline void im2col_whole_taps(D* __restrict d, const T* __restrict xn, const Conv2dShape& s,
+                              index_t y0, index_t x0, index_t kh, index_t kw,
+                              index_t ntaps) noexcept {
+  for (index_t t = 0; t < ntaps; ++t, d += s.cin) {
+    const index_t iy = y0 + kh, ix = x0 + kw;
+    if (++kw == s.k) {
+      kw = 0;
+      ++kh;
+    }
+    if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
+      copy_vectors(d, xn + (iy * s.w + ix) * s.cin, s.cin);
+    else
+      zero_run(d, s.cin);
+  }
+}
+
 template <class T>
 struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k]
   const T* x;
@@ -86,7 +123,6 @@ struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k
     index_t m = i0;
     index_t n = m / (oh * ow), r = m % (oh * ow);
     index_t oy = r / ow, ox = r % ow;
-    using V = simd<T>;
     constexpr index_t W = Tiling<T>::W;
     // Whole taps and whole vectors (Cin a multiple of the SIMD width, tap-aligned K block):
     // per tap one bounds test and Cin / W vector copies.
@@ -94,29 +130,8 @@ struct PackAIm2colRows {  // op(A) = im2col(x): P x KK, row panel dst[i * KS + k
     const index_t ntaps = kc / s.cin;
     for (int i = 0; i < mr; ++i) {
       if (whole_taps) {
-        const index_t y0 = oy * s.stride - s.pad, x0 = ox * s.stride - s.pad;
-        const T* xn = x + n * s.h * s.w * s.cin;
-        T* d = dst + i * KS;
-        index_t th = kh, tw = kw;
-        for (index_t t = 0; t < ntaps; ++t, d += s.cin) {
-          const index_t iy = y0 + th, ix = x0 + tw;
-          if (++tw == s.k) {
-            tw = 0;
-            ++th;
-          }
-          if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
-            const T* src = xn + (iy * s.w + ix) * s.cin;
-            for (index_t q = 0; q < s.cin; q += W) {
-              V v = V::load_unaligned(src + q);
-#if defined(__GNUC__) && defined(__x86_64__)
-              __asm__("" : "+v"(v.data));  // keep it a vector copy, not a memcpy call
-#endif
-              v.store_aligned(d + q);
-            }
-          } else {
-            for (index_t q = 0; q < s.cin; q += W) V(T(0)).store_aligned(d + q);
-          }
-        }
+        im2col_whole_taps(dst + i * KS, x + n * s.h * s.w * s.cin, s, oy * s.stride - s.pad,
+                          ox * s.stride - s.pad, kh, kw, ntaps);
       } else {
         im2col_segment(dst + i * KS, x, s, n, oy, ox, kh, kw, ci, kc);
       }
@@ -155,21 +170,8 @@ struct PackAIm2colRowsBf16 {
     for (int i = 0; i < mr; ++i) {
       auto* d = reinterpret_cast<std::uint16_t*>(dst + i * KS);
       if (whole_taps) {
-        const index_t y0 = oy * s.stride - s.pad, x0 = ox * s.stride - s.pad;
-        const float* xn = x + n * s.h * s.w * s.cin;
-        std::uint16_t* dt = d;
-        index_t th = kh, tw = kw;
-        for (index_t t = 0; t < ntaps; ++t, dt += s.cin) {
-          const index_t iy = y0 + th, ix = x0 + tw;
-          if (++tw == s.k) {
-            tw = 0;
-            ++th;
-          }
-          if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
-            convert_vectors_bf16(dt, xn + (iy * s.w + ix) * s.cin, s.cin);
-          else
-            zero_vectors_bf16(dt, s.cin);
-        }
+        im2col_whole_taps(d, x + n * s.h * s.w * s.cin, s, oy * s.stride - s.pad,
+                          ox * s.stride - s.pad, kh, kw, ntaps);
       } else {
         im2col_segment(d, x, s, n, oy, ox, kh, kw, ci, len);
       }
