@@ -38,8 +38,7 @@ namespace diffuse::kernels {
 
 namespace detail {
 
-/// Copies one im2col row segment: columns [j, j + len) of output pixel (n, oy, ox), in
-/// runs of channels, zeros where the window leaves the image. (kh, kw, ci) is column j.
+/// d[0, n) = s[0, n); the BF16 overload rounds.
 template <class T>
 inline void store_run(T* __restrict d, const T* __restrict s, index_t n) noexcept {
   copy_run(d, s, n);
@@ -50,6 +49,8 @@ inline void store_run(std::uint16_t* __restrict d, const float* __restrict s, in
 }
 #endif
 
+/// Copies one im2col row segment: columns [j, j + len) of output pixel (n, oy, ox), in
+/// runs of channels, zeros where the window leaves the image. (kh, kw, ci) is column j.
 /// D is T (FP32 packing) or std::uint16_t (BF16 packing: the values are rounded).
 template <class D, class T>
 inline void im2col_segment(D* __restrict d, const T* __restrict x, const Conv2dShape& s,
