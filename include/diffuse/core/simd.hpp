@@ -37,4 +37,16 @@ inline T reduce_max(const simd<T>& v) noexcept {
   return m;
 }
 
+/// The lanes of v reinterpreted as To (same width): xsimd 11 takes the element type, 8 to
+/// 10 the batch type.
+template <class To, class From>
+inline simd<To> bitcast_lanes(const simd<From>& v) noexcept {
+  static_assert(sizeof(To) == sizeof(From), "bitcast_lanes keeps the lane width");
+#if XSIMD_VERSION_MAJOR >= 11
+  return xsimd::bitwise_cast<To>(v);
+#else
+  return xsimd::bitwise_cast<simd<To>>(v);
+#endif
+}
+
 }  // namespace diffuse

@@ -395,10 +395,10 @@ void wgrad_direct(const Conv2dShape& s, const T* x, const T* dy, index_t p0, ind
 /// The float lanes of v rounded to BF16 precision (to_bf16 of precision.hpp, lane-wise).
 inline simd<float> round_lanes_to_bf16(const simd<float>& v) noexcept {
   using U = simd<std::uint32_t>;
-  const U u = xsimd::bitwise_cast<U>(v);
+  const U u = bitcast_lanes<std::uint32_t>(v);
   const U rounded = (u + (U(0x7fffu) + ((u >> 16) & U(1u)))) & U(0xffff0000u);
   const U nan = (u | U(0x00400000u)) & U(0xffff0000u);  // stays a NaN, quieted
-  return xsimd::bitwise_cast<simd<float>>(xsimd::select((u & U(0x7fffffffu)) > U(0x7f800000u), nan, rounded));
+  return bitcast_lanes<float>(xsimd::select((u & U(0x7fffffffu)) > U(0x7f800000u), nan, rounded));
 }
 
 /// Outputs of one image row for C output channels, each a dot product over the taps inside
@@ -491,13 +491,13 @@ void conv2d_forward_threads(const Conv2dShape& s, const T* x, const T* w, const 
   const index_t p = s.pixels();
   if (p <= 0 || s.cout <= 0) return;
   const Epilogue<T> epi{bias, Activation::none};
+  if (s.cout <= 4) {  // before the 1x1 case: that GEMM would fill 32-column panels too
+    conv2d_forward_few_outputs(s, x, w, bias, y, beta, nt);
+    return;
+  }
   if (s.k == 1 && s.stride == 1 && s.pad == 0) {  // 1x1: y = x w, a plain GEMM
     gemm_threads(false, false, p, s.cout, s.cin, T(1), x, s.cin, w, s.cout, beta, y, s.cout,
                  epi, nt);
-    return;
-  }
-  if (s.cout <= 4) {
-    conv2d_forward_few_outputs(s, x, w, bias, y, beta, nt);
     return;
   }
 #if DIFFUSE_BF16_KERNELS

@@ -62,11 +62,6 @@ DIFFUSE_TARGET_BF16 inline void convert_vectors_bf16(std::uint16_t* __restrict d
                         (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
 }
 
-/// d[0, n) = 0 for n a multiple of 16 BF16 values.
-DIFFUSE_TARGET_BF16 inline void zero_vectors_bf16(std::uint16_t* d, index_t n) noexcept {
-  for (index_t i = 0; i < n; i += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), _mm256_setzero_si256());
-}
-
 /// d[0, n) = 0 for BF16 values.
 inline void zero_run_bf16(std::uint16_t* d, index_t n) noexcept {
   for (index_t i = 0; i < n; ++i) d[i] = 0;
