@@ -74,24 +74,6 @@ inline void im2col_segment(D* __restrict d, const T* __restrict x, const Conv2dS
   }
 }
 
-/// Copies whole vectors: n a multiple of the SIMD width (BF16: of 16, rounding as it goes).
-template <class T>
-inline void copy_vectors(T* __restrict d, const T* __restrict s, index_t n) noexcept {
-  using V = simd<T>;
-  for (index_t q = 0; q < n; q += Tiling<T>::W) {
-    V v = V::load_unaligned(s + q);
-#if defined(__GNUC__) && defined(__x86_64__)
-    __asm__("" : "+v"(v.data));  // keep it a vector copy, not a memcpy call
-#endif
-    v.store_unaligned(d + q);
-  }
-}
-#if DIFFUSE_BF16_KERNELS
-inline void copy_vectors(std::uint16_t* __restrict d, const float* __restrict s, index_t n) noexcept {
-  convert_vectors_bf16(d, s, n);
-}
-#endif
-
 /// Packs `ntaps` whole taps from tap (kh, kw) of the window at (y0, x0) in image xn, Cin a
 /// whole number of vectors: per tap one bounds test and Cin / W vector copies or zeros.
 template <class D, class T>
@@ -105,7 +87,7 @@ inline void im2col_whole_taps(D* __restrict d, const T* __restrict xn, const Con
       ++kh;
     }
     if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
-      copy_vectors(d, xn + (iy * s.w + ix) * s.cin, s.cin);
+      store_run(d, xn + (iy * s.w + ix) * s.cin, s.cin);
     else
       zero_run(d, s.cin);
   }

@@ -39,6 +39,10 @@ DIFFUSE_TARGET_BF16 inline void convert_run_bf16(std::uint16_t* __restrict d,
                                                  const float* __restrict s,
                                                  index_t n) noexcept {
   index_t i = 0;
+  // cvtne2ps_pbh(hi, lo) puts lo in the low half: 32 values per instruction, in order.
+  for (; i + 32 <= n; i += 32)
+    _mm512_storeu_si512(d + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + i + 16),
+                                                            _mm512_loadu_ps(s + i)));
   for (; i + 16 <= n; i += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i),
                         (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
@@ -46,20 +50,6 @@ DIFFUSE_TARGET_BF16 inline void convert_run_bf16(std::uint16_t* __restrict d,
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
     _mm256_mask_storeu_epi16(d + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + i)));
   }
-}
-
-/// d[0, n) = BF16(s[0, n)) for n a multiple of 16: 32 values per instruction
-/// (cvtne2ps_pbh(hi, lo) puts lo in the low half, so the order is kept).
-DIFFUSE_TARGET_BF16 inline void convert_vectors_bf16(std::uint16_t* __restrict d,
-                                                     const float* __restrict s,
-                                                     index_t n) noexcept {
-  index_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    _mm512_storeu_si512(d + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + i + 16),
-                                                            _mm512_loadu_ps(s + i)));
-  if (i < n)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i),
-                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
 }
 
 /// d[0, n) = 0 for BF16 values.
