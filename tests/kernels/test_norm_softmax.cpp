@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -257,3 +258,24 @@ TEST(SoftmaxGradCheck, CentralDifferences) {
 }
 
 }  // namespace
+
+// The run-time-sized kernels reject a group count that does not divide the channels (the
+// <T, C, G> overloads reject it at compile time), naming both counts.
+TEST(GroupNorm, GroupsMustDivideChannels) {
+  std::vector<float> x(2 * 6, 1.0f), y(x.size()), st(2 * 4 * 2), gamma(6, 1.0f), beta(6, 0.0f);
+  for (std::size_t groups : {std::size_t{0}, std::size_t{4}}) {
+    try {
+      k::group_norm_forward<float>(x.data(), y.data(), st.data(), gamma.data(), beta.data(), nullptr, false, 1, 2, 6,
+                                   groups, 1e-5);
+      ADD_FAILURE() << "no error for " << groups << " groups";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("6 channels"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(groups) + " groups"), std::string::npos) << e.what();
+    }
+    std::vector<float> dx(x.size()), dg(6), db(6), ws(x.size());
+    EXPECT_THROW(k::group_norm_backward<float>(x.data(), st.data(), gamma.data(), beta.data(), nullptr, false,
+                                               x.data(), dx.data(), 0.0f, dg.data(), db.data(), nullptr, ws.data(), 1,
+                                               2, 6, groups),
+                 std::invalid_argument);
+  }
+}

@@ -98,13 +98,11 @@ void for_each_block(const Generator& g, std::uint64_t first, std::size_t n, F&& 
 
 }  // namespace detail
 
-/// Fills `t` with numbers uniform in (lo, hi) and advances the generator.
-template <class X>
-  requires TensorLike<std::remove_cvref_t<X>>
-void fill_uniform(X&& t, Generator& g, double lo = 0.0, double hi = 1.0) {
-  using T = typename std::remove_cvref_t<X>::value_type;
-  T* out = t.data();
-  const std::size_t n = t.size();
+/// Fills the n values at `out` with numbers uniform in (lo, hi) and advances the
+/// generator. (One function per element type, not per tensor shape: the tensor overload
+/// below calls it.)
+template <class T>
+void fill_uniform(T* out, std::size_t n, Generator& g, double lo = 0.0, double hi = 1.0) {
   // Rounding to T may reach an end of the interval: keep the values strictly inside.
   const T inside_lo = std::nextafter(static_cast<T>(lo), static_cast<T>(hi));
   const T inside_hi = std::nextafter(static_cast<T>(hi), static_cast<T>(lo));
@@ -114,14 +112,17 @@ void fill_uniform(X&& t, Generator& g, double lo = 0.0, double hi = 1.0) {
   });
 }
 
-/// Fills `t` with normal numbers N(mean, stddev^2) (Box-Muller on each pair of words)
-/// and advances the generator.
+/// Fills `t` with numbers uniform in (lo, hi) and advances the generator.
 template <class X>
   requires TensorLike<std::remove_cvref_t<X>>
-void fill_normal(X&& t, Generator& g, double mean = 0.0, double stddev = 1.0) {
-  using T = typename std::remove_cvref_t<X>::value_type;
-  T* out = t.data();
-  const std::size_t n = t.size();
+void fill_uniform(X&& t, Generator& g, double lo = 0.0, double hi = 1.0) {
+  fill_uniform(t.data(), t.size(), g, lo, hi);
+}
+
+/// Fills the n values at `out` with normal numbers N(mean, stddev^2) (Box-Muller on each
+/// pair of words) and advances the generator.
+template <class T>
+void fill_normal(T* out, std::size_t n, Generator& g, double mean = 0.0, double stddev = 1.0) {
   detail::for_each_block(g, g.take(n), n, [&](std::size_t i, const Philox4x32::Counter& w) {
     for (std::size_t pair = 0; pair < 2; ++pair) {
       const double r = std::sqrt(-2.0 * std::log(detail::open_unit(w[2 * pair])));
@@ -131,6 +132,14 @@ void fill_normal(X&& t, Generator& g, double mean = 0.0, double stddev = 1.0) {
       if (j + 1 < n) out[j + 1] = static_cast<T>(mean + stddev * r * std::sin(theta));
     }
   });
+}
+
+/// Fills `t` with normal numbers N(mean, stddev^2) (Box-Muller on each pair of words)
+/// and advances the generator.
+template <class X>
+  requires TensorLike<std::remove_cvref_t<X>>
+void fill_normal(X&& t, Generator& g, double mean = 0.0, double stddev = 1.0) {
+  fill_normal(t.data(), t.size(), g, mean, stddev);
 }
 
 /// Sets `order` to a permutation of 0 .. n-1 drawn from `g` (Fisher-Yates, one block per

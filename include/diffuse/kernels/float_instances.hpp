@@ -1,4 +1,4 @@
-// The float GEMM and convolution kernels compiled once for a whole program.
+// The float GEMM, convolution and GroupNorm kernels compiled once for a whole program.
 //
 // The tuned kernels are a large share of the machine code of any program that uses a UNet
 // (in diffuse-train, about a fifth of each model's translation unit), and a header-only
@@ -15,6 +15,8 @@
 
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/group_norm.hpp"
 
 DIFFUSE_GEMM_FLOAT_INSTANCES()
 DIFFUSE_CONV2D_FLOAT_INSTANCES()
+DIFFUSE_GROUP_NORM_FLOAT_INSTANCES()

@@ -192,15 +192,15 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 
 /// kernels::group_norm_forward on device pointers: the statistics (one work item per
 /// image and group, in double as on the host), then one item per element.
-template <class T, std::size_t C, std::size_t G>
+template <class T>
 void group_norm_forward(const T* x, T* y, T* stats, const T* gamma, const T* beta, const T* ss, bool silu,
-                        std::size_t n, std::size_t hw, double eps) {
+                        std::size_t n, std::size_t hw, std::size_t channels, std::size_t group_count, double eps) {
   using detail::i32;
-  constexpr int c = int(C), cg = int(C / G), groups = int(G);
+  const int c = i32(std::int64_t(channels)), groups = i32(std::int64_t(group_count)), cg = c / groups;
   const detail::GroupStats<T> st{x, stats, c, cg, i32(std::int64_t(hw)), groups, eps};
   launch(diffuse::detail::LaunchKind::group_norm, std::int64_t(n) * groups, 2 * std::int64_t(hw) * cg, st);
   const detail::GroupNormalize<T> nm{x, stats, gamma, beta, ss, y, c, cg, i32(std::int64_t(hw)), groups, silu};
-  launch(diffuse::detail::LaunchKind::group_norm, i32(std::int64_t(n * hw * C)), 1, nm);
+  launch(diffuse::detail::LaunchKind::group_norm, i32(std::int64_t(n * hw * channels)), 1, nm);
 }
 
 /// kernels::softmax_rows on device pointers: one work item per row.
