@@ -1,5 +1,5 @@
 // Device selection everywhere; in builds with GPU code (DIFFUSE_OFFLOAD), the device
-// bodies of the kernels, the expressions and a whole sampling run against the CPU: on
+// bodies of the kernels (forward and backward), the expressions and a whole sampling run against the CPU: on
 // the GPU when the OpenMP runtime finds one, else emulated on the host (OpenMP's host
 // fallback), so that machines without a GPU still test the device code.
 #include <gtest/gtest.h>
@@ -19,6 +19,7 @@
 #include <diffuse/kernels/resample.hpp>
 #include <diffuse/kernels/softmax.hpp>
 #include <diffuse/nn/concat.hpp>
+#include <diffuse/nn/linear.hpp>
 #include <diffuse/unet.hpp>
 
 namespace {
@@ -242,10 +243,123 @@ TEST_F(OnDevice, LargeExpressionsAndCopiesTakeTheManyTeamsPath) {
   for (std::size_t i = 1000; i < x.size(); ++i) ASSERT_EQ(x.data()[i], float((i - 1000) % 977)) << i;
 }
 
-TEST_F(OnDevice, BackwardKernelsSayTheyDoNotRunThere) {
-  auto g = on_device(std::vector<float>(64));
-  EXPECT_THROW(k::softmax_rows_backward<float>(g.data(), g.data(), g.data(), 8, 8, 8), DeviceError);
-  EXPECT_THROW(k::upsample2x_nearest_backward<float>(g.data(), g.data(), 1, 2, 2, 4), DeviceError);
+TEST_F(OnDevice, ConvolutionBackward) {
+  for (const k::Conv2dShape s : {k::Conv2dShape{2, 7, 6, 5, 8, 3, 1, 1}, k::Conv2dShape{2, 8, 8, 4, 6, 3, 2, 1},
+                                 k::Conv2dShape{3, 5, 5, 6, 4, 1, 1, 0}, k::Conv2dShape{1, 9, 7, 3, 2, 3, 3, 0}}) {
+    const auto x = normals(s.n * s.h * s.w * s.cin, 21), w = normals(s.k * s.k * s.cin * s.cout, 22),
+               gy = normals(s.n * s.oh() * s.ow() * s.cout, 23), dx0 = normals(x.size(), 24),
+               dw0 = normals(w.size(), 25), db0 = normals(s.cout, 26);
+    for (float beta : {0.f, 1.f}) {
+      std::vector<float> want_dx = dx0, want_dw = dw0, want_db = db0;
+      {
+        DeviceScope cpu("cpu");
+        k::conv2d_backward_input<float>(s, gy.data(), w.data(), want_dx.data(), beta);
+        k::conv2d_backward_weight<float>(s, x.data(), gy.data(), want_dw.data(), want_db.data(), beta);
+      }
+      auto dx = on_device(x), dw = on_device(w), dgy = on_device(gy), ddx = on_device(dx0), ddw = on_device(dw0),
+           ddb = on_device(db0);
+      k::conv2d_backward_input<float>(s, dgy.data(), dw.data(), ddx.data(), beta);
+      k::conv2d_backward_weight<float>(s, dx.data(), dgy.data(), ddw.data(), ddb.data(), beta);
+      expect_close(to_host(ddx), want_dx, 1e-4f, "conv2d_backward_input");
+      expect_close(to_host(ddw), want_dw, 1e-4f, "conv2d_backward_weight dw");
+      expect_close(to_host(ddb), want_db, 1e-4f, "conv2d_backward_weight db");
+    }
+  }
+}
+
+TEST_F(OnDevice, GroupNormBackward) {
+  constexpr std::size_t C = 8, G = 4, hw = 12, n = 3;
+  const auto x = normals(n * hw * C, 31), gamma = normals(C, 32), beta = normals(C, 33), ss = normals(n * 2 * C, 34),
+             gy = normals(n * hw * C, 35), dx0 = normals(n * hw * C, 36), dg0 = normals(C, 37), db0 = normals(C, 38);
+  std::vector<float> stats(n * G * 2), y(n * hw * C);
+  {
+    DeviceScope cpu("cpu");
+    k::group_norm_forward<float, C, G>(x.data(), y.data(), stats.data(), gamma.data(), beta.data(), ss.data(), true,
+                                       n, hw, 1e-5);
+  }
+  for (bool mod : {false, true})
+    for (bool silu : {false, true})
+      for (float beta_dx : {0.f, 1.f}) {
+        std::vector<float> want_dx = dx0, want_dg = dg0, want_db = db0, want_dss(n * 2 * C), ws(n * hw * C);
+        {
+          DeviceScope cpu("cpu");
+          k::group_norm_backward<float, C, G>(x.data(), stats.data(), gamma.data(), beta.data(),
+                                              mod ? ss.data() : nullptr, silu, gy.data(), want_dx.data(), beta_dx,
+                                              want_dg.data(), want_db.data(), mod ? want_dss.data() : nullptr,
+                                              ws.data(), n, hw);
+        }
+        auto dx = on_device(x), dst = on_device(stats), dgam = on_device(gamma), dbet = on_device(beta),
+             dss_in = on_device(ss), dgy = on_device(gy), ddx = on_device(dx0), ddg = on_device(dg0),
+             ddb = on_device(db0), ddss = on_device(std::vector<float>(n * 2 * C)), dws = on_device(ws);
+        k::group_norm_backward<float, C, G>(dx.data(), dst.data(), dgam.data(), dbet.data(),
+                                            mod ? dss_in.data() : nullptr, silu, dgy.data(), ddx.data(), beta_dx,
+                                            ddg.data(), ddb.data(), mod ? ddss.data() : nullptr, dws.data(), n, hw);
+        expect_close(to_host(ddx), want_dx, 1e-4f, "group_norm_backward dx");
+        expect_close(to_host(ddg), want_dg, 1e-4f, "group_norm_backward dgamma");
+        expect_close(to_host(ddb), want_db, 1e-4f, "group_norm_backward dbeta");
+        if (mod) expect_close(to_host(ddss), want_dss, 1e-4f, "group_norm_backward dss");
+      }
+}
+
+TEST_F(OnDevice, SoftmaxUpsampleConcatAndLinearBackward) {
+  const auto y = normals(6 * 10, 41), gy = normals(6 * 10, 42);
+  std::vector<float> want(y.size());
+  {
+    DeviceScope cpu("cpu");
+    k::softmax_rows_backward<float>(y.data(), gy.data(), want.data(), 6, 9, 10);
+  }
+  auto dy = on_device(y), dgy = on_device(gy), dx = on_device(std::vector<float>(y.size()));
+  k::softmax_rows_backward<float>(dy.data(), dgy.data(), dx.data(), 6, 9, 10);
+  auto got = to_host(dx);
+  for (std::size_t r = 0; r < 6; ++r)
+    for (std::size_t j = 0; j < 9; ++j) EXPECT_NEAR(got[r * 10 + j], want[r * 10 + j], 1e-5f);
+
+  const auto up = normals(2 * 6 * 8 * 5, 43), d0 = normals(2 * 3 * 4 * 5, 44);
+  for (float beta : {0.f, 1.f}) {
+    std::vector<float> want_d = d0;
+    {
+      DeviceScope cpu("cpu");
+      k::upsample2x_nearest_backward<float>(up.data(), want_d.data(), 2, 3, 4, 5, beta);
+    }
+    auto dup = on_device(up), dd = on_device(d0);
+    k::upsample2x_nearest_backward<float>(dup.data(), dd.data(), 2, 3, 4, 5, beta);
+    expect_close(to_host(dd), want_d, 1e-5f, "upsample2x_nearest_backward");
+  }
+
+  Tensor<float, Shape<dyn, 2, 3, 9>> gout(2);
+  Tensor<float, Shape<dyn, 2, 3, 4>> ga(2);
+  Tensor<float, Shape<dyn, 2, 3, 5>> gb(2);
+  for (std::size_t i = 0; i < gout.size(); ++i) gout.data()[i] = float(i);
+  for (std::size_t i = 0; i < ga.size(); ++i) ga.data()[i] = 1000.f;
+  for (std::size_t i = 0; i < gb.size(); ++i) gb.data()[i] = 1000.f;
+  update_device(gout);
+  update_device(ga);
+  update_device(gb);
+  nn::concat_channels_backward<float, 2, 3, 4, 5>(gout, ga, 1.f, gb, 0.f);  // a accumulates, b is overwritten
+  update_host(ga);
+  update_host(gb);
+  for (std::size_t p = 0; p < 12; ++p) {
+    for (std::size_t q = 0; q < 4; ++q) ASSERT_EQ(ga.data()[p * 4 + q], 1000.f + float(p * 9 + q));
+    for (std::size_t q = 0; q < 5; ++q) ASSERT_EQ(gb.data()[p * 5 + q], float(p * 9 + 4 + q));
+  }
+
+  // Linear: the bias gradient is a column sum of dy, accumulated.
+  nn::Linear<float, 7, 3> lin;
+  Tensor<float, Shape<dyn, 7>> lx(4);
+  Tensor<float, Shape<dyn, 3>> ldy(4);
+  for (std::size_t i = 0; i < lx.size(); ++i) lx.data()[i] = 0.1f * float(i);
+  for (std::size_t i = 0; i < ldy.size(); ++i) ldy.data()[i] = float(i) - 5.f;
+  update_device(lx);
+  update_device(ldy);
+  lin.zero_grad();
+  lin.backward_params(lx, ldy);
+  lin.backward_params(lx, ldy);
+  update_host(lin.bias.grad);
+  for (std::size_t o = 0; o < 3; ++o) {
+    float col = 0;
+    for (std::size_t i = 0; i < 4; ++i) col += float(i * 3 + o) - 5.f;
+    EXPECT_FLOAT_EQ(lin.bias.grad.data()[o], 2 * col) << o;
+  }
 }
 
 // A whole guided Heun run of edm-tiny with 10 classes: the images sampled on the device

@@ -519,7 +519,11 @@ template <class T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy /*[N][OH][OW][Cout]*/,
                            const T* w /*[k][k][Cin][Cout]*/, T* dx /*[N][H][W][Cin]*/,
                            T beta = T(0)) {
-  if (diffuse::detail::on_device()) device::not_on_device("conv2d_backward_input");
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    device::conv2d_backward_input<T>(s, device_address(dy), device_address(w), device_address(dx), beta);
+    return;
+  }
   using detail::thread_scratch;
   const int nt = available_threads();
   const index_t img = s.h * s.w * s.cin;
@@ -634,7 +638,12 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x /*[N][H][W][Cin]*/,
                             const T* dy /*[N][OH][OW][Cout]*/,
                             T* dw /*[k][k][Cin][Cout]*/, T* db /*[Cout] or null*/,
                             T beta = T(0)) {
-  if (diffuse::detail::on_device()) device::not_on_device("conv2d_backward_weight");
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    device::conv2d_backward_weight<T>(s, device_address(x), device_address(dy), device_address(dw), device_address(db),
+                                      beta);
+    return;
+  }
   using detail::Tiling;
   const index_t kk = s.kk(), co = s.cout, p = std::max<index_t>(s.pixels(), 0);
   if (kk <= 0 || co <= 0) return;

@@ -78,4 +78,55 @@ inline void softmax_row(const T* x, T* y, index_t len) {
   for (index_t j = 0; j < len; ++j) y[j] = T(std::exp(Acc(x[j]) - m) / s);
 }
 
+/// The input gradient of a convolution at x element (n, iy, ix, ci), accumulated in Acc:
+/// over the taps (kh, kw) whose output pixel (oy, ox) = ((iy + pad - kh) / stride, (ix +
+/// pad - kw) / stride) exists, sum_co dy[n][oy][ox][co] w[kh][kw][ci][co] (NHWC dy of
+/// oh x ow pixels, HWIO w).
+template <class Acc, class T, class I>
+inline Acc conv2d_input_grad(I oh, I ow, I k, I stride, I pad, I cin, I cout, const T* dy, const T* w, I n, I iy,
+                             I ix, I ci) {
+  Acc acc = 0;
+  for (I kh = 0; kh < k; ++kh) {
+    const I ty = iy + pad - kh;
+    if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+    for (I kw = 0; kw < k; ++kw) {
+      const I tx = ix + pad - kw;
+      if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+      const T* d = dy + ((n * oh + ty / stride) * ow + tx / stride) * cout;
+      const T* wp = w + ((kh * k + kw) * cin + ci) * cout;
+      for (I co = 0; co < cout; ++co) acc += Acc(d[co]) * Acc(wp[co]);
+    }
+  }
+  return acc;
+}
+
+/// The weight gradient of a convolution at w element (kh, kw, ci, co), accumulated in Acc:
+/// over the images and output pixels whose input pixel lies inside the h x wd image,
+/// sum x[n][iy][ix][ci] dy[n][oy][ox][co].
+template <class Acc, class T, class I>
+inline Acc conv2d_weight_grad(I batch, I h, I wd, I oh, I ow, I stride, I pad, I cin, I cout, const T* x,
+                              const T* dy, I kh, I kw, I ci, I co) {
+  Acc acc = 0;
+  for (I n = 0; n < batch; ++n)
+    for (I oy = 0; oy < oh; ++oy) {
+      const I iy = oy * stride - pad + kh;
+      if (iy < 0 || iy >= h) continue;
+      for (I ox = 0; ox < ow; ++ox) {
+        const I ix = ox * stride - pad + kw;
+        if (ix < 0 || ix >= wd) continue;
+        acc += Acc(x[((n * h + iy) * wd + ix) * cin + ci]) * Acc(dy[((n * oh + oy) * ow + ox) * cout + co]);
+      }
+    }
+  return acc;
+}
+
+/// dx = y * (dy - sum_j y dy) over one row of len values (softmax's backward), the sum in
+/// Acc. dx may alias dy.
+template <class Acc, class T>
+inline void softmax_row_backward(const T* y, const T* dy, T* dx, index_t len) {
+  Acc dot = 0;
+  for (index_t j = 0; j < len; ++j) dot += Acc(y[j]) * Acc(dy[j]);
+  for (index_t j = 0; j < len; ++j) dx[j] = T(Acc(y[j]) * (Acc(dy[j]) - dot));
+}
+
 }  // namespace diffuse::kernels::elements

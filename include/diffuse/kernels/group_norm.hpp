@@ -222,10 +222,17 @@ void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/
                          const T* dy /*[n][hw][C]*/, T* dx /*[n][hw][C]*/, T beta_dx, T* dgamma /*[C]*/,
                          T* dbeta /*[C]*/, T* dss /*[n][2C] or null*/, T* ws /*[n][hw][C]*/, std::size_t n,
                          std::size_t hw, std::size_t channels, std::size_t groups) {
-  if (diffuse::detail::on_device()) device::not_on_device("group_norm_backward");
   if (groups == 0 || channels % groups != 0)
     throw std::invalid_argument("diffuse::kernels::group_norm_backward: " + std::to_string(channels) +
                                 " channels are not divisible into " + std::to_string(groups) + " groups");
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    device::group_norm_backward<T>(device_address(x), device_address(stats), device_address(gamma),
+                                   device_address(beta), device_address(ss), silu, device_address(dy),
+                                   device_address(dx), beta_dx, device_address(dgamma), device_address(dbeta),
+                                   device_address(dss), device_address(ws), n, hw, channels, groups);
+    return;
+  }
   const std::size_t C = channels, G = groups, CG = C / G;
   const double count = double(hw * CG);
   // Each image leaves its per-channel sums in its own scratch slot; they are added to the

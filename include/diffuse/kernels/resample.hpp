@@ -40,7 +40,11 @@ void upsample2x_nearest_forward(const T* x /*[N][H][W][C]*/, T* y /*[N][2H][2W][
 template <class T>
 void upsample2x_nearest_backward(const T* dy /*[N][2H][2W][C]*/, T* dx /*[N][H][W][C]*/,
                                  index_t n, index_t h, index_t w, index_t c, T beta = T(0)) {
-  if (diffuse::detail::on_device()) device::not_on_device("upsample2x_nearest_backward");
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    if (n > 0) device::upsample2x_nearest_backward<T>(device_address(dy), device_address(dx), n, h, w, c, beta);
+    return;
+  }
   const index_t rows = n * h;
   parallel_for(rows, threads_for(std::size_t(5 * rows * w * c)), [&](index_t r) {
     T* d = dx + r * w * c;

@@ -48,7 +48,11 @@ void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, 
 template <class T>
 void softmax_rows_backward(const T* y /*[rows][ld]*/, const T* dy /*[rows][ld]*/, T* dx /*[rows][ld]*/,
                            index_t rows, index_t len, index_t ld) {
-  if (diffuse::detail::on_device()) device::not_on_device("softmax_rows_backward");
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    device::softmax_rows_backward<T>(device_address(y), device_address(dy), device_address(dx), rows, len, ld);
+    return;
+  }
   parallel_for(rows, threads_for(std::size_t(2 * rows * len)), [&](index_t r) {
     const T* yr = y + r * ld;
     const T* dyr = dy + r * ld;

@@ -38,8 +38,14 @@ void concat_channels_backward(TensorView<const T, Shape<dyn, H, W, Ca + Cb>> dou
                               TensorView<T, Shape<dyn, H, W, Cb>> db, T beta_b) {
   check_batch(da.batch(), dout.batch(), "concat_channels_backward");
   check_batch(db.batch(), dout.batch(), "concat_channels_backward");
-  if (diffuse::detail::on_device()) kernels::device::not_on_device("concat_channels_backward");
   const std::size_t pixels = dout.batch() * H * W;
+  if (diffuse::detail::on_device()) {
+    using diffuse::detail::device_address;
+    if (pixels)
+      kernels::device::concat_channels_backward<T>(device_address(dout.data()), device_address(da.data()), beta_a,
+                                                   device_address(db.data()), beta_b, pixels, Ca, Cb);
+    return;
+  }
   const T* g = dout.data();
   T* pa = da.data();
   T* pb = db.data();

@@ -38,6 +38,11 @@ struct Linear {
     kernels::gemm<T>(true, false, index_t(Out), index_t(In), index_t(n), T(1), dy.data(), index_t(Out), x.data(),
                      index_t(In), T(1), weight.grad.data(), index_t(In));
     T* db = bias.grad.data();
+    if (diffuse::detail::on_device()) {
+      kernels::device::add_column_sums<T>(diffuse::detail::device_address(dy.data()), diffuse::detail::device_address(db),
+                                          index_t(n), index_t(Out), T(1));
+      return;
+    }
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t o = 0; o < Out; ++o) db[o] += dy.data()[i * Out + o];
   }

@@ -19,12 +19,7 @@ void softmax_rows(const T* x /*[rows][ld]*/, T* y /*[rows][ld]*/, index_t rows, 
 template <class T>
 void softmax_rows_backward(const T* y /*[rows][ld]*/, const T* dy /*[rows][ld]*/, T* dx /*[rows][ld]*/,
                            index_t rows, index_t len, index_t ld) {
-  for (index_t r = 0; r < rows; ++r) {
-    double dot = 0;
-    for (index_t j = 0; j < len; ++j) dot += double(y[r * ld + j]) * double(dy[r * ld + j]);
-    for (index_t j = 0; j < len; ++j)
-      dx[r * ld + j] = T(double(y[r * ld + j]) * (double(dy[r * ld + j]) - dot));
-  }
+  for (index_t r = 0; r < rows; ++r) elements::softmax_row_backward<double>(y + r * ld, dy + r * ld, dx + r * ld, len);
 }
 
 }  // namespace diffuse::kernels::reference
