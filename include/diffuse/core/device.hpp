@@ -12,7 +12,8 @@
 /// The GPU path exists only in builds with DIFFUSE_OFFLOAD (CMake option of the same name:
 /// GCC with -foffload=nvptx-none); elsewhere `gpu` is an error and everything runs on the
 /// CPU. `detail::emulate_device_on_host()` runs the device code on the host (OpenMP's host
-/// fallback), which is how the tests check the device kernels on machines without a GPU.
+/// fallback) on separate copies of the tensors, which is how the tests check the device
+/// kernels and the transfers on machines without a GPU.
 ///
 /// Errors: DeviceError (a std::runtime_error) when `gpu` is asked for and none can be used,
 /// and for a device choice that is not auto, cpu or gpu.
@@ -23,6 +24,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -79,7 +83,7 @@ namespace detail {
 struct DeviceState {
   Device active = Device::cpu;
   int number = 0;         // OpenMP device number of the GPU
-  bool emulated = false;  // the device code runs on the host (tests)
+  bool emulated = false;  // the device code runs on the host, on separate copies (tests)
 };
 inline DeviceState& device_state() noexcept {
   static DeviceState s;
@@ -121,8 +125,8 @@ class LaunchTimer {
 
 /// True while kernels run as device code (the GPU, or its host emulation).
 inline bool on_device() noexcept { return DIFFUSE_OFFLOAD_ENABLED && device_state().active == Device::gpu; }
-/// True while tensors made now get a device copy: the GPU is selected, not emulated.
-inline bool device_memory() noexcept { return on_device() && !device_state().emulated; }
+/// True while tensors made now get a device copy: the GPU is selected (or emulated).
+inline bool device_memory() noexcept { return on_device(); }
 /// The OpenMP device number device code runs on.
 inline int device_number() noexcept { return device_state().number; }
 
@@ -169,7 +173,8 @@ inline std::string device_from_environment() {
 
 namespace detail {
 
-/// Runs the device code on the host (OpenMP's initial device) without a GPU: for tests.
+/// Runs the device code on the host (OpenMP's initial device) without a GPU, on separate
+/// copies of the tensors made from now on, as a GPU would: for tests.
 inline void emulate_device_on_host() {
 #if DIFFUSE_OFFLOAD_ENABLED
   device_state() = {Device::gpu, omp_get_initial_device(), true};
@@ -234,10 +239,45 @@ class DeviceScope {
 
 namespace detail {
 
+// The device copies of the host emulation (emulate_device_on_host): separate host memory
+// per mapped block, so that kernels and host code see different data as they would with a
+// GPU, and a missing update_host / update_device shows in the tests as a wrong value.
+struct ShadowBlock {
+  std::size_t bytes;
+  char* copy;
+};
+struct ShadowMemory {
+  std::mutex mutex;
+  std::map<std::uintptr_t, ShadowBlock> blocks;  // by host start address
+};
+inline ShadowMemory& shadow_memory() {
+  static ShadowMemory m;
+  return m;
+}
+// The emulated device address of host address p, or null when p lies in no mapped block.
+inline char* shadow_address(const void* p) {
+  auto& m = shadow_memory();
+  const std::lock_guard lock(m.mutex);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto it = m.blocks.upper_bound(a);
+  if (it == m.blocks.begin()) return nullptr;
+  --it;
+  return a < it->first + it->second.bytes ? it->second.copy + (a - it->first) : nullptr;
+}
+
 // Device memory that mirrors host storage (`target enter data`): the OpenMP runtime keeps
 // the pair, so a host address names its device copy. All no-ops on the CPU.
 inline void device_map(void* p, std::size_t bytes) {
 #if DIFFUSE_OFFLOAD_ENABLED
+  if (device_state().emulated) {
+    void* copy = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!copy) throw std::bad_alloc();
+    std::memcpy(copy, p, bytes);
+    auto& m = shadow_memory();
+    const std::lock_guard lock(m.mutex);
+    m.blocks[reinterpret_cast<std::uintptr_t>(p)] = {bytes, static_cast<char*>(copy)};
+    return;
+  }
   char* c = static_cast<char*>(p);
   const int dev = device_number();
   (void)c;  // GCC 12 does not count a use in a map clause
@@ -248,6 +288,15 @@ inline void device_map(void* p, std::size_t bytes) {
 }
 inline void device_unmap(void* p, std::size_t bytes, int dev) noexcept {
 #if DIFFUSE_OFFLOAD_ENABLED
+  {
+    auto& m = shadow_memory();
+    const std::lock_guard lock(m.mutex);
+    if (auto it = m.blocks.find(reinterpret_cast<std::uintptr_t>(p)); it != m.blocks.end()) {
+      std::free(it->second.copy);
+      m.blocks.erase(it);
+      return;
+    }
+  }
   char* c = static_cast<char*>(p);
   (void)c;
   DIFFUSE_PRAGMA(omp target exit data map(delete : c[0:bytes]) device(dev))
@@ -257,15 +306,18 @@ inline void device_unmap(void* p, std::size_t bytes, int dev) noexcept {
 }
 
 /// The device address of host address `p` (which must lie in mapped storage; else
-/// DeviceError). The host address itself on the CPU and in emulation.
+/// DeviceError). The host address itself on the CPU; the separate copy in emulation.
 template <class T>
 T* device_address(T* p) {
 #if DIFFUSE_OFFLOAD_ENABLED
   if (!device_memory() || p == nullptr) return p;
   const int dev = device_number();
-  if (!omp_target_is_present(const_cast<std::remove_const_t<T>*>(p), dev))
+  const bool present = device_state().emulated ? shadow_address(p) != nullptr
+                                                : omp_target_is_present(const_cast<std::remove_const_t<T>*>(p), dev);
+  if (!present)
     throw DeviceError("diffuse: a tensor used on the GPU was not made on it (select the device before "
                       "creating tensors and models)");
+  if (device_state().emulated) return reinterpret_cast<T*>(shadow_address(p));
   T* q = p;
   DIFFUSE_PRAGMA(omp target data use_device_ptr(q) device(dev))
   { p = q; }
@@ -319,7 +371,7 @@ class DeviceStaging {
   DeviceStaging& operator=(const DeviceStaging&) = delete;
   ~DeviceStaging() {
 #if DIFFUSE_OFFLOAD_ENABLED
-    for (void* b : blocks_) omp_target_free(b, device_number());
+    for (void* b : blocks_) device_state().emulated ? std::free(b) : omp_target_free(b, device_number());
 #endif
   }
   /// The device address of the `count` elements at `p`.
@@ -329,6 +381,14 @@ class DeviceStaging {
     if (!device_memory() || p == nullptr) return p;
     const int dev = device_number();
     auto* host = const_cast<std::remove_const_t<T>*>(p);
+    if (device_state().emulated) {
+      if (shadow_address(host)) return device_address(p);
+      void* d = std::malloc(count * sizeof(T) + 1);
+      if (!d) throw std::bad_alloc();
+      blocks_.push_back(d);
+      std::memcpy(d, host, count * sizeof(T));
+      return static_cast<T*>(d);
+    }
     if (omp_target_is_present(host, dev)) return device_address(p);
     void* d = omp_target_alloc(count * sizeof(T), dev);
     if (!d) throw DeviceError("diffuse: out of GPU memory (" + std::to_string(count * sizeof(T)) + " bytes)");
@@ -350,6 +410,10 @@ class DeviceStaging {
 inline void device_update(const void* p, std::size_t bytes, bool to_device) {
 #if DIFFUSE_OFFLOAD_ENABLED
   if (!device_memory() || bytes == 0) return;
+  if (device_state().emulated) {
+    if (char* d = shadow_address(p)) to_device ? std::memcpy(d, p, bytes) : std::memcpy(const_cast<void*>(p), d, bytes);
+    return;
+  }
   char* c = static_cast<char*>(const_cast<void*>(p));
   const int dev = device_number();
   if (to_device) {
