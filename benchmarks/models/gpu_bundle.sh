@@ -6,8 +6,8 @@
 #       in the offload preset's folder, with the benchmarks switched on)
 #   benchmarks/models/gpu_bundle.sh run BUNDLE OUT              (there, from the source root)
 #
-# The bundle holds the offload build's test programs, diffuse-sample, device_sampling,
-# offload_launch, an
+# The bundle holds the offload build's test programs, diffuse-sample, diffuse-train (with
+# Fashion-MNIST's test images to time training steps on), device_sampling, offload_launch, an
 # optional trained unconditional edm-mnist-small (model_ema.safetensors of diffuse-train), and every shared library they load, the C library and
 # its loader included (so that the target's own system libraries do not matter) plus
 # libgomp's nvptx plugin. Only the NVIDIA driver (libcuda) comes from the target.
@@ -18,11 +18,12 @@ bundle=${2:?usage: $0 pack BUNDLE [CHECKPOINT] | run BUNDLE OUT}
 if [ "$mode" = pack ]; then
   build=build/offload
   cmake --preset offload -DDIFFUSE_BUILD_BENCHMARKS=ON >/dev/null
-  cmake --build "$build" -j "$(nproc)" --target device_sampling diffuse-sample offload_launch \
+  cmake --build "$build" -j "$(nproc)" --target device_sampling diffuse-sample diffuse-train offload_launch \
     test_core test_data test_device test_diffusion test_kernels test_nn test_optim test_train
   mkdir -p "$bundle/lib"
   # The test programs (not the end-to-end training tests: they only time the CPU there).
-  bins=("$build"/tests/*/test_* "$build/examples/diffuse-sample" "$build/benchmarks/models/device_sampling"
+  bins=("$build"/tests/*/test_* "$build/examples/diffuse-sample" "$build/examples/diffuse-train"
+        "$build/benchmarks/models/device_sampling"
         "$build/benchmarks/kernels/offload_launch")
   for b in "${bins[@]}"; do
     [ -x "$b" ] && [ -f "$b" ] && [ "$(basename "$b")" != test_e2e ] || continue
@@ -33,6 +34,8 @@ if [ "$mode" = pack ]; then
     ldd "$b" | awk '/=> \//{print $3} /^[ \t]*\/lib/{print $1}'
   done | sort -u | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
   cp -L /usr/lib/x86_64-linux-gnu/libgomp-plugin-nvptx.so.1 "$bundle/lib/"
+  images=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+  [ -f "$images" ] && cp "$images" "$bundle/train-images.idx.gz"
   [ -n "${3:-}" ] && cp "$3" "$bundle/checkpoint.safetensors"
   du -sh "$bundle"
   exit 0
@@ -71,6 +74,17 @@ if [ -f "$bundle/checkpoint.safetensors" ]; then
   done
   cmp "$out/sample-gpu/grid.png" "$out/sample-cpu/grid.png" && echo "grids identical" ||
     echo "grids differ in some 8-bit levels (device_sampling above gives the float distance)"
+fi
+
+if [ -f "$bundle/train-images.idx.gz" ]; then
+  echo "== training steps of edm-mnist-small, batch 128, GPU then CPU (median images/s of steps 11-30)"
+  for d in gpu cpu; do
+    rm -rf "$out/train-$d"
+    timeout 300 "${runner[@]}" "$bundle/diffuse-train" --data "$bundle/train-images.idx.gz" --model edm-mnist-small \
+      --batch 128 --steps 30 --device $d --out "$out/train-$d" 2>&1 | grep -E "device|error" || true
+    grep -o '"images_per_second":[0-9.]*' "$out/train-$d"/*.jsonl 2>/dev/null | tail -20 | cut -d: -f2 | sort -n |
+      awk -v d=$d '{a[NR]=$1} END {if (NR) print "--device " d ": " a[int((NR+1)/2)] " images/s"}'
+  done
 fi
 
 echo "== the offload build's test suite (GPU present; tests select it where they test the device)"

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <diffuse/core/device.hpp>
@@ -20,6 +22,7 @@
 #include <diffuse/kernels/softmax.hpp>
 #include <diffuse/nn/concat.hpp>
 #include <diffuse/nn/linear.hpp>
+#include <diffuse/train/trainer.hpp>
 #include <diffuse/unet.hpp>
 
 namespace {
@@ -388,6 +391,82 @@ TEST_F(OnDevice, GuidedHeunSamplingMatchesTheCpu) {
   }
   EXPECT_GT(scale, 0.1);
   EXPECT_LE(worst, 1e-3 * scale) << "largest difference " << worst << " of values up to " << scale;
+}
+
+// Training steps of class-conditional edm-tiny (label embedding, every backward kernel,
+// the loss, gradient clipping, AdamW, EMA, a power EMA) on the device against the CPU,
+// and a checkpoint's tensors read back from the device.
+TEST_F(OnDevice, TrainingStepsMatchTheCpu) {
+  using Images = train::TensorImages<28, 28, 1>;
+  const std::size_t count = 8;
+  std::unique_ptr<Images> data;
+  {
+    DeviceScope cpu("cpu");  // the data set lives on the host, as a program's does
+    Tensor<float, Model::Batch> x(count);
+    Generator g(91);
+    fill_uniform(x, g, -1, 1);
+    std::vector<int> labels(count);
+    for (std::size_t i = 0; i < count; ++i) labels[i] = static_cast<int>(i % 10);
+    data = std::make_unique<Images>(std::move(x), labels);
+  }
+  train::TrainerConfig cfg;
+  cfg.batch = 4;
+  cfg.seed = 17;
+  cfg.optimizer.lr = 1e-3;
+  cfg.optimizer.max_grad_norm = 1.0;  // the norm is far above 1: clipping runs
+  cfg.ema.half_life_images = 8;
+  cfg.power_ema = {0.1};
+  cfg.label_dropout = 0.5;
+  constexpr int steps = 3;
+  // Every tensor of the training state, by name, read on the host.
+  using State = std::map<std::string, std::vector<float>>;
+  auto state_of = [](Model& model, auto& trainer) {
+    State s;
+    model.for_each_param([&](std::string_view name, std::span<float> v, std::span<float>) {
+      update_host(v.data(), v.size());
+      s[std::string(name)].assign(v.begin(), v.end());
+    });
+    trainer.for_each_state([&](std::string_view name, std::span<float> v) {
+      update_host(v.data(), v.size());
+      s[std::string(name)].assign(v.begin(), v.end());
+    });
+    return s;
+  };
+  std::vector<train::StepReport> want(steps), got(steps);
+  State want_state, got_state;
+  {
+    DeviceScope cpu("cpu");
+    auto model = std::make_unique<Model>(diffusion::Edm{}, 5);
+    train::Trainer trainer(*model, *data, cfg);
+    for (auto& r : want) r = trainer.step();
+    want_state = state_of(*model, trainer);
+  }
+  auto model = std::make_unique<Model>(diffusion::Edm{}, 5);  // made on the device
+  train::Trainer trainer(*model, *data, cfg);
+  for (auto& r : got) r = trainer.step();
+  got_state = state_of(*model, trainer);
+  for (int i = 0; i < steps; ++i) {
+    EXPECT_NEAR(got[i].loss, want[i].loss, 1e-4 * want[i].loss) << "step " << i + 1;
+    EXPECT_NEAR(got[i].grad_norm, want[i].grad_norm, 1e-4 * want[i].grad_norm) << "step " << i + 1;
+    EXPECT_GT(want[i].grad_norm, 1.0);
+  }
+  ASSERT_EQ(got_state.size(), want_state.size());
+  double worst = 0, moved = 0;
+  for (const auto& [name, w] : want_state) {
+    const auto& v = got_state.at(name);
+    ASSERT_EQ(v.size(), w.size()) << name;
+    for (std::size_t i = 0; i < w.size(); ++i) worst = std::max(worst, double(std::abs(v[i] - w[i])));
+  }
+  {  // the weights moved: a device step that changed nothing would not pass
+    auto init = std::make_unique<Model>(diffusion::Edm{}, 5);
+    init->for_each_param([&](std::string_view name, std::span<float> v, std::span<float>) {
+      update_host(v.data(), v.size());
+      const auto& w = want_state.at(std::string(name));
+      for (std::size_t i = 0; i < w.size(); ++i) moved = std::max(moved, double(std::abs(v[i] - w[i])));
+    });
+  }
+  EXPECT_GT(moved, 1e-3);
+  EXPECT_LE(worst, 5e-2 * moved) << "largest difference " << worst << "; the weights moved up to " << moved;
 }
 
 #endif  // DIFFUSE_OFFLOAD_ENABLED

@@ -479,9 +479,14 @@ case $case_name in
     fi
     DIFFUSE_DEVICE=tpu expect_error "DIFFUSE_DEVICE=tpu: expected auto, cpu or gpu" "$sample" --checkpoint "$ckpt" "${tiny[@]}"
     expect_error "--device: bogus not in {auto,cpu,gpu}" "$sample" --checkpoint "$ckpt" "${tiny[@]}" --device bogus
-    expect_error "--device gpu: training does not run on the GPU yet" "$train" --data "$data/train.idx" "${tiny[@]}" --device gpu \
-      --out "$dir/train"
-    [[ ! -e $dir/train/checkpoint.safetensors ]] || fail "diffuse-train --device gpu wrote a checkpoint"
+    if "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 8 --device gpu --out "$dir/train" \
+        >"$dir/stdout" 2>"$dir/stderr"; then
+      grep -q '| device gpu' "$dir/stderr" || fail "diffuse-train --device gpu ran, but the info line does not say gpu"
+    else
+      expect_error "--device gpu: diffuse: no GPU to run on: " "$train" --data "$data/train.idx" "${tiny[@]}" \
+        --device gpu --out "$dir/train"
+      [[ ! -e $dir/train/checkpoint.safetensors ]] || fail "diffuse-train --device gpu failed but wrote a checkpoint"
+    fi
     DIFFUSE_DEVICE=cpu expect_ok "$train" --data "$data/train.idx" "${tiny[@]}" --steps 1 --batch 8 --out "$dir/train-cpu"
     grep -q '| device cpu' "$dir/stderr" || fail "DIFFUSE_DEVICE=cpu: the info line does not say cpu" ;;
   sample_samplers)  # every sampler and schedule runs, from the raw and the EMA weights

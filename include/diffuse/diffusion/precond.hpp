@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/ops.hpp"
 #include "diffuse/core/random.hpp"
@@ -44,6 +45,7 @@
 #include "diffuse/diffusion/loss.hpp"
 #include "diffuse/diffusion/noise.hpp"
 #include "diffuse/diffusion/schedule.hpp"
+#include "diffuse/kernels/offload.hpp"
 #include "diffuse/nn/labels.hpp"
 
 /// Diffusion in EDM's formulation (Karras et al. 2022): preconditionings, training
@@ -222,15 +224,26 @@ class Precond {
     forward(TensorView<const T, Batch>(x_noisy_.view()), sigma, labels, denoised_.view());
     const T* yp = y.data();
     T* r = denoised_.data();  // becomes the residual D - y
-    parallel_for_items(n, item_size, [&](std::size_t i) {
-      double ss = 0.0;  // per image, in a fixed order: same bits for any thread count
-      for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) {
-        r[k] -= yp[k];
-        ss += static_cast<double>(r[k]) * r[k];
+    if (diffuse::detail::on_device()) {  // the residual stays there; the n sums come back
+      using diffuse::detail::device_address;
+      kernels::device::residual_squares<T>(device_address(r), device_address(yp), device_address(sums_.data()), n,
+                                           item_size);
+      update_host(sums_.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        weight_[i] = static_cast<T>(loss_fn.weight(sigma[i]));
+        loss_image_[i] = static_cast<T>(weight_[i] * sums_.data()[i]);
       }
-      weight_[i] = static_cast<T>(loss_fn.weight(sigma[i]));
-      loss_image_[i] = static_cast<T>(weight_[i] * ss);
-    });
+    } else {
+      parallel_for_items(n, item_size, [&](std::size_t i) {
+        double ss = 0.0;  // per image, in a fixed order: same bits for any thread count
+        for (std::size_t k = i * item_size; k < (i + 1) * item_size; ++k) {
+          r[k] -= yp[k];
+          ss += static_cast<double>(r[k]) * r[k];
+        }
+        weight_[i] = static_cast<T>(loss_fn.weight(sigma[i]));
+        loss_image_[i] = static_cast<T>(weight_[i] * ss);
+      });
+    }
     double total = 0.0;
     for (std::size_t i = 0; i < n; ++i) total += loss_image_[i];
     loss_batch_ = n;
@@ -275,6 +288,7 @@ class Precond {
     x_noisy_.resize(n);
     denoised_.resize(n);
     for (auto* v : {&c_skip_, &c_out_, &c_in_, &c_noise_, &weight_, &loss_image_, &grad_scale_}) v->resize(n);
+    sums_ = diffuse::detail::AlignedBuffer<double>(n);
     sigma_all_.reserve(n);
     loss_batch_ = 0;
   }
@@ -291,6 +305,7 @@ class Precond {
   Tensor<T, Batch> x_noisy_, denoised_;  // loss: y + sigma n; D, then D - y
   std::vector<T> c_skip_, c_out_, c_in_, c_noise_, weight_, loss_image_, grad_scale_;  // [N]
   std::vector<T> sigma_all_;
+  diffuse::detail::AlignedBuffer<double> sums_;  // the loss's per-image sums on the GPU
   std::size_t forward_batch_ = 0, loss_batch_ = 0;
 };
 

@@ -25,6 +25,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <initializer_list>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -98,39 +100,64 @@ void with_channel_count(std::size_t channels, F&& f) {
   }
 }
 
+/// The period of a pointwise pass's coefficients along a flat image: C when W divides it,
+/// else lcm(C, W), so that W consecutive elements read W consecutive coefficients.
+template <class T, class Channels>
+std::size_t coefficient_period(Channels channels) {
+  constexpr std::size_t W = simd_width<T>;
+  return channels % W == 0 ? std::size_t(channels) : std::lcm(std::size_t(channels), W);
+}
+
+/// `count` arrays of `channels` coefficients, each repeated to `period` values, one after
+/// the other in the calling thread's scratch.
+template <class T>
+const T* repeat_coefficients(std::initializer_list<const T*> arrays, std::size_t channels, std::size_t period) {
+  T* out = group_norm_scratch<T, 2>(arrays.size() * period);
+  std::size_t k = 0;
+  for (const T* src : arrays)
+    for (std::size_t j = 0; j < period; ++j) out[k++] = src[j % channels];
+  return out;
+}
+
 /// dx = beta_dx * dx + (g * ca[c] + x * cb[c] + cd[c]) over hw pixels (beta_dx == 0 never
-/// reads dx).
+/// reads dx). The image is one flat SIMD pass with a scalar tail, for any C.
 template <class T, class Channels>
 void group_norm_dx(const T* g, const T* x, const T* ca, const T* cb, const T* cd, T* dx, T beta_dx, std::size_t hw,
                    Channels channels) {
   using B = simd<T>;
   constexpr std::size_t W = simd_width<T>;
-  const std::size_t cv = channels / W * W;
-  for (std::size_t p = 0; p < hw; ++p) {
-    const std::size_t o = p * channels;
-    std::size_t c = 0;
-    for (; c < cv; c += W) {
-      B v = B::load_unaligned(g + o + c) * B::load_unaligned(ca + c) +
-            B::load_unaligned(x + o + c) * B::load_unaligned(cb + c) + B::load_unaligned(cd + c);
-      if (beta_dx != T(0)) v += B(beta_dx) * B::load_unaligned(dx + o + c);
-      v.store_unaligned(dx + o + c);
-    }
-    for (; c < channels; ++c) {
-      T v = g[o + c] * ca[c] + x[o + c] * cb[c] + cd[c];
-      if (beta_dx != T(0)) v += beta_dx * dx[o + c];
-      dx[o + c] = v;
-    }
+  const std::size_t n = hw * channels, body = n / W * W, period = coefficient_period<T>(channels);
+  const T *pa = ca, *pb = cb, *pd = cd;
+  if (period != std::size_t(channels)) {
+    pa = repeat_coefficients<T>({ca, cb, cd}, channels, period);
+    pb = pa + period;
+    pd = pb + period;
+  }
+  std::size_t off = 0;
+  for (std::size_t i = 0; i < body; i += W) {
+    B v = B::load_unaligned(g + i) * B::load_unaligned(pa + off) + B::load_unaligned(x + i) * B::load_unaligned(pb + off) +
+          B::load_unaligned(pd + off);
+    if (beta_dx != T(0)) v += B(beta_dx) * B::load_unaligned(dx + i);
+    v.store_unaligned(dx + i);
+    off += W;
+    if (off == period) off = 0;
+  }
+  for (std::size_t i = body; i < n; ++i) {
+    const std::size_t c = i % channels;
+    T v = g[i] * ca[c] + x[i] * cb[c] + cd[c];
+    if (beta_dx != T(0)) v += beta_dx * dx[i];
+    dx[i] = v;
   }
 }
 
 /// out[p][c] = f(x[p][c] * a[c] + b[c], g[p][c]) over hw pixels of `channels` values,
-/// `Op` one of: 0 the affine map, 1 SiLU of it, 2 SiLU's gradient at it times g.
+/// `Op` one of: 0 the affine map, 1 SiLU of it, 2 SiLU's gradient at it times g. One flat
+/// SIMD pass over the image with a scalar tail, for any C.
 template <int Op, class T, class Channels>
 void group_norm_pointwise(const T* x, const T* g, const T* a, const T* b, T* out, std::size_t hw,
                           Channels channels) {
   using B = simd<T>;
   constexpr std::size_t W = simd_width<T>;
-  const std::size_t cv = channels / W * W;
   auto apply = [](auto v, auto gv) {
     if constexpr (Op == 0) return v;
     else if constexpr (Op == 1) return fn::Silu{}.simd(v);
@@ -141,16 +168,23 @@ void group_norm_pointwise(const T* x, const T* g, const T* a, const T* b, T* out
     else if constexpr (Op == 1) return fn::Silu{}(v);
     else return fn::SiluBackward{}(v, gv);
   };
-  for (std::size_t p = 0; p < hw; ++p) {
-    const T* xp = x + p * channels;
-    T* op = out + p * channels;
-    for (std::size_t c = 0; c < cv; c += W) {
-      const B v = B::load_unaligned(xp + c) * B::load_unaligned(a + c) + B::load_unaligned(b + c);
-      const B gv = Op == 2 ? B::load_unaligned(g + p * channels + c) : B(T(0));
-      apply(v, gv).store_unaligned(op + c);
-    }
-    for (std::size_t c = cv; c < channels; ++c)
-      op[c] = apply1(xp[c] * a[c] + b[c], Op == 2 ? g[p * channels + c] : T(0));
+  const std::size_t n = hw * channels, body = n / W * W, period = coefficient_period<T>(channels);
+  const T *pa = a, *pb = b;
+  if (period != std::size_t(channels)) {
+    pa = repeat_coefficients<T>({a, b}, channels, period);
+    pb = pa + period;
+  }
+  std::size_t off = 0;
+  for (std::size_t i = 0; i < body; i += W) {
+    const B v = B::load_unaligned(x + i) * B::load_unaligned(pa + off) + B::load_unaligned(pb + off);
+    const B gv = Op == 2 ? B::load_unaligned(g + i) : B(T(0));
+    apply(v, gv).store_unaligned(out + i);
+    off += W;
+    if (off == period) off = 0;
+  }
+  for (std::size_t i = body; i < n; ++i) {
+    const std::size_t c = i % channels;
+    out[i] = apply1(x[i] * a[c] + b[c], Op == 2 ? g[i] : T(0));
   }
 }
 

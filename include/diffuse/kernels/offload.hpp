@@ -339,6 +339,66 @@ struct ConcatBackward {
   }
 };
 
+// e[n][c] += scale w[c][labels[n]] where labels[n] >= 0, one (n, c) per item.
+template <class T>
+struct LabelEmbeddingAdd {
+  const T* w;
+  const int* labels;
+  T* e;
+  int c, l;
+  T scale;
+  void operator()(int item) const {
+    const int k = labels[item / c];
+    if (k >= 0) e[item] += scale * w[(item % c) * l + k];
+  }
+};
+
+// g[c][labels[n]] += scale d[n][c] over the images in order, one channel per item.
+template <class T>
+struct LabelEmbeddingGrad {
+  const T* d;
+  const int* labels;
+  T* g;
+  int n, c, l;
+  T scale;
+  void operator()(int ch) const {
+    for (int i = 0; i < n; ++i)
+      if (labels[i] >= 0) g[ch * l + labels[i]] += scale * d[i * c + ch];
+  }
+};
+
+// out[i] = the sum of squares of x[i * chunk, (i + 1) * chunk) (the last chunk shorter),
+// in double.
+template <class T>
+struct ChunkSquares {
+  const T* x;
+  double* out;
+  int n, chunk;
+  void operator()(int i) const {
+    double s = 0;
+    const int end = n - i * chunk < chunk ? n : (i + 1) * chunk;
+    for (int k = i * chunk; k < end; ++k) s += double(x[k]) * double(x[k]);
+    out[i] = s;
+  }
+};
+
+// Per image i of `item` values: r -= y, out[i] = the sum of squares of the new r, in double.
+template <class T>
+struct ResidualSquares {
+  T* r;
+  const T* y;
+  double* out;
+  int item;
+  void operator()(int i) const {
+    double s = 0;
+    for (int k = i * item; k < (i + 1) * item; ++k) {
+      r[k] -= y[k];
+      s += double(r[k]) * double(r[k]);
+    }
+    out[i] = s;
+  }
+};
+
 }  // namespace detail
 
 /// kernels::gemm_batched on device pointers (stride 0 shares an operand).
@@ -397,6 +457,40 @@ void concat_channels(const T* a, const T* b, T* out, std::size_t pixels, std::si
   using detail::i32;
   launch(diffuse::detail::LaunchKind::concat, std::int64_t(pixels * (ca + cb)), 1,
          detail::Concat<T>{a, b, out, i32(std::int64_t(ca)), i32(std::int64_t(cb))});
+}
+
+/// nn::LabelEmbedding's forward on device pointers (labels too): e[n] += scale w[:, labels[n]].
+template <class T>
+void label_embedding_add(const T* w, const int* labels, T* e, std::size_t n, std::size_t c, std::size_t l, T scale) {
+  using detail::i32;
+  launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(n * c), 1,
+         detail::LabelEmbeddingAdd<T>{w, labels, e, i32(std::int64_t(c)), i32(std::int64_t(l)), scale});
+}
+
+/// nn::LabelEmbedding's backward on device pointers: g[:, labels[n]] += scale d[n].
+template <class T>
+void label_embedding_grad(const T* d, const int* labels, T* g, std::size_t n, std::size_t c, std::size_t l, T scale) {
+  using detail::i32;
+  launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(c), std::int64_t(n),
+         detail::LabelEmbeddingGrad<T>{d, labels, g, i32(std::int64_t(n)), i32(std::int64_t(c)),
+                                       i32(std::int64_t(l)), scale});
+}
+
+/// Chunks of a sum of squares: out[i] for chunk i of `chunk` values of the n at x (device
+/// pointers; out holds ceil(n / chunk) doubles).
+template <class T>
+void chunk_squares(const T* x, double* out, std::size_t n, std::size_t chunk) {
+  using detail::i32;
+  launch(diffuse::detail::LaunchKind::elementwise, std::int64_t((n + chunk - 1) / chunk), std::int64_t(chunk),
+         detail::ChunkSquares<T>{x, out, i32(std::int64_t(n)), i32(std::int64_t(chunk))});
+}
+
+/// Per image i of `item` values: r -= y and out[i] = the sum of squares of r (device pointers).
+template <class T>
+void residual_squares(T* r, const T* y, double* out, std::size_t n, std::size_t item) {
+  using detail::i32;
+  launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(n), std::int64_t(item),
+         detail::ResidualSquares<T>{r, y, out, i32(std::int64_t(item))});
 }
 
 /// kernels::conv2d_backward_input on device pointers: one work item per dx element.

@@ -88,11 +88,11 @@ struct NoiseEmbedding {
     h1.resize(n);
     out.resize(n);
     sinusoidal_embedding<T, C>(c_noise, emb);
-    if constexpr (L > 0) {
+    update_device(emb.data(), emb.size());  // computed on the host (N x C values)
+    if constexpr (L > 0) {  // on the device where the weights are
       labels_.assign(labels.begin(), labels.end());  // kept for backward
       if (!labels.empty()) map_label.forward(labels, emb);
     }
-    update_device(emb.data(), emb.size());  // computed on the host (N x C values)
     map_layer0.forward(emb, h0);
     SiLU<T, Hid>::forward(h0, a0);
     map_layer1.forward(a0, h1);

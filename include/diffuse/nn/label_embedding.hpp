@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <span>
 
+#include "diffuse/core/device.hpp"
+#include "diffuse/kernels/offload.hpp"
 #include "diffuse/nn/labels.hpp"
 #include "diffuse/nn/layer.hpp"
 
@@ -35,6 +37,12 @@ struct LabelEmbedding {
     check_batch(labels.size(), emb.batch(), "LabelEmbedding::forward");
     const T scale = static_cast<T>(std::sqrt(static_cast<double>(L)));
     const T* w = weight.value.data();
+    if (diffuse::detail::on_device()) {  // emb, w and the labels (copied) on the device
+      diffuse::detail::DeviceStaging staging;
+      kernels::device::label_embedding_add<T>(diffuse::detail::device_address(w), staging(labels.data(), labels.size()),
+                                              diffuse::detail::device_address(emb.data()), labels.size(), C, L, scale);
+      return;
+    }
     for (std::size_t n = 0; n < labels.size(); ++n) {
       if (labels[n] < 0) continue;
       T* e = emb.data() + n * C;
@@ -47,6 +55,13 @@ struct LabelEmbedding {
     check_batch(labels.size(), demb.batch(), "LabelEmbedding::backward");
     const T scale = static_cast<T>(std::sqrt(static_cast<double>(L)));
     T* g = weight.grad.data();
+    if (diffuse::detail::on_device()) {
+      diffuse::detail::DeviceStaging staging;
+      kernels::device::label_embedding_grad<T>(diffuse::detail::device_address(demb.data()),
+                                               staging(labels.data(), labels.size()),
+                                               diffuse::detail::device_address(g), labels.size(), C, L, scale);
+      return;
+    }
     for (std::size_t n = 0; n < labels.size(); ++n) {
       if (labels[n] < 0) continue;
       const T* d = demb.data() + n * C;

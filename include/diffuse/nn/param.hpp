@@ -72,10 +72,8 @@ struct Param {
 
   std::span<T> values() noexcept { return {value.data(), size}; }  ///< The values as a flat span.
   std::span<T> grads() noexcept { return {grad.data(), size}; }  ///< The gradients as a flat span.
-  /// Sets the gradient to zero.
-  void zero_grad() noexcept {
-    for (auto& g : grad) g = T(0);
-  }
+  /// Sets the gradient to zero (where it lives: on the GPU while that is the device).
+  void zero_grad() { grad = T(0); }
 };
 
 /// Dotted parameter names built in place (no allocation): push a part, visit, pop.
@@ -163,7 +161,8 @@ std::size_t count_params(Model& m) {
 template <class Model>
 void zero_grad_of(Model& m) {
   for_each_param_of(m, [](std::string_view, auto, auto g) {
-    for (auto& x : g) x = 0;
+    using T = typename decltype(g)::element_type;
+    TensorView<T, Shape<dyn>>(g.data(), g.size()) = T(0);  // an expression: on the GPU there
   });
 }
 

@@ -137,7 +137,9 @@ template <class Model>
 void write_state_dict(io::SafetensorsWriter& w, Model& model, std::string_view prefix = {}, bool grads = false) {
   using T = typename Model::value_type;
   model.for_each_param_ref([&](const ParamRef<T>& p) {
-    write_param(w, p, std::span<const T>(grads ? p.grad : p.value), std::string(prefix) + std::string(p.name));
+    const std::span<T> v = grads ? p.grad : p.value;
+    update_host(v.data(), v.size());  // the GPU's copy, while that is the device
+    write_param(w, p, std::span<const T>(v), std::string(prefix) + std::string(p.name));
   });
 }
 

@@ -26,10 +26,35 @@
 #include <string_view>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/device.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/optim/params.hpp"
 
 namespace diffuse::optim {
+
+namespace detail {
+
+/// One element's update (the file-top formulas), on the host and on the GPU.
+struct AdamWUpdate {
+  float decay, one_b1, b2, one_b2, step_size, bc2_sqrt, eps;
+  void operator()(float& p, float g, float& m, float& v) const {
+    p *= decay;
+    m += one_b1 * (g - m);  // PyTorch's lerp form of b1 m + (1 - b1) g
+    v = v * b2 + one_b2 * g * g;
+    p -= step_size * (m / (std::sqrt(v) / bc2_sqrt + eps));
+  }
+};
+
+/// The update of element i, one work item per element on the GPU.
+struct AdamWItem {
+  AdamWUpdate update;
+  float *p, *m, *v;
+  const float* g;
+  void operator()(int i) const { update(p[i], g[i], m[i], v[i]); }
+};
+
+}  // namespace detail
 
 /// Hyper-parameters of AdamW (defaults: PyTorch's).
 struct AdamWConfig {
@@ -74,7 +99,8 @@ class AdamW {
       if (grad.size() != value.size())
         throw std::invalid_argument("diffuse::optim::AdamW: parameter " + std::string(name) +
                                     " has a gradient of another size");
-      slots_.push_back({std::string(name), std::vector<float>(value.size(), 0.f), std::vector<float>(value.size(), 0.f)});
+      // Zero moments, with a device copy while the GPU is the device.
+      slots_.push_back({std::string(name), Buffer(value.size()), Buffer(value.size())});
     });
   }
 
@@ -96,48 +122,51 @@ class AdamW {
     ++step_;
     const double t = static_cast<double>(step_);
     const double bc1 = 1.0 - std::pow(config_.beta1, t), bc2 = 1.0 - std::pow(config_.beta2, t);
-    const auto decay = static_cast<float>(1.0 - lr * config_.weight_decay);
-    const auto b2 = static_cast<float>(config_.beta2);
-    const auto one_b1 = static_cast<float>(1.0 - config_.beta1), one_b2 = static_cast<float>(1.0 - config_.beta2);
-    const auto step_size = static_cast<float>(lr / bc1);
-    const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const auto eps = static_cast<float>(config_.eps);
+    const detail::AdamWUpdate update{static_cast<float>(1.0 - lr * config_.weight_decay),
+                                     static_cast<float>(1.0 - config_.beta1), static_cast<float>(config_.beta2),
+                                     static_cast<float>(1.0 - config_.beta2), static_cast<float>(lr / bc1),
+                                     static_cast<float>(std::sqrt(bc2)), static_cast<float>(config_.eps)};
     std::size_t k = 0;
     model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float> g) {
       (void)name;
       Slot& s = slots_[k++];
       float* m = s.exp_avg.data();
       float* v = s.exp_avg_sq.data();
+      if (diffuse::detail::on_device()) {
+        using diffuse::detail::device_address;
+        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 8,
+                                detail::AdamWItem{update, device_address(p.data()), device_address(m),
+                                                  device_address(v), device_address(g.data())});
+        return;
+      }
       const auto n = static_cast<std::ptrdiff_t>(p.size());
       // Element-wise and independent: the same result for any thread count.
       const int threads = threads_for(p.size());
       parallel_for(n, threads, [&](std::ptrdiff_t i) {
-        const float gi = g[static_cast<std::size_t>(i)];
-        float& pi = p[static_cast<std::size_t>(i)];
-        pi *= decay;
-        m[i] += one_b1 * (gi - m[i]);  // PyTorch's lerp form of b1 m + (1 - b1) g
-        v[i] = v[i] * b2 + one_b2 * gi * gi;
-        pi -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+        update(p[static_cast<std::size_t>(i)], g[static_cast<std::size_t>(i)], m[i], v[i]);
       });
     });
     return norm;
   }
 
   /// Calls f(std::string_view name, std::span<float> values) for each state tensor:
-  /// "<param>.exp_avg", then "<param>.exp_avg_sq", per parameter in model order.
+  /// "<param>.exp_avg", then "<param>.exp_avg_sq", per parameter in model order. While the
+  /// GPU is the device the moments live there and the spans are their host copies
+  /// (update_host before reading, update_device after writing).
   template <class F>
   void for_each_state(F&& f) {
     for (Slot& s : slots_) {
       const std::string m = s.name + ".exp_avg", v = s.name + ".exp_avg_sq";
-      f(std::string_view(m), std::span<float>(s.exp_avg));
-      f(std::string_view(v), std::span<float>(s.exp_avg_sq));
+      f(std::string_view(m), std::span<float>(s.exp_avg.data(), s.exp_avg.size()));
+      f(std::string_view(v), std::span<float>(s.exp_avg_sq.data(), s.exp_avg_sq.size()));
     }
   }
 
  private:
+  using Buffer = diffuse::detail::AlignedBuffer<float>;  // with a device copy on the GPU
   struct Slot {
     std::string name;
-    std::vector<float> exp_avg, exp_avg_sq;
+    Buffer exp_avg, exp_avg_sq;
   };
 
   // Throws unless the model's parameters are, in order, the ones the state was made for.

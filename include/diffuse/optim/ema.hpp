@@ -20,6 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/assign.hpp"
+#include "diffuse/core/device.hpp"
 #include "diffuse/optim/params.hpp"
 
 namespace diffuse::optim {
@@ -37,7 +40,29 @@ struct EmaHalfLife {
   }
 };
 
-/// The averaged weights of a model (one float per parameter element).
+namespace detail {
+
+// The GPU's work items: e = p + b (e - p), and exchanging p and e.
+struct EmaUpdateItem {
+  const float* p;
+  float* e;
+  float b;
+  void operator()(int i) const { e[i] = p[i] + b * (e[i] - p[i]); }
+};
+struct EmaSwapItem {
+  float *p, *e;
+  void operator()(int i) const {
+    const float t = p[i];
+    p[i] = e[i];
+    e[i] = t;
+  }
+};
+
+}  // namespace detail
+
+/// The averaged weights of a model (one float per parameter element). While the GPU is
+/// the device, they live there with the weights; the spans of for_each_param are then
+/// the host copies (update_host / update_device).
 class Ema {
  public:
   Ema() = default;
@@ -52,7 +77,8 @@ class Ema {
   void reset(Model& model) {
     slots_.clear();
     model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
-      slots_.push_back({std::string(name), std::vector<float>(p.begin(), p.end())});
+      slots_.push_back({std::string(name), Buffer(p.size())});
+      copy_values(slots_.back().value.data(), p.data(), p.size());
     });
   }
 
@@ -60,8 +86,15 @@ class Ema {
   template <Parameterised Model>
   void update(Model& model, double beta) {
     const auto b = static_cast<float>(beta);
-    visit(model, [&](std::span<float> p, std::vector<float>& e) {
-      for (std::size_t i = 0; i < p.size(); ++i) e[i] = p[i] + b * (e[i] - p[i]);
+    visit(model, [&](std::span<float> p, Buffer& e) {
+      const detail::EmaUpdateItem item{p.data(), e.data(), b};
+      if (diffuse::detail::on_device()) {
+        using diffuse::detail::device_address;
+        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 1,
+                                detail::EmaUpdateItem{device_address(p.data()), device_address(e.data()), b});
+        return;
+      }
+      for (std::size_t i = 0; i < p.size(); ++i) item(int(i));
     });
   }
 
@@ -75,26 +108,41 @@ class Ema {
   /// network used for sampling).
   template <Parameterised Model>
   void copy_to(Model& model) {
-    visit(model, [](std::span<float> p, std::vector<float>& e) { std::copy(e.begin(), e.end(), p.begin()); });
+    visit(model, [](std::span<float> p, Buffer& e) { copy_values(p.data(), e.data(), p.size()); });
   }
 
   /// Exchanges the model's weights and the averaged ones: swap, sample, swap back.
   template <Parameterised Model>
   void swap_with(Model& model) {
-    visit(model, [](std::span<float> p, std::vector<float>& e) { std::swap_ranges(e.begin(), e.end(), p.begin()); });
+    visit(model, [](std::span<float> p, Buffer& e) {
+      if (diffuse::detail::on_device()) {
+        using diffuse::detail::device_address;
+        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 1,
+                                detail::EmaSwapItem{device_address(p.data()), device_address(e.data())});
+        return;
+      }
+      std::swap_ranges(e.data(), e.data() + p.size(), p.data());
+    });
   }
 
   /// Calls f(std::string_view name, std::span<float> values) per averaged parameter.
   template <class F>
   void for_each_param(F&& f) {
-    for (Slot& s : slots_) f(std::string_view(s.name), std::span<float>(s.value));
+    for (Slot& s : slots_) f(std::string_view(s.name), std::span<float>(s.value.data(), s.value.size()));
   }
 
  private:
+  using Buffer = diffuse::detail::AlignedBuffer<float>;  // with a device copy on the GPU
   struct Slot {
     std::string name;
-    std::vector<float> value;
+    Buffer value;
   };
+
+  // dst[0, n) = src[0, n), on the GPU while that is the device.
+  static void copy_values(float* dst, const float* src, std::size_t n) {
+    if (diffuse::detail::on_device()) diffuse::detail::copy_on_device(dst, src, n);
+    else std::copy(src, src + n, dst);
+  }
 
   template <class Model, class F>
   void visit(Model& model, F&& f) {

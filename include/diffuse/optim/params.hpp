@@ -12,6 +12,11 @@
 #include <span>
 #include <string_view>
 
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/ops.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/kernels/offload.hpp"
+
 /// Training of parameters: AdamW, the exponential moving average of weights, and
 /// gradient-norm clipping, over a model's for_each_param(f).
 namespace diffuse::optim {
@@ -22,13 +27,33 @@ concept Parameterised = requires(M& m) {
   m.for_each_param([](std::string_view, std::span<float>, std::span<float>) {});
 };
 
+namespace detail {
+
+/// ss += the squares of the n values at x, in double, in order. On the GPU: chunks of 4096
+/// summed there, the chunks' sums added here in order.
+inline void add_squares(double& ss, const float* x, std::size_t n) {
+  if (diffuse::detail::on_device()) {
+    constexpr std::size_t chunk = 4096;
+    diffuse::detail::AlignedBuffer<double> parts((n + chunk - 1) / chunk);
+    if (parts.size() == 0) return;
+    kernels::device::chunk_squares(diffuse::detail::device_address(x), diffuse::detail::device_address(parts.data()), n,
+                                   chunk);
+    update_host(parts.data(), parts.size());
+    for (std::size_t i = 0; i < parts.size(); ++i) ss += parts.data()[i];
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+}
+
+}  // namespace detail
+
 /// sqrt of the sum of squares of every gradient element (accumulated in double, in
 /// parameter order: the same number for any thread count).
 template <Parameterised Model>
 double grad_norm(Model& model) {
   double ss = 0.0;
   model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
-    for (float x : g) ss += static_cast<double>(x) * x;
+    detail::add_squares(ss, g.data(), g.size());
   });
   return std::sqrt(ss);
 }
@@ -45,7 +70,8 @@ double clip_grad_norm(Model& model, double max_norm) {
   if (factor < 1.0) {
     const auto f = static_cast<float>(factor);
     model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
-      for (float& x : g) x *= f;
+      TensorView<float, Shape<dyn>> grad(g.data(), g.size());
+      grad = grad * f;  // an expression: on the GPU while that is the device
     });
   }
   return norm;

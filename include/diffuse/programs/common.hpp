@@ -65,19 +65,10 @@ inline CLI::Option* add_device_option(CLI::App& app, std::string& value) {
 
 /// Selects the device (before any tensor is made). Returns false after printing an error
 /// (an unknown DIFFUSE_DEVICE, or gpu where none can be used).
-inline bool apply_device(const std::string& value, const char* program, bool gpu_allowed = true) {
+inline bool apply_device(const std::string& value, const char* program) {
   if (value != "auto" && value != "cpu" && value != "gpu") {
     std::fprintf(stderr, "%s: error: DIFFUSE_DEVICE=%s: expected auto, cpu or gpu\n", program, value.c_str());
     return false;
-  }
-  if (!gpu_allowed) {
-    if (value == "gpu") {
-      std::fprintf(stderr, "%s: error: --device gpu: training does not run on the GPU yet (sampling does); use "
-                           "--device cpu\n", program);
-      return false;
-    }
-    select_device("cpu");
-    return true;
   }
   try {
     select_device(value);
@@ -152,14 +143,14 @@ int run_reporting_errors(const char* program, F&& body) {
 }
 
 /// What both programs do once their command line is parsed: threads, --precision,
-/// --device (gpu only where `gpu_allowed`), the info line on stderr (not when `quiet`: a
+/// --device, the info line on stderr (not when `quiet`: a
 /// data-parallel run's processes but the first) and, with --info, the BF16 line. Returns
 /// -1 to go on, else the exit status to return now.
 inline int start_program(const char* program, int threads, const std::string& precision, const std::string& device,
-                         bool info, bool gpu_allowed, bool quiet = false) {
+                         bool info, bool quiet = false) {
   if (threads > 0) set_num_threads(threads);
   apply_precision(precision, program, quiet);
-  if (!apply_device(device, program, gpu_allowed)) return 1;
+  if (!apply_device(device, program)) return 1;
   if (quiet) return info ? 0 : -1;
   std::fprintf(stderr, "%s\n", info_line().c_str());
   if (!info) return -1;

@@ -81,7 +81,7 @@ inline int sample_command(int argc, char** argv, const std::vector<SampleEntry>&
   const std::vector<std::string> names = names_of(models);
   add_sample_options(app, o, c, names);
   if (const int code = parse_command_line(app, argc, argv, program); code >= 0) return code;
-  if (const int code = start_program(program, o.threads, c.precision, c.device, c.info, true); code >= 0) return code;
+  if (const int code = start_program(program, o.threads, c.precision, c.device, c.info); code >= 0) return code;
   return run_reporting_errors(program, [&] {
     const std::vector<double> sigmas = checked_schedule(o, app, names);
     const train::CheckpointInfo saved = train::read_checkpoint_info(o.checkpoint);

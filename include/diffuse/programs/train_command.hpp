@@ -59,7 +59,7 @@ inline int train_command(int argc, char** argv, const std::vector<TrainEntry>& m
   }
 #endif
   const bool quiet = o.communicator && o.communicator->rank() > 0;
-  int status = start_program(name.c_str(), o.threads, c.precision, c.device, c.info, false, quiet);
+  int status = start_program(name.c_str(), o.threads, c.precision, c.device, c.info, quiet);
   if (status < 0) status = run_reporting_errors(name.c_str(), [&] {
     check_train_options(o, app);
     const std::string checkpoint = (std::filesystem::path(o.out) / "checkpoint.safetensors").string();

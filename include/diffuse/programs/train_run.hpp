@@ -71,7 +71,10 @@ std::uint64_t run_fingerprint(const std::string& settings, const Source& data, M
     h = fnv1a(image.data(), image.size() * sizeof(float), h);
     h = fnv1a(&label, sizeof label, h);
   }
-  const auto add = [&](std::string_view, std::span<float> v, auto&&...) { h = fnv1a(v.data(), v.size_bytes(), h); };
+  const auto add = [&](std::string_view, std::span<float> v, auto&&...) {
+    update_host(v.data(), v.size());  // the GPU's copy, while that is the device
+    h = fnv1a(v.data(), v.size_bytes(), h);
+  };
   model.for_each_param(add);
   trainer.for_each_state(add);
   const auto counters = trainer.counters();
@@ -222,6 +225,7 @@ int train_model(const TrainOptions& o) {
     for (std::size_t i = 0; i < sample_count && classes > 0; ++i) labels[i] = static_cast<int>(i % classes);
     const optim::EmaApplied ema_weights(trainer.ema(), *model);
     heun.sample(diffusion::Guided(*model, labels, guidance), x.view(), 1234);
+    update_host(x);  // from the GPU, when training runs there
     const io::Image8 grid = io::image_grid(TensorView<const float, typename Net::Batch>(x.view()), classes);
     io::write_png((out / name).string(), io::upscale_nearest(grid, io::readable_scale(grid.width)));
   };
@@ -266,6 +270,7 @@ int train_model(const TrainOptions& o) {
         heun.sample(diffusion::Guided(*model, labels, guidance), images.items(start, n), 0xE7A1 + start);
       }
     }
+    update_host(images);  // from the GPU, when training runs there
     const double d = frechet(images.data(), o.eval_count);
     const double seconds = std::chrono::duration<double>(detail::Clock::now() - t0).count();
     log_line({{"step", trainer.steps_done()}, {"frechet_distance", d}, {"eval_images", o.eval_count},

@@ -93,6 +93,7 @@ void save_checkpoint(const std::string& path, const std::string& model_name, Mod
   auto refs = detail::param_refs(model.net());
   nn::write_state_dict(w, model.net());
   trainer.for_each_state([&](std::string_view name, std::span<float> v) {
+    update_host(v.data(), v.size());  // the GPU's copy, while that is the device
     nn::write_param(w, detail::ref_of(refs, name), std::span<const float>(v), std::string(name));
   });
   const auto c = trainer.counters();

@@ -54,6 +54,7 @@ std::vector<std::string> save_power_ema_snapshots(const std::string& folder, con
         const auto ref = refs.find(name);  // an average holds the parameters under their own names
         if (ref == refs.end())
           throw std::logic_error("diffuse::train: averaged parameter '" + std::string(name) + "' is not the model's");
+        update_host(v.data(), v.size());  // the GPU's copy, while that is the device
         nn::write_param(w, ref->second, std::span<const float>(v), std::string(name));
       });
       w.set_metadata(keys::model, model_name);

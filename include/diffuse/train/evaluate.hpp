@@ -67,6 +67,8 @@ std::vector<double> evaluate_loss_per_sigma(Model& model, const Source& data, co
         sigma[i] = static_cast<float>(cfg.sigmas[k]);
         labels[i] = data.label(first + i);
       }
+      update_device(y);  // loaded and drawn on the host: to the GPU while that is the device
+      update_device(noise);
       const TensorView<const float, Batch> y_in(yv), n_in(nv);
       const std::span<const float> s_in(sigma.data(), m);
       if constexpr (conditional) model.loss(loss_fn, y_in, s_in, n_in, std::span<const int>(labels.data(), m));

@@ -185,6 +185,8 @@ class Trainer {
       }
     }
     diffusion::draw_training_noise(loss_, config_.seed, s, share_.begin, std::span<float>(sigma_), noise_.view());
+    update_device(images_);  // loaded and drawn on the host: to the GPU while that is the device
+    update_device(noise_);
     StepReport r;
     r.step = s + 1;
     r.epoch = epoch;
@@ -266,7 +268,8 @@ class Trainer {
   /// Calls f(std::string_view name, std::span<float> values) for every tensor of the
   /// training state besides the model's weights: "ema.<param>", the power-function EMAs'
   /// "phema050.<param>" ..., then the optimiser's "optim.<param>.exp_avg" and
-  /// "optim.<param>.exp_avg_sq".
+  /// "optim.<param>.exp_avg_sq". On the GPU the spans are host copies (update_host before
+  /// reading them, update_device after writing; the checkpoint functions do both).
   template <class F>
   void for_each_state(F&& f) {
     ema_.for_each_param([&](std::string_view name, std::span<float> v) {
