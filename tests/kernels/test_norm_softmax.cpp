@@ -260,7 +260,8 @@ TEST(SoftmaxGradCheck, CentralDifferences) {
 }  // namespace
 
 // The run-time-sized kernels reject a group count that does not divide the channels (the
-// <T, C, G> overloads reject it at compile time), naming both counts.
+// <T, C, G> overloads reject it at compile time), naming both counts, and backward rejects
+// images of one pixel (its per-image scratch holds 2C sums).
 TEST(GroupNorm, GroupsMustDivideChannels) {
   std::vector<float> x(2 * 6, 1.0f), y(x.size()), st(2 * 4 * 2), gamma(6, 1.0f), beta(6, 0.0f);
   for (std::size_t groups : {std::size_t{0}, std::size_t{4}}) {
@@ -278,4 +279,8 @@ TEST(GroupNorm, GroupsMustDivideChannels) {
                                                2, 6, groups),
                  std::invalid_argument);
   }
+  std::vector<float> dx(x.size()), dg(6), db(6), ws(x.size());
+  EXPECT_THROW(k::group_norm_backward<float>(x.data(), st.data(), gamma.data(), beta.data(), nullptr, false, x.data(),
+                                             dx.data(), 0.0f, dg.data(), db.data(), nullptr, ws.data(), 2, 1, 6, 3),
+               std::invalid_argument);
 }

@@ -41,6 +41,18 @@ namespace diffuse::kernels {
 
 namespace detail {
 
+/// Throws std::invalid_argument unless `groups` divides `channels` and the n images have at
+/// least `min_pixels` pixels each (backward keeps 2C sums in each image's hw * C scratch).
+inline void check_group_norm_sizes(const char* kernel, std::size_t channels, std::size_t groups,
+                                   std::size_t min_pixels, std::size_t n, std::size_t hw) {
+  if (groups == 0 || channels % groups != 0)
+    throw std::invalid_argument(std::string("diffuse::kernels::") + kernel + ": " + std::to_string(channels) +
+                                " channels are not divisible into " + std::to_string(groups) + " groups");
+  if (n > 0 && hw < min_pixels)
+    throw std::invalid_argument(std::string("diffuse::kernels::") + kernel + ": " + std::to_string(hw) +
+                                " pixels per image, fewer than " + std::to_string(min_pixels));
+}
+
 /// One image's affine coefficients: the pre-activation is v = x * a[c] + b[c].
 template <class T>
 void group_norm_coefficients(const T* stats /*[G][2]*/, const T* gamma /*[C]*/, const T* beta /*[C]*/,
@@ -193,15 +205,14 @@ void group_norm_pointwise(const T* x, const T* g, const T* a, const T* b, T* out
 /// y = act(GN(x) * (1 + scale) + shift) over n images of hw pixels of `channels` values in
 /// `groups` groups, act = SiLU when `silu`; stats[i][g] = (mean, 1/sqrt(var + eps)) of
 /// group g of image i, kept for backward. ss: (scale | shift) per image, or nullptr for
-/// none. y may alias x. Throws std::invalid_argument unless groups divides channels.
+/// none. y may alias x. Throws std::invalid_argument unless groups divides channels and
+/// hw >= 1 (for n > 0).
 template <class T>
 void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats /*[n][G][2]*/,
                         const T* gamma /*[C]*/, const T* beta /*[C]*/, const T* ss /*[n][2C] or null*/,
                         bool silu, std::size_t n, std::size_t hw, std::size_t channels, std::size_t groups,
                         double eps) {
-  if (groups == 0 || channels % groups != 0)
-    throw std::invalid_argument("diffuse::kernels::group_norm_forward: " + std::to_string(channels) +
-                                " channels are not divisible into " + std::to_string(groups) + " groups");
+  detail::check_group_norm_sizes("group_norm_forward", channels, groups, 1, n, hw);
   if (diffuse::detail::on_device()) {
     using diffuse::detail::device_address;
     device::group_norm_forward<T>(device_address(x), device_address(y), device_address(stats),
@@ -248,17 +259,15 @@ void group_norm_forward(const T* x /*[n][hw][C]*/, T* y /*[n][hw][C]*/, T* stats
 /// Backward of group_norm_forward given its x, stats and dy = dL/dy:
 /// dx = beta_dx * dx + dL/dx (beta_dx == 0 never reads dx); dgamma += dL/dgamma and
 /// dbeta += dL/dbeta; dss = dL/d(scale | shift), overwritten, unless dss is null.
-/// ws: n * hw * C elements of scratch, hw >= 2. dx may alias dy only when beta_dx is 0.
-/// Throws std::invalid_argument unless groups divides channels.
+/// ws: n * hw * C elements of scratch. dx may alias dy only when beta_dx is 0. Throws
+/// std::invalid_argument unless groups divides channels and hw >= 2 (for n > 0).
 template <class T>
 void group_norm_backward(const T* x /*[n][hw][C]*/, const T* stats /*[n][G][2]*/, const T* gamma /*[C]*/,
                          const T* beta /*[C]*/, const T* ss /*[n][2C] or null*/, bool silu,
                          const T* dy /*[n][hw][C]*/, T* dx /*[n][hw][C]*/, T beta_dx, T* dgamma /*[C]*/,
                          T* dbeta /*[C]*/, T* dss /*[n][2C] or null*/, T* ws /*[n][hw][C]*/, std::size_t n,
                          std::size_t hw, std::size_t channels, std::size_t groups) {
-  if (groups == 0 || channels % groups != 0)
-    throw std::invalid_argument("diffuse::kernels::group_norm_backward: " + std::to_string(channels) +
-                                " channels are not divisible into " + std::to_string(groups) + " groups");
+  detail::check_group_norm_sizes("group_norm_backward", channels, groups, 2, n, hw);
   if (diffuse::detail::on_device()) {
     using diffuse::detail::device_address;
     device::group_norm_backward<T>(device_address(x), device_address(stats), device_address(gamma),

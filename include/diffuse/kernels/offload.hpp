@@ -235,21 +235,21 @@ struct GroupNormChannelSums {
   T *ws, *dss;
   void operator()(int item) const {
     const int i = item / f.c, ch = item % f.c;
-    const T mu = f.mean(i, ch);
-    T sg = 0, sgd = 0;
+    const double mu = f.mean(i, ch);
+    double sg = 0, sgd = 0;  // in double, as on the host
     for (int p = 0; p < f.hw; ++p) {
       const int e = (i * f.hw + p) * f.c + ch;
-      const T g = f.grad_v(e, i, ch);
+      const double g = f.grad_v(e, i, ch);
       sg += g;
-      sgd += g * (f.x[e] - mu);
+      sgd += g * (double(f.x[e]) - mu);
     }
-    const T sgx = f.rstd(i, ch) * sgd;
+    const T sgx = T(double(f.rstd(i, ch)) * sgd);
     T* w = ws + i * f.hw * f.c;
-    w[ch] = sg;
+    w[ch] = T(sg);
     w[f.c + ch] = sgx;
     if (dss) {
-      dss[i * 2 * f.c + ch] = f.gamma[ch] * sgx + f.beta[ch] * sg;
-      dss[i * 2 * f.c + f.c + ch] = sg;
+      dss[i * 2 * f.c + ch] = f.gamma[ch] * sgx + f.beta[ch] * T(sg);
+      dss[i * 2 * f.c + f.c + ch] = T(sg);
     }
   }
 };
@@ -301,7 +301,7 @@ struct SoftmaxRowsBackward {
   const T *y, *dy;
   T* dx;
   int len, ld;
-  void operator()(int r) const { elements::softmax_row_backward<T>(y + r * ld, dy + r * ld, dx + r * ld, len); }
+  void operator()(int r) const { elements::softmax_row_backward<double>(y + r * ld, dy + r * ld, dx + r * ld, len); }
 };
 
 // dx at (i, y, x, q) = beta dx + the sum of its 2x2 block of dy.

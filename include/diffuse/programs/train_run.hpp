@@ -98,7 +98,12 @@ int train_model(const TrainOptions& o) {
   if (lead) fs::create_directories(out);
   const std::string checkpoint = (out / "checkpoint.safetensors").string();
   const std::string log_path = (out / "log.jsonl").string();
-  const TrainingData<R, R, C> loaded = load_training_data<R, R, C>(o);
+  // The data set stays on the host (the trainer copies each batch to the GPU, when it
+  // trains there): a lambda so that its device scope ends before the model is made.
+  const TrainingData<R, R, C> loaded = [&] {
+    const DeviceScope host("cpu");
+    return load_training_data<R, R, C>(o);
+  }();
   const auto& data = loaded.images;
   if (lead) std::fprintf(stderr, "data: %s\n", loaded.describe(o.data, o).c_str());
 
@@ -236,6 +241,7 @@ int train_model(const TrainOptions& o) {
   if (o.eval_every > 0 && lead) {
     if (!o.frechet) throw UsageError("--eval-every: this program was built without the Fréchet distance");
     std::size_t reference_count = 0;
+    const DeviceScope host("cpu");  // the classifier runs on the CPU (its pooling has no device body)
     frechet = o.frechet(R, R, C, o.eval_classifier, o.eval_reference, reference_count);
     std::fprintf(stderr, "evaluation: Fréchet distance of %zu images against %zu of %s every %llu steps\n",
                  o.eval_count, reference_count, o.eval_reference.c_str(), static_cast<unsigned long long>(o.eval_every));
@@ -271,7 +277,10 @@ int train_model(const TrainOptions& o) {
       }
     }
     update_host(images);  // from the GPU, when training runs there
-    const double d = frechet(images.data(), o.eval_count);
+    const double d = [&] {
+      const DeviceScope host("cpu");  // as the classifier was made
+      return frechet(images.data(), o.eval_count);
+    }();
     const double seconds = std::chrono::duration<double>(detail::Clock::now() - t0).count();
     log_line({{"step", trainer.steps_done()}, {"frechet_distance", d}, {"eval_images", o.eval_count},
               {"eval_seconds", seconds}});
