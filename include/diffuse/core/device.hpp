@@ -312,12 +312,11 @@ T* device_address(T* p) {
 #if DIFFUSE_OFFLOAD_ENABLED
   if (!device_memory() || p == nullptr) return p;
   const int dev = device_number();
-  const bool present = device_state().emulated ? shadow_address(p) != nullptr
-                                                : omp_target_is_present(const_cast<std::remove_const_t<T>*>(p), dev);
-  if (!present)
+  char* shadow = device_state().emulated ? shadow_address(p) : nullptr;
+  if (device_state().emulated ? shadow == nullptr : !omp_target_is_present(const_cast<std::remove_const_t<T>*>(p), dev))
     throw DeviceError("diffuse: a tensor used on the GPU was not made on it (select the device before "
                       "creating tensors and models)");
-  if (device_state().emulated) return reinterpret_cast<T*>(shadow_address(p));
+  if (shadow) return reinterpret_cast<T*>(shadow);
   T* q = p;
   DIFFUSE_PRAGMA(omp target data use_device_ptr(q) device(dev))
   { p = q; }
