@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,8 +103,12 @@ TEST(Bf16, GemmMatchesReferenceOnRoundedOperands) {
   SKIP_WITHOUT_BF16();
   k::MatmulPrecisionScope bf16(MatmulPrecision::bf16);
   unsigned seed = 7;
-  for (int nt : diffuse_test::thread_counts) {
+  // 1 and 2 threads with this CPU's blocking, then 2 threads with other CPUs' blocking.
+  for (int run = 0; run < 2 + int(std::size(diffuse_test::other_caches)); ++run) {
+    const int nt = run == 0 ? 1 : 2;
     diffuse::set_num_threads(nt);
+    std::optional<diffuse_test::BlockFor> blocking;
+    if (run >= 2) blocking.emplace(diffuse_test::other_caches[run - 2]);
     for (const auto& s : gemm_shapes)
       for (int t = 0; t < 4; ++t)
         for (auto act : {k::Activation::none, k::Activation::silu}) {
@@ -141,8 +147,12 @@ TEST(Bf16, ConvolutionsMatchReferenceOnRoundedOperands) {
   SKIP_WITHOUT_BF16();
   k::MatmulPrecisionScope bf16(MatmulPrecision::bf16);
   unsigned seed = 500;
-  for (int nt : diffuse_test::thread_counts) {
+  // 1 and 2 threads with this CPU's blocking, then 2 threads with other CPUs' blocking.
+  for (int run = 0; run < 2 + int(std::size(diffuse_test::other_caches)); ++run) {
+    const int nt = run == 0 ? 1 : 2;
     diffuse::set_num_threads(nt);
+    std::optional<diffuse_test::BlockFor> blocking;
+    if (run >= 2) blocking.emplace(diffuse_test::other_caches[run - 2]);
     for (const auto& s : conv_shapes) {
       auto x = random_vector<float>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
       auto w = random_vector<float>(std::size_t(s.kk() * s.cout), seed++);

@@ -48,9 +48,9 @@ std::string describe(const Conv2dShape& s) {
   return o.str();
 }
 
-TYPED_TEST(Conv, ForwardMatchesReference) {
-  using T = TypeParam;
-  for (int nt : diffuse_test::thread_counts) {
+template <class T>
+void check_forward(int nt) {
+  {
     diffuse::set_num_threads(nt);
     unsigned seed = 1;
     for (const auto& s : shapes) {
@@ -71,9 +71,9 @@ TYPED_TEST(Conv, ForwardMatchesReference) {
   }
 }
 
-TYPED_TEST(Conv, BackwardInputMatchesReference) {
-  using T = TypeParam;
-  for (int nt : diffuse_test::thread_counts) {
+template <class T>
+void check_backward_input(int nt) {
+  {
     diffuse::set_num_threads(nt);
     unsigned seed = 1000;
     for (const auto& s : shapes) {
@@ -91,9 +91,9 @@ TYPED_TEST(Conv, BackwardInputMatchesReference) {
   }
 }
 
-TYPED_TEST(Conv, BackwardWeightMatchesReference) {
-  using T = TypeParam;
-  for (int nt : diffuse_test::thread_counts) {
+template <class T>
+void check_backward_weight(int nt) {
+  {
     diffuse::set_num_threads(nt);
     unsigned seed = 2000;
     for (const auto& s : shapes) {
@@ -116,6 +116,28 @@ TYPED_TEST(Conv, BackwardWeightMatchesReference) {
               << describe(s) << " beta " << beta << " threads " << nt;
         }
     }
+  }
+}
+
+TYPED_TEST(Conv, ForwardMatchesReference) {
+  for (int nt : diffuse_test::thread_counts) check_forward<TypeParam>(nt);
+}
+
+TYPED_TEST(Conv, BackwardInputMatchesReference) {
+  for (int nt : diffuse_test::thread_counts) check_backward_input<TypeParam>(nt);
+}
+
+TYPED_TEST(Conv, BackwardWeightMatchesReference) {
+  for (int nt : diffuse_test::thread_counts) check_backward_weight<TypeParam>(nt);
+}
+
+// The K and M blocks come from the CPU's caches: the results must not depend on them.
+TYPED_TEST(Conv, MatchesReferenceWithOtherCpusBlocking) {
+  for (const auto& caches : diffuse_test::other_caches) {
+    const diffuse_test::BlockFor scope(caches);
+    check_forward<TypeParam>(2);
+    check_backward_input<TypeParam>(2);
+    check_backward_weight<TypeParam>(2);
   }
 }
 

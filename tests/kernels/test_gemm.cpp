@@ -68,6 +68,59 @@ TYPED_TEST(Gemm, MatchesReferenceAllTransposesAndShapes) {
   }
 }
 
+// The K and M blocks come from the CPU's caches: the results must not depend on them.
+TYPED_TEST(Gemm, MatchesReferenceWithOtherCpusBlocking) {
+  using T = TypeParam;
+  diffuse::set_num_threads(2);
+  unsigned seed = 500;
+  for (const auto& caches : diffuse_test::other_caches) {
+    const diffuse_test::BlockFor scope(caches);
+    for (const auto& s : shapes)
+      for (int t = 0; t < 4; ++t) check_gemm<T>(t & 1, t & 2, s, T(0.5), T(-1.5), {}, seed += 3);
+  }
+}
+
+TEST(Blocking, FromTheCaches) {
+  using diffuse::kernels::detail::blocking_for;
+  // A 48 KiB L1 and 1 MiB L2 give the constants measured best on such CPUs (Zen 5 here).
+  const auto zen5 = blocking_for({48 * 1024, 1024 * 1024}, 14, 32, 4, 384);
+  EXPECT_EQ(zen5.kc, 256);
+  EXPECT_EQ(zen5.k_thin, 384);
+  EXPECT_EQ(zen5.mc_panels, 24);
+  EXPECT_EQ(zen5.wgrad_bytes, 16384);
+  // Zen 4's 32 KiB L1: smaller K blocks, so more panels per M block.
+  const auto zen4 = blocking_for({32 * 1024, 1024 * 1024}, 14, 32, 4, 384);
+  EXPECT_EQ(zen4.kc, 160);
+  EXPECT_EQ(zen4.k_thin, 256);
+  EXPECT_EQ(zen4.mc_panels, 39);
+  // Sapphire Rapids' 2 MiB L2: twice the M block.
+  EXPECT_EQ(blocking_for({48 * 1024, 2048 * 1024}, 14, 32, 4, 384).mc_panels, 48);
+  // Every size: the B micro-panel fits in L1, the A block in L2, K blocks within the
+  // row stride and multiples of 16; tiny caches still give usable blocks.
+  for (const auto& c : diffuse_test::other_caches)
+    for (int mr : {6, 8, 14}) {
+      const auto b = blocking_for(c, mr, 32, 4, 384);
+      EXPECT_LE(b.kc * 32 * 4, index_t(c.l1d));
+      EXPECT_LE(b.k_thin * mr * 4, index_t(c.l1d));
+      EXPECT_LE(b.mc_panels * mr * b.kc * 4, index_t(c.l2));
+      EXPECT_EQ(b.kc % 16, 0);
+      EXPECT_EQ(b.k_thin % 16, 0);
+      EXPECT_LE(b.k_thin, 384);
+    }
+  const auto tiny = blocking_for({1024, 1024}, 14, 32, 4, 384);
+  EXPECT_EQ(tiny.kc, 16);
+  EXPECT_EQ(tiny.k_thin, 16);
+  EXPECT_EQ(tiny.mc_panels, 2);
+}
+
+TEST(Blocking, DetectedSizesAreInBounds) {
+  const auto c = diffuse::kernels::detail::detect_cache_sizes();
+  EXPECT_GE(c.l1d, 16u * 1024);
+  EXPECT_LE(c.l1d, 256u * 1024);
+  EXPECT_GE(c.l2, 128u * 1024);
+  EXPECT_LE(c.l2, 64u * 1024 * 1024);
+}
+
 TYPED_TEST(Gemm, FusedBiasAndActivation) {
   using T = TypeParam;
   const Mnk fused[] = {{5, 7, 3}, {30, 70, 500}, {14, 32, 0}, {33, 129, 45}};

@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "diffuse/kernels/detail/blocking.hpp"
+
 namespace diffuse_test {
 
 template <class T>
@@ -42,5 +44,25 @@ template <class T>
 }
 
 inline constexpr int thread_counts[] = {1, 2};
+
+/// Other CPUs' data caches (L1d, L2): a small one, Zen 4's and Sapphire Rapids', so that
+/// the kernels run with K and M blocks other than this machine's.
+inline constexpr diffuse::kernels::detail::CacheSizes other_caches[] = {
+    {16 * 1024, 256 * 1024}, {32 * 1024, 1024 * 1024}, {48 * 1024, 2048 * 1024}};
+
+/// Makes the kernels block for `caches` while alive.
+class BlockFor {
+ public:
+  explicit BlockFor(diffuse::kernels::detail::CacheSizes caches)
+      : saved_(diffuse::kernels::detail::blocking_cache_sizes()) {
+    diffuse::kernels::detail::blocking_cache_sizes() = caches;
+  }
+  ~BlockFor() { diffuse::kernels::detail::blocking_cache_sizes() = saved_; }
+  BlockFor(const BlockFor&) = delete;
+  BlockFor& operator=(const BlockFor&) = delete;
+
+ private:
+  diffuse::kernels::detail::CacheSizes saved_;
+};
 
 }  // namespace diffuse_test

@@ -336,7 +336,8 @@ void wgrad_direct(const Conv2dShape& s, const T* x, const T* dy, index_t p0, ind
   // Pixels per block: the block's dy rows (reused by every tap and channel slice) plus one
   // cache line of x per pixel should stay in L1.
   const index_t KB = std::clamp<index_t>(
-      16384 / (s.cout * static_cast<index_t>(sizeof(T))) / 16 * 16, 16, KS);
+      blocking_for(blocking_cache_sizes(), MR, NR, sizeof(T), KS).wgrad_bytes /
+          (s.cout * static_cast<index_t>(sizeof(T))) / 16 * 16, 16, KS);
   const index_t taps = s.k * s.k, oh = s.oh(), ow = s.ow();
   const T** tab = thread_scratch<const T*, 0>(static_cast<std::size_t>(taps * KS));
   T* zeros = thread_scratch<T, 1>(static_cast<std::size_t>(s.cin));

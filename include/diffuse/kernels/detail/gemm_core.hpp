@@ -23,6 +23,7 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/simd.hpp"
+#include "diffuse/kernels/detail/blocking.hpp"
 #include "diffuse/kernels/index.hpp"
 
 namespace diffuse::kernels {
@@ -53,27 +54,13 @@ struct Tiling {
   static constexpr int MR = many_registers ? 14 : 6;
   // Smaller tile for small M (Cout rows in the weight gradient): 8 divides 32 and 64.
   static constexpr int MR_SMALL = many_registers ? 8 : 4;
-  // K block (and row-panel stride): B micro-panel KS x NR stays in L1/L2, A block in L2.
-#ifndef DIFFUSE_GEMM_KC
-#define DIFFUSE_GEMM_KC 256
-#endif
-#ifndef DIFFUSE_GEMM_KS
-#define DIFFUSE_GEMM_KS 384
-#endif
-#ifndef DIFFUSE_GEMM_MC_PANELS
-#define DIFFUSE_GEMM_MC_PANELS 24
-#endif
-#ifndef DIFFUSE_GEMM_NC
-#define DIFFUSE_GEMM_NC 4096
-#endif
-  // KS: row-panel stride and largest K block. Thin GEMMs (<= 4 column panels: the
-  // convolutions) use it whole: their A panel is packed just in time and lives in L1 while B
-  // streams from L2, and one block means C is written once. Wide GEMMs use KC so that one
-  // B micro-panel (KC x NR) stays in L1 while A streams from L2.
-  static constexpr index_t KS = DIFFUSE_GEMM_KS * 4 / static_cast<index_t>(sizeof(T));
-  static constexpr index_t KC = DIFFUSE_GEMM_KC * 4 / static_cast<index_t>(sizeof(T));
-  static constexpr index_t MC_PANELS = many_registers ? DIFFUSE_GEMM_MC_PANELS : 48;  // MC = MR * MC_PANELS
-  static constexpr index_t NC_MAX = DIFFUSE_GEMM_NC;
+  // KS: the packed A row-panel stride (compile time, so that the micro-kernel addresses
+  // all MR rows from one pointer with immediate offsets) and so the largest K block. The K
+  // and M blocks themselves come from the running CPU's caches (blocking.hpp).
+  static constexpr index_t KS = 384 * 4 / static_cast<index_t>(sizeof(T));
+  // N block of wide GEMMs. Not from the L3 size: virtual machines report the host's whole
+  // L3 (508 MiB on one), and no GEMM of a UNet is this wide.
+  static constexpr index_t NC_MAX = 4096;
 };
 
 /// Growable 64-byte aligned scratch buffer, one per thread and slot; never shrinks, so
@@ -286,7 +273,8 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
   if (m <= 0 || n <= 0) return;
   // Balanced blocks: equal-sized K blocks (no short remainder block), N blocks, M blocks of
   // whole MR panels.
-  const index_t kmax = ceil_div(n, NR) <= 4 ? KS : Tl::KC;
+  const Blocking blk = blocking_for(blocking_cache_sizes(), MR, NR, sizeof(P), KS);
+  const index_t kmax = ceil_div(n, NR) <= 4 ? blk.k_thin : blk.kc;
   const index_t nkb = k > 0 ? ceil_div(k, kmax) : 1;
   index_t kcb = k > 0 ? ceil_div(k, nkb) : 0;
   // K blocks on multiples of k_align (a convolution tap: whole channel runs) when possible.
@@ -331,7 +319,7 @@ void gemm_serial(index_t ib, index_t ie, index_t jb, index_t je, index_t k, T al
   }
   const index_t ncb = round_up(ceil_div(n, ceil_div(n, Tl::NC_MAX)), NR);
   const index_t m_panels = ceil_div(m, MR);
-  const index_t n_ic = ceil_div(m_panels, Tl::MC_PANELS);
+  const index_t n_ic = ceil_div(m_panels, blk.mc_panels);
   const index_t mc = ceil_div(m_panels, n_ic) * MR;
   P* bbuf = thread_scratch<P, 1>(static_cast<std::size_t>(KS * ncb));
   P* abuf = thread_scratch<P, 0>(static_cast<std::size_t>(mc * KS));
