@@ -22,6 +22,8 @@
 #include <diffuse/kernels/softmax.hpp>
 #include <diffuse/nn/concat.hpp>
 #include <diffuse/nn/linear.hpp>
+#include <diffuse/optim/adamw.hpp>
+#include <diffuse/optim/ema.hpp>
 #include <diffuse/train/trainer.hpp>
 #include <diffuse/unet.hpp>
 
@@ -467,6 +469,40 @@ TEST_F(OnDevice, TrainingStepsMatchTheCpu) {
   }
   EXPECT_GT(moved, 1e-3);
   EXPECT_LE(worst, 5e-2 * moved) << "largest difference " << worst << "; the weights moved up to " << moved;
+}
+
+// The optimiser, the gradient norm and the EMA run one launch per pass over all the
+// parameters (not one per parameter), with the CPU's numbers.
+TEST_F(OnDevice, OptimiserAndEmaPassesAreOneLaunchEach) {
+  auto model = std::make_unique<Model>(diffusion::Edm{}, 5);
+  std::size_t params = 0;
+  double ss = 0;  // the sum of squares the chunks must add up to, in double
+  model->for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
+    ++params;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      g[i] = 0.5f + 1e-3f * static_cast<float>((i + params) % 7);
+      ss += double(g[i]) * g[i];
+    }
+    update_device(g.data(), g.size());
+  });
+  ASSERT_GT(params, 20u);
+  auto launches = [] { return detail::launch_profile().launches[std::size_t(detail::LaunchKind::elementwise)].load(); };
+  optim::AdamWConfig config;
+  config.max_grad_norm = 1.0;
+  optim::AdamW opt(config);
+  optim::Ema ema(*model);
+  auto before = launches();
+  EXPECT_NEAR(optim::grad_norm(*model), std::sqrt(ss), 1e-12 * std::sqrt(ss));
+  EXPECT_EQ(launches() - before, 1u);
+  before = launches();
+  EXPECT_GT(opt.step(*model), 1.0);  // the norm, the clipping, the update
+  EXPECT_EQ(launches() - before, 3u);
+  before = launches();
+  ema.update(*model, 0.9);
+  ema.swap_with(*model);
+  ema.copy_to(*model);
+  EXPECT_EQ(launches() - before, 3u);
+  EXPECT_NEAR(optim::grad_norm(*model), 1.0, 1e-5);  // clipped to the norm 1 on the device
 }
 
 #endif  // DIFFUSE_OFFLOAD_ENABLED

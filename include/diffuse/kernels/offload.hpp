@@ -367,21 +367,6 @@ struct LabelEmbeddingGrad {
   }
 };
 
-// out[i] = the sum of squares of x[i * chunk, (i + 1) * chunk) (the last chunk shorter),
-// in double.
-template <class T>
-struct ChunkSquares {
-  const T* x;
-  double* out;
-  int n, chunk;
-  void operator()(int i) const {
-    double s = 0;
-    const int end = n - i * chunk < chunk ? n : (i + 1) * chunk;
-    for (int k = i * chunk; k < end; ++k) s += double(x[k]) * double(x[k]);
-    out[i] = s;
-  }
-};
-
 // Per image i of `item` values: r -= y, out[i] = the sum of squares of the new r, in double.
 template <class T>
 struct ResidualSquares {
@@ -474,15 +459,6 @@ void label_embedding_grad(const T* d, const int* labels, T* g, std::size_t n, st
   launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(c), std::int64_t(n),
          detail::LabelEmbeddingGrad<T>{d, labels, g, i32(std::int64_t(n)), i32(std::int64_t(c)),
                                        i32(std::int64_t(l)), scale});
-}
-
-/// Chunks of a sum of squares: out[i] for chunk i of `chunk` values of the n at x (device
-/// pointers; out holds ceil(n / chunk) doubles).
-template <class T>
-void chunk_squares(const T* x, double* out, std::size_t n, std::size_t chunk) {
-  using detail::i32;
-  launch(diffuse::detail::LaunchKind::elementwise, std::int64_t((n + chunk - 1) / chunk), std::int64_t(chunk),
-         detail::ChunkSquares<T>{x, out, i32(std::int64_t(n)), i32(std::int64_t(chunk))});
 }
 
 /// Per image i of `item` values: r -= y and out[i] = the sum of squares of r (device pointers).

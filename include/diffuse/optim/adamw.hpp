@@ -27,8 +27,7 @@
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
-#include "diffuse/core/device.hpp"
-#include "diffuse/core/parallel.hpp"
+#include "diffuse/optim/param_sweep.hpp"
 #include "diffuse/optim/params.hpp"
 
 namespace diffuse::optim {
@@ -46,12 +45,14 @@ struct AdamWUpdate {
   }
 };
 
-/// The update of element i, one work item per element on the GPU.
-struct AdamWItem {
+/// The update of elements [begin, end) of a parameter: arrays p, g, m, v.
+struct AdamWRange {
   AdamWUpdate update;
-  float *p, *m, *v;
-  const float* g;
-  void operator()(int i) const { update(p[i], g[i], m[i], v[i]); }
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t) const {
+    float *p = a[0], *m = a[2], *v = a[3];
+    const float* g = a[1];
+    for (std::int64_t i = begin; i < end; ++i) update(p[i], g[i], m[i], v[i]);
+  }
 };
 
 }  // namespace detail
@@ -126,26 +127,14 @@ class AdamW {
                                      static_cast<float>(1.0 - config_.beta1), static_cast<float>(config_.beta2),
                                      static_cast<float>(1.0 - config_.beta2), static_cast<float>(lr / bc1),
                                      static_cast<float>(std::sqrt(bc2)), static_cast<float>(config_.eps)};
+    // Element-wise and independent: the same result for any thread count; one launch on the GPU.
+    detail::ParamSweep<4> sweep;
     std::size_t k = 0;
-    model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float> g) {
-      (void)name;
+    model.for_each_param([&](std::string_view, std::span<float> p, std::span<float> g) {
       Slot& s = slots_[k++];
-      float* m = s.exp_avg.data();
-      float* v = s.exp_avg_sq.data();
-      if (diffuse::detail::on_device()) {
-        using diffuse::detail::device_address;
-        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 8,
-                                detail::AdamWItem{update, device_address(p.data()), device_address(m),
-                                                  device_address(v), device_address(g.data())});
-        return;
-      }
-      const auto n = static_cast<std::ptrdiff_t>(p.size());
-      // Element-wise and independent: the same result for any thread count.
-      const int threads = threads_for(p.size());
-      parallel_for(n, threads, [&](std::ptrdiff_t i) {
-        update(p[static_cast<std::size_t>(i)], g[static_cast<std::size_t>(i)], m[i], v[i]);
-      });
+      sweep.add(p.size(), {p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data()});
     });
+    sweep.run(detail::AdamWRange{update}, 8);
     return norm;
   }
 

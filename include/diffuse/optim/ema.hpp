@@ -11,8 +11,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -21,8 +23,7 @@
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
-#include "diffuse/core/assign.hpp"
-#include "diffuse/core/device.hpp"
+#include "diffuse/optim/param_sweep.hpp"
 #include "diffuse/optim/params.hpp"
 
 namespace diffuse::optim {
@@ -42,19 +43,31 @@ struct EmaHalfLife {
 
 namespace detail {
 
-// The GPU's work items: e = p + b (e - p), and exchanging p and e.
-struct EmaUpdateItem {
-  const float* p;
-  float* e;
+// The passes over (weights p, average e) pairs: e = p + b (e - p); exchanging p and e;
+// copying the second array into the first.
+struct EmaUpdate {
   float b;
-  void operator()(int i) const { e[i] = p[i] + b * (e[i] - p[i]); }
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t) const {
+    const float* p = a[0];
+    float* e = a[1];
+    for (std::int64_t i = begin; i < end; ++i) e[i] = p[i] + b * (e[i] - p[i]);
+  }
 };
-struct EmaSwapItem {
-  float *p, *e;
-  void operator()(int i) const {
-    const float t = p[i];
-    p[i] = e[i];
-    e[i] = t;
+struct EmaSwap {
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t) const {
+    float *p = a[0], *e = a[1];
+    for (std::int64_t i = begin; i < end; ++i) {
+      const float t = p[i];
+      p[i] = e[i];
+      e[i] = t;
+    }
+  }
+};
+struct CopySecondToFirst {
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t) const {
+    float* d = a[0];
+    const float* s = a[1];
+    for (std::int64_t i = begin; i < end; ++i) d[i] = s[i];
   }
 };
 
@@ -78,24 +91,14 @@ class Ema {
     slots_.clear();
     model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
       slots_.push_back({std::string(name), Buffer(p.size())});
-      copy_values(slots_.back().value.data(), p.data(), p.size());
     });
+    pairs(model, true).run(detail::CopySecondToFirst{});
   }
 
   /// ema <- beta ema + (1 - beta) p, i.e. p + beta (ema - p).
   template <Parameterised Model>
   void update(Model& model, double beta) {
-    const auto b = static_cast<float>(beta);
-    visit(model, [&](std::span<float> p, Buffer& e) {
-      const detail::EmaUpdateItem item{p.data(), e.data(), b};
-      if (diffuse::detail::on_device()) {
-        using diffuse::detail::device_address;
-        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 1,
-                                detail::EmaUpdateItem{device_address(p.data()), device_address(e.data()), b});
-        return;
-      }
-      for (std::size_t i = 0; i < p.size(); ++i) item(int(i));
-    });
+    pairs(model).run(detail::EmaUpdate{static_cast<float>(beta)});
   }
 
   /// EDM's update: beta from the half-life for a batch after `images_seen` images.
@@ -108,21 +111,13 @@ class Ema {
   /// network used for sampling).
   template <Parameterised Model>
   void copy_to(Model& model) {
-    visit(model, [](std::span<float> p, Buffer& e) { copy_values(p.data(), e.data(), p.size()); });
+    pairs(model).run(detail::CopySecondToFirst{});
   }
 
   /// Exchanges the model's weights and the averaged ones: swap, sample, swap back.
   template <Parameterised Model>
   void swap_with(Model& model) {
-    visit(model, [](std::span<float> p, Buffer& e) {
-      if (diffuse::detail::on_device()) {
-        using diffuse::detail::device_address;
-        diffuse::detail::launch(diffuse::detail::LaunchKind::elementwise, std::int64_t(p.size()), 1,
-                                detail::EmaSwapItem{device_address(p.data()), device_address(e.data())});
-        return;
-      }
-      std::swap_ranges(e.data(), e.data() + p.size(), p.data());
-    });
+    pairs(model).run(detail::EmaSwap{});
   }
 
   /// Calls f(std::string_view name, std::span<float> values) per averaged parameter.
@@ -138,22 +133,21 @@ class Ema {
     Buffer value;
   };
 
-  // dst[0, n) = src[0, n), on the GPU while that is the device.
-  static void copy_values(float* dst, const float* src, std::size_t n) {
-    if (diffuse::detail::on_device()) diffuse::detail::copy_on_device(dst, src, n);
-    else std::copy(src, src + n, dst);
-  }
-
-  template <class Model, class F>
-  void visit(Model& model, F&& f) {
+  // The pass over (weights, average) pairs, or (average, weights) when `average_first`;
+  // throws unless the model's parameters are the ones averaged.
+  template <class Model>
+  detail::ParamSweep<2> pairs(Model& model, bool average_first = false) {
+    detail::ParamSweep<2> sweep;
     std::size_t k = 0;
     model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
       if (k >= slots_.size() || slots_[k].name != name || slots_[k].value.size() != p.size())
         throw std::invalid_argument("diffuse::optim::Ema: parameter " + std::string(name) +
                                     " does not match the averaged weights");
-      f(p, slots_[k++].value);
+      float* e = slots_[k++].value.data();
+      sweep.add(p.size(), average_first ? std::array<float*, 2>{e, p.data()} : std::array<float*, 2>{p.data(), e});
     });
     if (k != slots_.size()) throw std::invalid_argument("diffuse::optim::Ema: the model has fewer parameters");
+    return sweep;
   }
 
   std::vector<Slot> slots_;

@@ -9,13 +9,13 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 
 #include "diffuse/core/aligned_buffer.hpp"
-#include "diffuse/core/ops.hpp"
-#include "diffuse/core/tensor.hpp"
-#include "diffuse/kernels/offload.hpp"
+#include "diffuse/core/device.hpp"
+#include "diffuse/optim/param_sweep.hpp"
 
 /// Training of parameters: AdamW, the exponential moving average of weights, and
 /// gradient-norm clipping, over a model's for_each_param(f).
@@ -29,32 +29,47 @@ concept Parameterised = requires(M& m) {
 
 namespace detail {
 
-/// ss += the squares of the n values at x, in double, in order. On the GPU: chunks of 4096
-/// summed there, the chunks' sums added here in order.
-inline void add_squares(double& ss, const float* x, std::size_t n) {
-  if (diffuse::detail::on_device()) {
-    constexpr std::size_t chunk = 4096;
-    diffuse::detail::AlignedBuffer<double> parts((n + chunk - 1) / chunk);
-    if (parts.size() == 0) return;
-    kernels::device::chunk_squares(diffuse::detail::device_address(x), diffuse::detail::device_address(parts.data()), n,
-                                   chunk);
-    update_host(parts.data(), parts.size());
-    for (std::size_t i = 0; i < parts.size(); ++i) ss += parts.data()[i];
-    return;
+/// out[item] = the sum of squares of a[0][begin, end), in double, in order.
+struct ChunkSquares {
+  double* out;
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t item) const {
+    const float* x = a[0];
+    double s = 0.0;
+    for (std::int64_t i = begin; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
+    out[item] = s;
   }
-  for (std::size_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+};
+
+/// a[0][begin, end) *= f.
+struct Scale {
+  float f;
+  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t) const {
+    float* x = a[0];
+    for (std::int64_t i = begin; i < end; ++i) x[i] *= f;
+  }
+};
+
+/// A pass over the model's gradients.
+template <class Model>
+ParamSweep<1> gradients(Model& model, std::size_t chunk = 0) {
+  ParamSweep<1> sweep(chunk);
+  model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) { sweep.add(g.size(), {g.data()}); });
+  return sweep;
 }
 
 }  // namespace detail
 
-/// sqrt of the sum of squares of every gradient element (accumulated in double, in
-/// parameter order: the same number for any thread count).
+/// sqrt of the sum of squares of every gradient element, accumulated in double: per chunk
+/// of 4096 elements of a parameter, the chunks added in parameter order (the same number
+/// for any thread count, on the CPU and the GPU).
 template <Parameterised Model>
 double grad_norm(Model& model) {
+  const auto sweep = detail::gradients(model, 4096);
+  diffuse::detail::AlignedBuffer<double> parts(sweep.items());  // with a device copy on the GPU
+  sweep.run(detail::ChunkSquares{diffuse::detail::device_address(parts.data())});
+  update_host(parts.data(), parts.size());
   double ss = 0.0;
-  model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
-    detail::add_squares(ss, g.data(), g.size());
-  });
+  for (std::size_t i = 0; i < parts.size(); ++i) ss += parts.data()[i];
   return std::sqrt(ss);
 }
 
@@ -67,13 +82,7 @@ double clip_grad_norm(Model& model, double max_norm) {
   const double norm = grad_norm(model);
   if (!std::isfinite(norm)) return norm;
   const double factor = max_norm / (norm + 1e-6);
-  if (factor < 1.0) {
-    const auto f = static_cast<float>(factor);
-    model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) {
-      TensorView<float, Shape<dyn>> grad(g.data(), g.size());
-      grad = grad * f;  // an expression: on the GPU while that is the device
-    });
-  }
+  if (factor < 1.0) detail::gradients(model).run(detail::Scale{static_cast<float>(factor)});
   return norm;
 }
 
