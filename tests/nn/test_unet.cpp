@@ -16,6 +16,8 @@
 
 #include <diffuse/io/safetensors.hpp>
 #include <diffuse/kernels/precision.hpp>
+#include <diffuse/optim/adamw.hpp>
+#include <diffuse/optim/ema.hpp>
 
 #include "gradcheck.hpp"
 #include "support/threads.hpp"
@@ -364,7 +366,7 @@ TEST(NnUNet, OtherConfiguration) {
   EXPECT_GT(gsum, 0.0);
 }
 
-// Steps of a UNet training step with `threads` OpenMP threads (0: the default), counting
+// UNet training steps (with AdamW, clipping and the EMA) with `threads` OpenMP threads (0: the default), counting
 // the allocations of three steps after a first one on a fresh network.
 void expect_training_steps_allocate_nothing(int threads) {
   SCOPED_TRACE("threads " + std::to_string(threads));
@@ -379,6 +381,10 @@ void expect_training_steps_allocate_nothing(int threads) {
   randn(x, 70);
   randn(target, 71);
   std::vector<float> c = {-1.f, -0.2f, 0.3f, 0.8f};
+  optim::AdamWConfig config;
+  config.max_grad_norm = 1.0;
+  optim::AdamW opt(config);
+  optim::Ema ema(*net);
   long counts[3] = {}, runtime[3] = {};
   for (int step = 0; step < 3; ++step) {
     g_allocations = 0;
@@ -388,6 +394,8 @@ void expect_training_steps_allocate_nothing(int threads) {
     net->forward(x, c, out);
     dout = 2.f / float(n) * (out - target);  // d/d(out) of the mean squared error
     net->backward(dout);
+    opt.step(*net);  // the gradient norm, clipping and the update
+    ema.update(*net, 0.999);
     g_counting = false;
     counts[step] = g_allocations.load();
     runtime[step] = g_runtime_allocations.load();

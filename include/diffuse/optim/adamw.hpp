@@ -128,13 +128,13 @@ class AdamW {
                                      static_cast<float>(1.0 - config_.beta2), static_cast<float>(lr / bc1),
                                      static_cast<float>(std::sqrt(bc2)), static_cast<float>(config_.eps)};
     // Element-wise and independent: the same result for any thread count; one launch on the GPU.
-    detail::ParamSweep<4> sweep;
+    sweep_.clear();
     std::size_t k = 0;
     model.for_each_param([&](std::string_view, std::span<float> p, std::span<float> g) {
       Slot& s = slots_[k++];
-      sweep.add(p.size(), {p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data()});
+      sweep_.add(p.size(), {p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data()});
     });
-    sweep.run(detail::AdamWRange{update}, 8);
+    sweep_.run(detail::AdamWRange{update}, 8);
     return norm;
   }
 
@@ -177,6 +177,7 @@ class AdamW {
   AdamWConfig config_;
   std::uint64_t step_ = 0;
   std::vector<Slot> slots_;
+  detail::ParamSweep<4> sweep_;  // refilled each step: no allocation after the first
 };
 
 }  // namespace diffuse::optim

@@ -136,21 +136,22 @@ class Ema {
   // The pass over (weights, average) pairs, or (average, weights) when `average_first`;
   // throws unless the model's parameters are the ones averaged.
   template <class Model>
-  detail::ParamSweep<2> pairs(Model& model, bool average_first = false) {
-    detail::ParamSweep<2> sweep;
+  detail::ParamSweep<2>& pairs(Model& model, bool average_first = false) {
+    sweep_.clear();
     std::size_t k = 0;
     model.for_each_param([&](std::string_view name, std::span<float> p, std::span<float>) {
       if (k >= slots_.size() || slots_[k].name != name || slots_[k].value.size() != p.size())
         throw std::invalid_argument("diffuse::optim::Ema: parameter " + std::string(name) +
                                     " does not match the averaged weights");
       float* e = slots_[k++].value.data();
-      sweep.add(p.size(), average_first ? std::array<float*, 2>{e, p.data()} : std::array<float*, 2>{p.data(), e});
+      sweep_.add(p.size(), average_first ? std::array<float*, 2>{e, p.data()} : std::array<float*, 2>{p.data(), e});
     });
     if (k != slots_.size()) throw std::invalid_argument("diffuse::optim::Ema: the model has fewer parameters");
-    return sweep;
+    return sweep_;
   }
 
   std::vector<Slot> slots_;
+  detail::ParamSweep<2> sweep_;  // refilled for each pass: no allocation after the first
 };
 
 /// While alive, `model` holds the averaged weights of `ema` (what sampling and exported

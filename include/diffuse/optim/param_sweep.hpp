@@ -9,7 +9,8 @@
 //
 // The operation is one function for both: op(arrays, begin, end, item) handles elements
 // [begin, end) of the parameter whose arrays (A float pointers: value, gradient, state...)
-// it is given; `item` numbers the chunk across all parameters (for per-chunk results).
+// it is given; `item` numbers the chunk across all parameters. sum() adds a per-chunk
+// term in a fixed order (the gradient norm).
 #pragma once
 
 #include <array>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/device.hpp"
 #include "diffuse/core/parallel.hpp"
 
@@ -51,11 +53,19 @@ struct SweepItem {
 
 /// A pass over parameters with A float arrays each (see the file comment). `chunk` is the
 /// number of elements one call of the operation must see together (a partial sum per
-/// chunk); 0 means any split will do (element-wise operations).
+/// chunk); 0 means any split will do (element-wise operations). Kept by its user and
+/// refilled for each pass, so that passes on the CPU allocate nothing after the first.
 template <int A>
 class ParamSweep {
  public:
   explicit ParamSweep(std::size_t chunk = 0) : chunk_(chunk) {}
+
+  /// Forgets the parameters (keeping the memory) and sets the chunk size.
+  void clear(std::size_t chunk = 0) {
+    chunk_ = chunk;
+    items_ = 0;
+    params_.clear();
+  }
 
   /// Adds a parameter of n elements whose A arrays start at these host addresses (inside
   /// tensors or buffers made on the device while the GPU is the device).
@@ -90,6 +100,28 @@ class ParamSweep {
     }
   }
 
+  /// The sum over every chunk of term(arrays, begin, end) (a double per chunk, the chunks
+  /// added in order on the host): the same number for any thread count, on either device.
+  template <class Term>
+  double sum(const Term& term, std::int64_t cost = 1) {
+    if (items_ == 0) return 0.0;
+    const double* parts = nullptr;
+    diffuse::detail::AlignedBuffer<double> on_gpu;  // the GPU's partial sums, read back
+    if (diffuse::detail::on_device()) {
+      on_gpu = diffuse::detail::AlignedBuffer<double>(items_);
+      run(Partial<Term>{term, diffuse::detail::device_address(on_gpu.data())}, cost);
+      update_host(on_gpu.data(), items_);
+      parts = on_gpu.data();
+    } else {
+      partial_.resize(items_);
+      run(Partial<Term>{term, partial_.data()}, cost);
+      parts = partial_.data();
+    }
+    double s = 0.0;
+    for (std::size_t i = 0; i < items_; ++i) s += parts[i];
+    return s;
+  }
+
  private:
   struct Param {
     std::size_t n;
@@ -120,9 +152,20 @@ class ParamSweep {
                             SweepItem<A, Op>{t, static_cast<int>(count), c, op});
   }
 
+  // out[item] = the term of the item's chunk.
+  template <class Term>
+  struct Partial {
+    Term term;
+    double* out;
+    void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t item) const {
+      out[item] = term(a, begin, end);
+    }
+  };
+
   std::size_t chunk_;
   std::size_t items_ = 0;
   std::vector<Param> params_;
+  std::vector<double> partial_;  // the CPU's partial sums
 };
 
 }  // namespace diffuse::optim::detail

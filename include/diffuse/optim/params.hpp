@@ -13,8 +13,6 @@
 #include <span>
 #include <string_view>
 
-#include "diffuse/core/aligned_buffer.hpp"
-#include "diffuse/core/device.hpp"
 #include "diffuse/optim/param_sweep.hpp"
 
 /// Training of parameters: AdamW, the exponential moving average of weights, and
@@ -29,14 +27,13 @@ concept Parameterised = requires(M& m) {
 
 namespace detail {
 
-/// out[item] = the sum of squares of a[0][begin, end), in double, in order.
-struct ChunkSquares {
-  double* out;
-  void operator()(float* const* a, std::int64_t begin, std::int64_t end, std::int64_t item) const {
+/// The sum of squares of a[0][begin, end), in double, in order.
+struct SumOfSquares {
+  double operator()(float* const* a, std::int64_t begin, std::int64_t end) const {
     const float* x = a[0];
     double s = 0.0;
     for (std::int64_t i = begin; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
-    out[item] = s;
+    return s;
   }
 };
 
@@ -49,10 +46,12 @@ struct Scale {
   }
 };
 
-/// A pass over the model's gradients.
+/// A pass over the model's gradients: this thread's sweep, refilled (no allocation after
+/// the first on the CPU).
 template <class Model>
-ParamSweep<1> gradients(Model& model, std::size_t chunk = 0) {
-  ParamSweep<1> sweep(chunk);
+ParamSweep<1>& gradients(Model& model, std::size_t chunk = 0) {
+  thread_local ParamSweep<1> sweep;
+  sweep.clear(chunk);
   model.for_each_param([&](std::string_view, std::span<float>, std::span<float> g) { sweep.add(g.size(), {g.data()}); });
   return sweep;
 }
@@ -64,13 +63,7 @@ ParamSweep<1> gradients(Model& model, std::size_t chunk = 0) {
 /// for any thread count, on the CPU and the GPU).
 template <Parameterised Model>
 double grad_norm(Model& model) {
-  const auto sweep = detail::gradients(model, 4096);
-  diffuse::detail::AlignedBuffer<double> parts(sweep.items());  // with a device copy on the GPU
-  sweep.run(detail::ChunkSquares{diffuse::detail::device_address(parts.data())});
-  update_host(parts.data(), parts.size());
-  double ss = 0.0;
-  for (std::size_t i = 0; i < parts.size(); ++i) ss += parts.data()[i];
-  return std::sqrt(ss);
+  return std::sqrt(detail::gradients(model, 4096).sum(detail::SumOfSquares{}));
 }
 
 /// Scales the gradients so that their global norm is at most `max_norm` (PyTorch's
