@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include <diffuse/programs/sample_options.hpp>
-#include <diffuse/programs/train_options.hpp>
+#include <diffuse/programs/sample_cli.hpp>
+#include <diffuse/programs/train_cli.hpp>
 
 namespace {
 

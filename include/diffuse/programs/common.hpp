@@ -4,8 +4,10 @@
 // main translation units; reading data sets is data.hpp, the runs train_run.hpp and
 // sample_run.hpp, the commands train_main.hpp and sample_main.hpp.
 //
-// These headers need CLI11 (Debian: libcli11-dev) besides diffuse::io; the installed
-// package's component `programs` (target diffuse::programs) links both.
+// The command-line parser (CLI11) is cli.hpp's: the runs of the configurations, compiled
+// once per network, do not parse command lines and do not include it. The programs'
+// headers need CLI11 (Debian: libcli11-dev) besides diffuse::io; the installed package's
+// component `programs` (target diffuse::programs) links both.
 #pragma once
 
 #include <atomic>
@@ -18,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include "diffuse/core/device.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/kernels/precision.hpp"
@@ -40,27 +41,6 @@ inline std::string info_line() {
 inline std::string bf16_line() {
   const std::string why = kernels::bf16_unavailable_reason();
   return why.empty() ? "bf16 available (AVX512-BF16)" : "bf16 not available: " + why;
-}
-
-/// The --precision option of both programs.
-inline CLI::Option* add_precision_option(CLI::App& app, std::string& value) {
-  return app
-      .add_option("--precision", value,
-                  "operands of the convolutions and matrix products: fp32, or bf16 (BF16 operands, FP32 "
-                  "accumulation and weights; needs AVX512-BF16, else fp32 with a warning)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-}
-
-/// The --device option of both programs; its default comes from DIFFUSE_DEVICE.
-inline CLI::Option* add_device_option(CLI::App& app, std::string& value) {
-  value = device_from_environment();
-  return app
-      .add_option("--device", value,
-                  "where to run: auto (a GPU when this build has GPU code and finds one, else the CPU), cpu or "
-                  "gpu (an error where there is none); default: the environment variable DIFFUSE_DEVICE, else auto")
-      ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
-      ->capture_default_str();
 }
 
 /// Selects the device (before any tensor is made). Returns false after printing an error
@@ -200,69 +180,11 @@ inline std::string exact_text(double v) {
   return buf;
 }
 
-/// A CLI11 check for a real-valued option: a finite number in [lo, hi], or (lo, hi] when
-/// lo_open. Run on the text before conversion, so inf, nan, 1e39 (inf once stored as a
-/// float) and trailing junk are refused with the option's name and range, e.g.
-/// "--lr: must be a finite number in (0, 10] (got inf)".
-inline CLI::Validator real_in(double lo, double hi, bool lo_open = false) {
-  const std::string range = (lo_open ? "(" : "[") + number_text(lo) + ", " + number_text(hi) + "]";
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        const std::string want = "must be a finite number in " + range + " (got " + text + ")";
-        try {
-          std::size_t used = 0;
-          const double v = std::stod(text, &used);
-          if (used != text.size() || !std::isfinite(v)) return want;
-          return (lo_open ? v > lo : v >= lo) && v <= hi ? std::string() : want;
-        } catch (const std::exception&) {
-          return want;  // not a number, or beyond double's range
-        }
-      },
-      "REAL in " + range);
-}
-
-/// A CLI11 check for an integer option in [lo, hi]: "--steps: must be an integer in
-/// [1, 100000] (got 1e9)".
-inline CLI::Validator integer_in(long long lo, long long hi) {
-  const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        const std::string want = "must be an integer in " + range + " (got " + text + ")";
-        try {
-          std::size_t used = 0;
-          const long long v = std::stoll(text, &used, 10);
-          return used == text.size() && v >= lo && v <= hi ? std::string() : want;
-        } catch (const std::exception&) {
-          return want;
-        }
-      },
-      "INT in " + range);
-}
-
 /// Limits shared by both programs' options: far beyond any sensible value, well inside what
 /// the types the values end in can hold.
 inline constexpr long long max_threads = 1024;
 inline constexpr long long max_steps = 100'000'000;
 inline constexpr long long max_batch = 65'536;
 inline constexpr double max_sigma = 1e5;  // EDM's largest is 80, VE's 100
-
-/// Parses the command line. Returns -1 to go on, otherwise the exit code to return now:
-/// 0 after --help or --version (printed to stdout by CLI11), 2 after a parse error, which
-/// is reported as one line "<program>: error: <what>" on stderr (no usage text).
-inline int parse_command_line(CLI::App& app, int argc, char** argv, const char* program) {
-  try {
-    app.parse(argc, argv);
-    return -1;
-  } catch (const CLI::Success& e) {  // CallForHelp, CallForAllHelp, CallForVersion
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::string what = e.what();
-    for (char& c : what)
-      if (c == '\n' || c == '\r') c = ' ';
-    while (!what.empty() && what.back() == ' ') what.pop_back();
-    std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
-    return 2;
-  }
-}
 
 }  // namespace diffuse::programs

@@ -30,6 +30,7 @@
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/image_folder.hpp"
 #include "diffuse/metrics/classifier.hpp"
+#include "diffuse/programs/cli.hpp"
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/data.hpp"
 #include "diffuse/programs/frechet_eval.hpp"

@@ -10,8 +10,10 @@
 
 #include "diffuse/io/data_error.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "diffuse/programs/cli.hpp"
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/models.hpp"
+#include "diffuse/programs/sample_cli.hpp"
 #include "diffuse/programs/sample_options.hpp"
 #include "diffuse/train/checkpoint_info.hpp"
 

@@ -11,6 +11,7 @@
 #include "diffuse/io/data_error.hpp"
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/models.hpp"
+#include "diffuse/programs/train_cli.hpp"
 #include "diffuse/programs/train_options.hpp"
 #include "diffuse/train/checkpoint_info.hpp"
 #if defined(DIFFUSE_MPI)
@@ -22,13 +23,6 @@
 #endif
 
 namespace diffuse::programs {
-
-/// A training run: trains as the options say; returns the exit code (0, or 130 when
-/// interrupted); throws on bad data or a bad checkpoint (the message names the file).
-using TrainRun = int (*)(const TrainOptions&);
-
-/// An entry of diffuse-train's table.
-using TrainEntry = ModelEntry<TrainRun>;
 
 /// diffuse-train's main over the configurations of `models`: returns the exit status
 /// (0 done, 1 bad data or checkpoint, 2 bad command line, 130 interrupted). `frechet`

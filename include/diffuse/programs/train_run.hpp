@@ -21,7 +21,7 @@
 
 #include "diffuse/programs/common.hpp"
 #include "diffuse/programs/data.hpp"
-#include "diffuse/programs/train_command.hpp"
+#include "diffuse/programs/models.hpp"
 #include "diffuse/programs/train_options.hpp"
 
 namespace diffuse::programs {
