@@ -8,6 +8,7 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -175,6 +176,31 @@ TEST(AdamW, StateRoundTripContinuesIdentically) {
   }
   EXPECT_EQ(a.w, b.w);
   EXPECT_EQ(a.b, b.b);
+}
+
+// The pass the optimiser and the gradient norm run: chunks of a parameter summed in
+// order, every element of every parameter visited once, and no sum without chunks.
+TEST(ParamSweep, ChunkedSumAndElementwisePass) {
+  std::vector<float> a(10000), b(3), c(0);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.25f + static_cast<float>(i % 5);
+  b = {1.f, 2.f, 3.f};
+  diffuse::optim::detail::ParamSweep<1> sweep(4096);
+  sweep.add(a.size(), {a.data()});
+  sweep.add(c.size(), {c.data()});
+  sweep.add(b.size(), {b.data()});
+  EXPECT_EQ(sweep.items(), 3u + 0u + 1u);  // ceil(10000 / 4096) chunks, none, one
+  double want = 0;
+  for (float v : a) want += double(v) * v;
+  want += 1 + 4 + 9;
+  const double got = sweep.sum(diffuse::optim::detail::SumOfSquares{});
+  EXPECT_NEAR(got, want, 1e-12 * want);
+  diffuse::optim::detail::ParamSweep<1> elementwise;
+  elementwise.add(a.size(), {a.data()});
+  elementwise.add(b.size(), {b.data()});
+  elementwise.run(diffuse::optim::detail::Scale{2.f});
+  EXPECT_EQ(a[9999], 2.f * (0.25f + 4.f));
+  EXPECT_EQ(b[2], 6.f);
+  EXPECT_THROW(elementwise.sum(diffuse::optim::detail::SumOfSquares{}), std::logic_error);
 }
 
 TEST(AdamW, MismatchedModelThrows) {

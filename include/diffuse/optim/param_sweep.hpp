@@ -9,14 +9,16 @@
 //
 // The operation is one function for both: op(arrays, begin, end, item) handles elements
 // [begin, end) of the parameter whose arrays (A float pointers: value, gradient, state...)
-// it is given; `item` numbers the chunk across all parameters. sum() adds a per-chunk
-// term in a fixed order (the gradient norm).
+// it is given; with a chunk size, `item` numbers the chunk across all parameters (element-
+// wise passes get no meaningful item). sum() adds a per-chunk term in a fixed order (the
+// gradient norm).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -102,8 +104,10 @@ class ParamSweep {
 
   /// The sum over every chunk of term(arrays, begin, end) (a double per chunk, the chunks
   /// added in order on the host): the same number for any thread count, on either device.
+  /// Needs a chunk size (std::logic_error without one).
   template <class Term>
   double sum(const Term& term, std::int64_t cost = 1) {
+    if (chunk_ == 0) throw std::logic_error("diffuse::optim::detail::ParamSweep::sum: a sum needs a chunk size");
     if (items_ == 0) return 0.0;
     const double* parts = nullptr;
     diffuse::detail::AlignedBuffer<double> on_gpu;  // the GPU's partial sums, read back

@@ -1,6 +1,6 @@
 // The programs' command-line pieces on CLI11 (Debian: libcli11-dev): the --precision and
 // --device options, range checks that name the option and the range, and parsing with
-// one-line errors. Only the programs' main units include it (see common.hpp).
+// one-line errors. For the units that parse command lines (see common.hpp).
 #pragma once
 
 #include <CLI/CLI.hpp>

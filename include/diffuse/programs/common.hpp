@@ -1,13 +1,14 @@
-// What the programs diffuse-train and diffuse-sample share on their command lines: the
-// line that heads every log (version, instruction set, threads, device), the named model
-// configurations, the Ctrl-C / SIGTERM flag and option checks. Light, for the programs'
-// main translation units; reading data sets is data.hpp, the runs train_run.hpp and
-// sample_run.hpp, the commands train_main.hpp and sample_main.hpp.
+// What the programs diffuse-train and diffuse-sample share besides parsing their command
+// lines: the line that heads every log (version, instruction set, threads, device), the
+// named model configurations, the Ctrl-C / SIGTERM flag, number formatting and the limits
+// of the options. Light: the programs' main units and the configurations' runs include it.
+// Reading data sets is data.hpp, the runs train_run.hpp and sample_run.hpp, the commands
+// train_command.hpp and sample_command.hpp.
 //
-// The command-line parser (CLI11) is cli.hpp's: the runs of the configurations, compiled
-// once per network, do not parse command lines and do not include it. The programs'
-// headers need CLI11 (Debian: libcli11-dev) besides diffuse::io; the installed package's
-// component `programs` (target diffuse::programs) links both.
+// The command-line parser (CLI11) is cli.hpp's, so that a unit that does not parse command
+// lines need not compile it (diffuse-train's configuration units). The programs' headers
+// need CLI11 (Debian: libcli11-dev) besides diffuse::io; the installed package's component
+// `programs` (target diffuse::programs) links both.
 #pragma once
 
 #include <atomic>
