@@ -50,72 +50,66 @@ std::string describe(const Conv2dShape& s) {
 
 template <class T>
 void check_forward(int nt) {
-  {
-    diffuse::set_num_threads(nt);
-    unsigned seed = 1;
-    for (const auto& s : shapes) {
-      auto x = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
-      auto w = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
-      auto bias = random_vector<T>(std::size_t(s.cout), seed++);
-      for (T beta : {T(0), T(1)})
-        for (bool with_bias : {false, true}) {
-          auto y = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
-          auto want = y;
-          const T* b = with_bias ? bias.data() : nullptr;
-          k::conv2d_forward(s, x.data(), w.data(), b, y.data(), beta);
-          ref::conv2d_forward(s, x.data(), w.data(), b, want.data(), beta);
-          EXPECT_TRUE(all_near(y, want, tolerance<T>(double(s.kk()), 2.0)))
-              << describe(s) << " beta " << beta << " threads " << nt;
-        }
-    }
+  diffuse::set_num_threads(nt);
+  unsigned seed = 1;
+  for (const auto& s : shapes) {
+    auto x = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
+    auto w = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
+    auto bias = random_vector<T>(std::size_t(s.cout), seed++);
+    for (T beta : {T(0), T(1)})
+      for (bool with_bias : {false, true}) {
+        auto y = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
+        auto want = y;
+        const T* b = with_bias ? bias.data() : nullptr;
+        k::conv2d_forward(s, x.data(), w.data(), b, y.data(), beta);
+        ref::conv2d_forward(s, x.data(), w.data(), b, want.data(), beta);
+        EXPECT_TRUE(all_near(y, want, tolerance<T>(double(s.kk()), 2.0)))
+            << describe(s) << " beta " << beta << " threads " << nt;
+      }
   }
 }
 
 template <class T>
 void check_backward_input(int nt) {
-  {
-    diffuse::set_num_threads(nt);
-    unsigned seed = 1000;
-    for (const auto& s : shapes) {
-      auto dy = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
-      auto w = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
-      for (T beta : {T(0), T(1)}) {
-        auto dx = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
-        auto want = dx;
-        k::conv2d_backward_input(s, dy.data(), w.data(), dx.data(), beta);
-        ref::conv2d_backward_input(s, dy.data(), w.data(), want.data(), beta);
-        EXPECT_TRUE(all_near(dx, want, tolerance<T>(double(s.k * s.k * s.cout), 2.0)))
-            << describe(s) << " beta " << beta << " threads " << nt;
-      }
+  diffuse::set_num_threads(nt);
+  unsigned seed = 1000;
+  for (const auto& s : shapes) {
+    auto dy = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
+    auto w = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
+    for (T beta : {T(0), T(1)}) {
+      auto dx = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
+      auto want = dx;
+      k::conv2d_backward_input(s, dy.data(), w.data(), dx.data(), beta);
+      ref::conv2d_backward_input(s, dy.data(), w.data(), want.data(), beta);
+      EXPECT_TRUE(all_near(dx, want, tolerance<T>(double(s.k * s.k * s.cout), 2.0)))
+          << describe(s) << " beta " << beta << " threads " << nt;
     }
   }
 }
 
 template <class T>
 void check_backward_weight(int nt) {
-  {
-    diffuse::set_num_threads(nt);
-    unsigned seed = 2000;
-    for (const auto& s : shapes) {
-      auto x = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
-      auto dy = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
-      for (T beta : {T(0), T(1)})
-        for (bool with_bias : {false, true}) {
-          auto dw = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
-          auto db = random_vector<T>(std::size_t(s.cout), seed++);
-          auto dw_want = dw;
-          auto db_want = db;
-          k::conv2d_backward_weight(s, x.data(), dy.data(), dw.data(),
-                                    with_bias ? db.data() : nullptr, beta);
-          ref::conv2d_backward_weight(s, x.data(), dy.data(), dw_want.data(),
-                                      with_bias ? db_want.data() : nullptr, beta);
-          const double terms = double(s.pixels());
-          EXPECT_TRUE(all_near(dw, dw_want, tolerance<T>(terms, 2.0)))
-              << describe(s) << " beta " << beta << " threads " << nt;
-          EXPECT_TRUE(all_near(db, db_want, tolerance<T>(terms, 2.0)))
-              << describe(s) << " beta " << beta << " threads " << nt;
-        }
-    }
+  diffuse::set_num_threads(nt);
+  unsigned seed = 2000;
+  for (const auto& s : shapes) {
+    auto x = random_vector<T>(std::size_t(s.n * s.h * s.w * s.cin), seed++);
+    auto dy = random_vector<T>(std::size_t(s.pixels() * s.cout), seed++);
+    for (T beta : {T(0), T(1)})
+      for (bool with_bias : {false, true}) {
+        auto dw = random_vector<T>(std::size_t(s.kk() * s.cout), seed++);
+        auto db = random_vector<T>(std::size_t(s.cout), seed++);
+        auto dw_want = dw;
+        auto db_want = db;
+        k::conv2d_backward_weight(s, x.data(), dy.data(), dw.data(),
+                                  with_bias ? db.data() : nullptr, beta);
+        ref::conv2d_backward_weight(s, x.data(), dy.data(), dw_want.data(),
+                                    with_bias ? db_want.data() : nullptr, beta);
+        const double terms = double(s.pixels());
+        EXPECT_TRUE(all_near(dw, dw_want, tolerance<T>(terms, 2.0)))
+            << describe(s) << " beta " << beta << " threads " << nt;
+        EXPECT_TRUE(all_near(db, db_want, tolerance<T>(terms, 2.0)))
+            << describe(s) << " beta " << beta << " threads " << nt;
+      }
   }
 }
 

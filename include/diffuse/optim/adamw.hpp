@@ -119,7 +119,7 @@ class AdamW {
     const double norm = config_.max_grad_norm > 0.0 ? clip_grad_norm(model, config_.max_grad_norm) : grad_norm(model);
     if (!std::isfinite(norm)) return norm;
     if (slots_.empty()) init(model);
-    check(model);  // before any update: a mismatch leaves the weights as they were
+    fill_sweep(model);  // before any update: a mismatch leaves the weights as they were
     ++step_;
     const double t = static_cast<double>(step_);
     const double bc1 = 1.0 - std::pow(config_.beta1, t), bc2 = 1.0 - std::pow(config_.beta2, t);
@@ -128,12 +128,6 @@ class AdamW {
                                      static_cast<float>(1.0 - config_.beta2), static_cast<float>(lr / bc1),
                                      static_cast<float>(std::sqrt(bc2)), static_cast<float>(config_.eps)};
     // Element-wise and independent: the same result for any thread count; one launch on the GPU.
-    sweep_.clear();
-    std::size_t k = 0;
-    model.for_each_param([&](std::string_view, std::span<float> p, std::span<float> g) {
-      Slot& s = slots_[k++];
-      sweep_.add(p.size(), {p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data()});
-    });
     sweep_.run(detail::AdamWRange{update}, 8);
     return norm;
   }
@@ -158,16 +152,19 @@ class AdamW {
     Buffer exp_avg, exp_avg_sq;
   };
 
-  // Throws unless the model's parameters are, in order, the ones the state was made for.
+  // Fills sweep_ with the parameters, their gradients and moments; throws unless the
+  // model's parameters are, in order, the ones the state was made for.
   template <class Model>
-  void check(Model& model) const {
+  void fill_sweep(Model& model) {
+    sweep_.clear();
     std::size_t k = 0;
     model.for_each_param([&](std::string_view name, std::span<float> value, std::span<float> grad) {
       if (k >= slots_.size() || slots_[k].name != name || slots_[k].exp_avg.size() != value.size() ||
           grad.size() != value.size())
         throw std::invalid_argument("diffuse::optim::AdamW: parameter " + std::to_string(k) + " (" +
                                     std::string(name) + ") does not match the optimiser state");
-      ++k;
+      Slot& s = slots_[k++];
+      sweep_.add(value.size(), {value.data(), grad.data(), s.exp_avg.data(), s.exp_avg_sq.data()});
     });
     if (k != slots_.size())
       throw std::invalid_argument("diffuse::optim::AdamW: the model has " + std::to_string(k) +
@@ -177,7 +174,7 @@ class AdamW {
   AdamWConfig config_;
   std::uint64_t step_ = 0;
   std::vector<Slot> slots_;
-  detail::ParamSweep<4> sweep_;  // refilled each step: no allocation after the first
+  detail::ParamSweep<4> sweep_;  // refilled each step (fill_sweep): no allocation after the first
 };
 
 }  // namespace diffuse::optim
